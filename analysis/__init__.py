@@ -1,0 +1,1 @@
+"""Trial table -> per-latent-size summary -> selection; figures; the HTML report (no ray)."""

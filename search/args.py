@@ -1,0 +1,90 @@
+"""Argument types for the command line: each parses one value or raises a one-line error."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer but got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer but got {text!r}")
+    return value
+
+
+def int_value(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer but got {text!r}") from None
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number but got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number but got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 but got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 but got {text!r}")
+    return value
+
+
+def latent_dims(text: str) -> tuple[int, ...]:
+    """'5,10,15' -> (5, 10, 15): non-empty, positive, no duplicates; kept in the given order."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of positive integers but got {text!r}")
+    values = []
+    for part in parts:
+        try:
+            value = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be positive integers but got {part!r} in {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be positive integers but got {part!r} in {text!r}")
+        values.append(value)
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"has duplicates: {text!r}")
+    return tuple(values)
+
+
+def lr_range(text: str) -> tuple[float, float]:
+    """'1e-4,3e-3' -> (1e-4, 3e-3): two positive numbers, low < high."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"must be LOW,HIGH but got {text!r}")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be two numbers LOW,HIGH but got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low > 0 and high > 0):
+        raise argparse.ArgumentTypeError(f"must be positive numbers but got {text!r}")
+    if low >= high:
+        raise argparse.ArgumentTypeError(f"must have LOW < HIGH but got {text!r}")
+    return low, high
+
+
+def fraction_or_count(text: str) -> float:
+    """GPUs per trial: 0, a fraction in (0, 1], or a whole number."""
+    value = non_negative_float(text)
+    if value > 1 and not value.is_integer():
+        raise argparse.ArgumentTypeError(f"must be a fraction <= 1 or a whole number but got {text!r}")
+    return value

@@ -1,0 +1,51 @@
+"""`vae-search train`: one configuration, no Ray. Writes model/ and metrics.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from search.output import default_name, new_folder
+
+DEFAULT_DATA_DIR = "data"
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from vae import DataConfig, ModelConfig, TrainConfig, evaluate, load_data, save_model, train
+
+    out = Path(args.out) if args.out else Path("results") / default_name("train")
+    config = TrainConfig(
+        model=ModelConfig(latent_dim=args.latent_dim),
+        data=DataConfig(dataset=args.dataset or "auto", data_dir=args.data_dir or DEFAULT_DATA_DIR, max_train=args.max_train),
+        lr=args.lr,
+        beta=args.beta,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        threads=args.threads or max(1, os.cpu_count() or 1),
+    )
+    with new_folder(out) as tmp:  # validates `out` before the data is loaded
+        splits = load_data(config.data)
+        if splits.notice:
+            print(f"notice: {splits.notice}")
+        print(f"data: {splits.source} ({len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test)")
+
+        def report(result, _state) -> None:
+            print(f"epoch {result.epoch:3d}  train loss {result.train_loss:8.2f}  val loss {result.val_loss:8.2f}  "
+                  f"val PSNR {result.psnr_mean:6.2f} dB  ({result.time_s:.1f} s)")
+
+        state = train(config, splits, on_epoch=report)
+        _, test = evaluate(state.model, splits.test, beta=config.beta)
+        save_model(tmp / "model", state.model, config)
+        summary = {
+            "source": splits.source,
+            "config": config.to_dict(),
+            "history": [r.__dict__ for r in state.history],
+            "test": test,
+        }
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"test: MSE {test['mse_mean']:.4f}  PSNR {test['psnr_mean']:.2f} dB (mean of the ten digits)")
+    print(f"results: {out}")
+    return 0

@@ -1,0 +1,154 @@
+"""Train one configuration from in-memory tensors, calling back after every epoch.
+
+Batches are index slices of the tensors already in memory (no per-sample DataLoader or
+PIL path). Runs are reproducible on CPU for a given seed, including across a resume:
+each epoch's shuffle comes from (seed, epoch) and the noise RNG state is checkpointed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from vae.config import TrainConfig
+from vae.data import Split, Splits
+from vae.metrics import digit_metrics, vae_loss
+from vae.model import ConvVAE
+
+EVAL_BATCH_SIZE = 1000
+_VAL_NOISE_SEED = 1234  # validation loss uses the same noise every epoch, so epochs compare
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: a deterministic failure, not worth a retry."""
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int  # 1-based count of completed epochs
+    train_loss: float  # mean negative ELBO per image over the epoch's batches
+    val_loss: float  # the same on the validation split
+    mse_by_digit: list[float]
+    psnr_by_digit: list[float]
+    mse_mean: float
+    psnr_mean: float
+    time_s: float  # wall time of this epoch (training + validation)
+
+    def flat(self) -> dict[str, float]:
+        """Scalars only: `mse_digit_0..9`, `psnr_digit_0..9` instead of lists."""
+        out: dict[str, float] = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
+        for digit, (mse, psnr) in enumerate(zip(self.mse_by_digit, self.psnr_by_digit)):
+            out[f"mse_digit_{digit}"] = mse
+            out[f"psnr_digit_{digit}"] = psnr
+        return out
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run: model, optimizer, history, noise RNG."""
+
+    config: TrainConfig
+    model: ConvVAE
+    optimizer: torch.optim.Optimizer
+    history: list[EpochResult] = field(default_factory=list)
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
+
+    @classmethod
+    def fresh(cls, config: TrainConfig) -> "TrainState":
+        torch.manual_seed(config.seed)
+        model = ConvVAE(config.model).to(config.device)
+        return cls(config, model, torch.optim.Adam(model.parameters(), lr=config.lr))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Tensors, numbers, strings, lists and dicts only (loads with weights_only=True)."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "history": [asdict(r) for r in self.history],
+            "rng": torch.get_rng_state(),
+        }
+
+    @classmethod
+    def from_dict(cls, config: TrainConfig, weights: dict[str, torch.Tensor], values: dict[str, Any]) -> "TrainState":
+        state = cls.fresh(config)
+        state.model.load_state_dict(weights)
+        state.optimizer.load_state_dict(values["optimizer"])
+        state.history = [EpochResult(**r) for r in values["history"]]
+        torch.set_rng_state(values["rng"])
+        return state
+
+
+def train(
+    config: TrainConfig,
+    splits: Splits,
+    *,
+    on_epoch: Callable[[EpochResult, TrainState], None] | None = None,
+    state: TrainState | None = None,
+) -> TrainState:
+    """Train until `config.epochs` epochs are done, starting from `state` when given."""
+    torch.set_num_threads(config.threads)
+    state = state if state is not None else TrainState.fresh(config)
+    device = torch.device(config.device)
+    train_x = splits.train.images.to(device)
+    val = Split(splits.val.images.to(device), splits.val.labels.to(device))
+    while state.epoch < config.epochs:
+        started = time.perf_counter()
+        train_loss = _train_epoch(state, train_x, generator_seed=config.seed * 100_003 + state.epoch)
+        val_loss, metrics = evaluate(state.model, val, beta=config.beta)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise TrainingDiverged(
+                f"loss is not finite at epoch {state.epoch + 1} (train {train_loss}, val {val_loss}); lr {config.lr} is likely too high"
+            )
+        result = EpochResult(
+            epoch=state.epoch + 1,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            time_s=time.perf_counter() - started,
+            **metrics,
+        )
+        state.history.append(result)
+        if on_epoch is not None:
+            on_epoch(result, state)
+    return state
+
+
+def _train_epoch(state: TrainState, images: torch.Tensor, *, generator_seed: int) -> float:
+    model, optimizer, config = state.model, state.optimizer, state.config
+    model.train()
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(generator_seed)).to(images.device)
+    total, count = 0.0, 0
+    for start in range(0, len(images), config.batch_size):
+        batch = images[order[start : start + config.batch_size]]
+        logits, mu, logvar = model(batch)
+        loss = vae_loss(logits, batch, mu, logvar, config.beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch)
+        count += len(batch)
+        if not math.isfinite(total):
+            return math.nan
+    return total / count
+
+
+@torch.no_grad()
+def evaluate(model: ConvVAE, split: Split, *, beta: float) -> tuple[float, dict[str, Any]]:
+    """(mean negative ELBO, per-digit metrics) on `split`; metrics decode the posterior mean."""
+    model.eval()
+    generator = torch.Generator(device=split.images.device).manual_seed(_VAL_NOISE_SEED)
+    total = 0.0
+    recons = []
+    for start in range(0, len(split), EVAL_BATCH_SIZE):
+        x = split.images[start : start + EVAL_BATCH_SIZE]
+        mu, logvar = model.encode(x)
+        logits = model.decode_logits(ConvVAE.sample(mu, logvar, generator))
+        total += vae_loss(logits, x, mu, logvar, beta).item() * len(x)
+        recons.append(model.decode(mu))
+    x_hat = torch.cat(recons)
+    return total / len(split), digit_metrics(x_hat.cpu(), split.images.cpu(), split.labels.cpu())
