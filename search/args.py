@@ -16,6 +16,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int_value(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 but got {text!r}")
+    return value
+
+
 def int_value(text: str) -> int:
     try:
         return int(text)

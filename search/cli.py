@@ -49,7 +49,79 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run_train(args)
 
 
+def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from search.config import PRESETS, SCHEDULERS
+
+    parser = sub.add_parser("run", help="run a search (Ray Tune + Optuna), then the seeds phase")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="default values (flags override); default: quick")
+    _add_data_args(parser)
+    parser.add_argument("--max-train", type=types.positive_int, default=None, help="cap on training images (stratified)")
+    parser.add_argument("--latent-dims", type=types.latent_dims, default=None, help="comma-separated, e.g. 5,10,15,20")
+    parser.add_argument("--lr-range", type=types.lr_range, default=None, help="LOW,HIGH for the log-uniform learning rate")
+    parser.add_argument("--beta", type=types.non_negative_float, default=None, help="KL weight (1 = the ELBO)")
+    parser.add_argument("--epochs", type=types.positive_int, default=None, help="epochs per trial")
+    parser.add_argument("--batch-size", type=types.positive_int, default=None)
+    parser.add_argument("--trials", type=types.positive_int, default=None, help="search-phase trials")
+    parser.add_argument("--seeds", type=types.positive_int, default=None, help="seeds per latent size in the seeds phase")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="asha (early stopping) or fifo")
+    parser.add_argument("--cpus-per-trial", type=types.positive_float, default=None)
+    parser.add_argument("--gpus-per-trial", type=types.fraction_or_count, default=None, help="fractions share a GPU, e.g. 0.25")
+    parser.add_argument("--max-concurrent", type=types.positive_int, default=None)
+    parser.add_argument("--max-failures", type=types.non_negative_int, default=None, help="retries of a crashing trial (default 2)")
+    parser.add_argument("--num-cpus", type=types.positive_int, default=None, help="CPUs of the local Ray (default: all); ignored with --address")
+    parser.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:10001")
+    parser.add_argument("--storage", default=None, help="folder holding experiments (default: ./results)")
+    parser.add_argument("--name", default=None, help="experiment name (default: search-<time>); must be new")
+    parser.add_argument("--seed", type=types.int_value, default=None)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from search.commands import run
+
+    return run(args)
+
+
+def _add_experiment(help_text: str) -> Callable[[argparse._SubParsersAction], argparse.ArgumentParser]:
+    def add(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text)
+        parser.add_argument("experiment", help="the experiment folder printed by `run`")
+        return parser
+
+    return add
+
+
+def _add_resume(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = _add_experiment("continue an interrupted experiment")(sub, "resume")
+    parser.add_argument("--address", default=None, help="join a Ray cluster instead of starting a local one")
+    return parser
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from search.commands import resume
+
+    return resume(args)
+
+
+def _add_trials(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = _add_experiment("print an experiment's trial table")(sub, "trials")
+    parser.add_argument("--sort", default="psnr_mean", help="column to sort by (default: psnr_mean, best first)")
+    parser.add_argument("--top", type=types.positive_int, default=None, help="only the first N rows")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--phase", choices=("search", "seeds"), default=None, help="only this phase's trials")
+    return parser
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    from search.commands import trials
+
+    return trials(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
+    "run": (_add_run, _cmd_run),
+    "resume": (_add_resume, _cmd_resume),
+    "trials": (_add_trials, _cmd_trials),
     "train": (_add_train, _cmd_train),
 }
 

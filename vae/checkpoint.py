@@ -50,7 +50,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     """
     config = load_config(path)
     model = ConvVAE(config.model)
-    model.load_state_dict(_load_tensors(_folder(path) / MODEL_FILE, map_location))
+    model.load_state_dict(load_weights(path, map_location))
     return model.eval()
 
 
@@ -63,6 +63,11 @@ def save_state(directory: str | Path, model: ConvVAE, config: TrainConfig, state
 
 def load_state(directory: str | Path) -> dict[str, Any]:
     return _load_tensors(Path(directory) / STATE_FILE, "cpu")
+
+
+def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict in a model folder (or `model.pt`), loaded with `weights_only=True`."""
+    return _load_tensors(_folder(path) / MODEL_FILE, map_location)
 
 
 def _load_tensors(file: Path, map_location: str | torch.device) -> Any:

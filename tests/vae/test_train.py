@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vae import ModelConfig, TrainConfig, TrainingDiverged, TrainState, train
-from vae.checkpoint import load_state, save_state
+from vae.checkpoint import load_state, load_weights, save_state
 
 SMALL = ModelConfig(latent_dim=4, channels=(8, 16), hidden_dim=64)
 
@@ -47,9 +47,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(sample_splits, tmp_
     with pytest.raises(KeyboardInterrupt):
         train(config, sample_splits, on_epoch=stop_after_two)
     torch.manual_seed(999)  # whatever the process did in between
-    from vae.checkpoint import _load_tensors
-
-    restored = TrainState.from_dict(config, _load_tensors(tmp_path / "model.pt", "cpu"), load_state(tmp_path))
+    restored = TrainState.from_dict(config, load_weights(tmp_path), load_state(tmp_path))
     resumed = train(config, sample_splits, state=restored).history
     assert [r.epoch for r in resumed] == [1, 2, 3]
     assert [r.val_loss for r in resumed] == pytest.approx([r.val_loss for r in straight], rel=1e-6)

@@ -1,0 +1,125 @@
+"""The search's typed configuration and its presets.
+
+A preset fills every value; flags given on the command line override it. The resolved
+config is stored in the experiment folder (`run.json`) so `resume` and `analyze` see it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from vae.config import DATASETS
+from vae.errors import UsageError
+
+SCHEDULERS = ("asha", "fifo")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    latent_dims: tuple[int, ...] = (5, 10, 15, 20)
+    lr_range: tuple[float, float] = (1e-4, 3e-3)
+    beta: float = 1.0
+    epochs: int = 8  # per trial; ASHA may stop a search trial earlier, never a seeds trial
+    trials: int = 12  # search-phase trials (Optuna proposals)
+    seeds: int = 3  # seeds-phase trials per latent size
+    scheduler: str = "asha"
+    grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
+    reduction_factor: int = 2  # ASHA: keep the best 1/rf at each rung
+    batch_size: int = 32
+    dataset: str = "auto"
+    data_dir: str = "data"
+    max_train: int | None = None  # cap on training images (stratified), None = all
+    channels: tuple[int, int] = (32, 64)
+    hidden_dim: int = 256
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None  # None: as many as the cluster's resources allow
+    seed: int = 0
+    num_cpus: int | None = None  # CPUs of a local Ray started by the tool (None: all)
+    max_failures: int = 2  # retries of a crashing trial, from its last checkpoint
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latent_dims", tuple(self.latent_dims))
+        object.__setattr__(self, "lr_range", tuple(self.lr_range))
+        object.__setattr__(self, "channels", tuple(self.channels))
+        dims = self.latent_dims
+        _check(len(dims) >= 1, "latent_dims must not be empty")
+        _check(all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims), f"latent_dims must be positive integers but got {dims}")
+        _check(len(set(dims)) == len(dims), f"latent_dims must not repeat a size but got {dims}")
+        low, high = self.lr_range
+        _check(0 < low < high and math.isfinite(high), f"lr_range must be 0 < LOW < HIGH but got {self.lr_range}")
+        _check(math.isfinite(self.beta) and self.beta >= 0, f"beta must be >= 0 but got {self.beta}")
+        for name in ("epochs", "trials", "seeds", "grace_period", "reduction_factor", "batch_size", "max_failures"):
+            value = getattr(self, name)
+            minimum = 2 if name == "reduction_factor" else 0 if name == "max_failures" else 1
+            _check(isinstance(value, int) and value >= minimum, f"{name} must be an integer >= {minimum} but got {value!r}")
+        _check(
+            self.trials >= len(dims),
+            f"trials must be at least the number of latent sizes ({len(dims)}) so every size is tried, but got {self.trials}",
+        )
+        _check(self.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)} but got {self.scheduler!r}")
+        _check(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)} but got {self.dataset!r}")
+        _check(self.cpus_per_trial > 0, f"cpus_per_trial must be > 0 but got {self.cpus_per_trial}")
+        _check(
+            self.gpus_per_trial >= 0 and (self.gpus_per_trial <= 1 or float(self.gpus_per_trial).is_integer()),
+            f"gpus_per_trial must be 0, a fraction <= 1 or a whole number but got {self.gpus_per_trial}",
+        )
+        _check(self.max_concurrent is None or self.max_concurrent >= 1, f"max_concurrent must be >= 1 but got {self.max_concurrent}")
+        _check(self.num_cpus is None or self.num_cpus >= 1, f"num_cpus must be >= 1 but got {self.num_cpus}")
+        if self.num_cpus is not None:
+            _check(
+                self.cpus_per_trial <= self.num_cpus,
+                f"cpus_per_trial ({self.cpus_per_trial}) must not exceed the CPUs of the local Ray ({self.num_cpus})",
+            )
+
+    @property
+    def threads(self) -> int:
+        """Torch threads per trial: its CPU share, at least one."""
+        return max(1, int(self.cpus_per_trial))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("latent_dims", "lr_range", "channels"):
+            out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "SearchConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        _check(not unknown, f"unknown search setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds: two small latent sizes on 600 sample digits. For tests and a first look.
+    "smoke": dict(
+        latent_dims=(2, 8), epochs=2, trials=3, seeds=2, grace_period=1, dataset="sample",
+        max_train=600, channels=(8, 16), hidden_dim=64, batch_size=32, lr_range=(1e-3, 1e-2),
+    ),
+    # A few minutes on 2 cores: the study's four latent sizes on up to 4,000 training digits.
+    "quick": dict(
+        latent_dims=(5, 10, 15, 20), epochs=8, trials=12, seeds=3, grace_period=2, dataset="auto",
+        max_train=4000,
+    ),
+    # The study at full scale: all of MNIST, 20 epochs, 3 seeds, four trials per GPU.
+    "paper": dict(
+        latent_dims=(5, 10, 15, 20), epochs=20, trials=24, seeds=3, grace_period=4, dataset="mnist",
+        max_train=None, batch_size=128, gpus_per_trial=0.25, cpus_per_trial=2.0,
+    ),
+}
+
+
+def resolve(preset: str, overrides: Mapping[str, Any]) -> SearchConfig:
+    """The preset's values, then every override that is not None."""
+    _check(preset in PRESETS, f"preset must be one of {', '.join(PRESETS)} but got {preset!r}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return SearchConfig(**values)

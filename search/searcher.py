@@ -1,0 +1,61 @@
+"""Optuna inside Ray Tune: TPE (seeded) over latent size x learning rate.
+
+Two things on top of Ray's `OptunaSearch`:
+- every latent size is enqueued once first (at the geometric middle of the lr range), so
+  each size is measured even when TPE would rather skip it;
+- a trial that the scheduler (ASHA) stopped early is told to Optuna as PRUNED, with its
+  per-epoch values, instead of COMPLETE with a value from an early epoch.
+The study lives in a journal file in the experiment folder, so `optuna.load_study` and
+`optuna-dashboard` can read it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from search.config import SearchConfig
+
+STUDY_NAME = "vae-search"
+
+
+def journal_storage(path: str | Path) -> optuna.storages.JournalStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    def __init__(self, config: SearchConfig, *, storage_path: str | Path) -> None:
+        low, high = config.lr_range
+        space = {
+            "latent_dim": optuna.distributions.CategoricalDistribution(list(config.latent_dims)),
+            "lr": optuna.distributions.FloatDistribution(low, high, log=True),
+        }
+        middle = math.sqrt(low * high)
+        super().__init__(
+            space=space,
+            metric="psnr_mean",
+            mode="max",
+            points_to_evaluate=[{"latent_dim": d, "lr": middle} for d in config.latent_dims],
+            sampler=optuna.samplers.TPESampler(seed=config.seed),
+            study_name=STUDY_NAME,
+            storage=journal_storage(storage_path),
+        )
+        self._full_epochs = config.epochs
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        stopped_early = (
+            not error
+            and result is not None
+            and not result.get("diverged", False)
+            and result.get("training_iteration", self._full_epochs) < self._full_epochs
+        )
+        if stopped_early and trial_id not in self._completed_trials:
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
