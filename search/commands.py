@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     if args.name is not None and (not args.name.strip() or "/" in args.name or args.name in (".", "..")):
         raise UsageError(f"--name must be a plain folder name but got {args.name!r}")
     check_new(path)
+    if args.address:
+        exp.check_address(args.address)
     splits = _load(config)  # bad data fails here, before anything is written
     started = exp.start_ray(config, args.address)
     try:

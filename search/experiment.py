@@ -131,9 +131,27 @@ def _run_phase(experiment: Experiment, phase: str, splits, log: Callable[[str], 
     else:
         tuner = _new_tuner(experiment, phase, trainable, log)
     grid = tuner.fit()
+    prune_checkpoints(folder)
+    if phase == "search":
+        from search.searcher import close_orphans
+
+        close_orphans(experiment.path / "optuna.journal")
     errors = [r.error for r in grid if r.error is not None]
     if errors and len(errors) == len(grid):
         raise RuntimeError(f"every {phase} trial failed; first error: {errors[0]}")
+
+
+def prune_checkpoints(phase_folder: Path) -> int:
+    """Delete all but each trial's latest checkpoint; returns how many were deleted."""
+    import shutil
+
+    deleted = 0
+    for trial in phase_folder.glob("trial_*"):
+        checkpoints = sorted(trial.glob("checkpoint_*"))
+        for old in checkpoints[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+            deleted += 1
+    return deleted
 
 
 def _new_tuner(experiment: Experiment, phase: str, trainable, log: Callable[[str], None]):
@@ -168,7 +186,10 @@ def _new_tuner(experiment: Experiment, phase: str, trainable, log: Callable[[str
         name=phase,
         storage_path=str(experiment.path),
         failure_config=tune.FailureConfig(max_failures=config.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Keep every checkpoint while the phase runs: Ray's experiment-state snapshot can lag
+        # the newest checkpoint, and with num_to_keep it may point at one already deleted, so
+        # a driver killed at that moment would lose a finished trial. Pruned when the phase ends.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         callbacks=[_Progress(phase, log)],
         verbose=0,
     )
@@ -247,14 +268,30 @@ class _Progress:
         return Progress()
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_address(address: str) -> None:
+    """Fail in seconds, not minutes, when HOST:PORT (or ray://HOST:PORT) does not answer."""
+    import socket
+
+    if address == "auto" or address.startswith("local"):
+        return  # ray.init finds (or fails to find) a cluster on this machine by itself
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--address must be auto, HOST:PORT or ray://HOST:PORT but got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at --address {address}: {exc.strerror or exc}") from None
+
+
 def quiet_logs() -> None:
     """One line per finished trial instead of Tune's tables and Ray's info logs."""
     import optuna
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no status tables
-    # Every per-epoch checkpoint snapshots the experiment state (that is what makes resume
-    # exact); Ray warns about that frequency each time. We chose it.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -269,6 +306,7 @@ def start_ray(config: SearchConfig, address: str | None) -> bool:
     quiet_logs()
     common = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     if address:
+        check_address(address)
         try:
             ray.init(address=address, **common)
         except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme

@@ -6,7 +6,9 @@ Two things on top of Ray's `OptunaSearch`:
 - a trial that the scheduler (ASHA) stopped early is told to Optuna as PRUNED, with its
   per-epoch values, instead of COMPLETE with a value from an early epoch.
 The study lives in a journal file in the experiment folder, so `optuna.load_study` and
-`optuna-dashboard` can read it.
+`optuna-dashboard` can read it. The journal can be newer than the searcher state Ray Tune
+pickled before a driver was killed: on resume, results for an Optuna trial that the journal
+already holds as finished are ignored rather than raised.
 """
 
 from __future__ import annotations
@@ -47,7 +49,19 @@ class PruneAwareOptunaSearch(OptunaSearch):
         )
         self._full_epochs = config.epochs
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # already recorded before the driver restarted
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        try:
+            self._complete(trial_id, result, error)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)
+
+    def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         stopped_early = (
             not error
             and result is not None
@@ -59,3 +73,13 @@ class PruneAwareOptunaSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def close_orphans(storage_path: str | Path) -> int:
+    """Mark study trials still RUNNING after the search phase as FAIL (asked by a driver that
+    was killed before Tune saved them); returns how many."""
+    study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(storage_path))
+    orphans = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    for trial in orphans:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    return len(orphans)

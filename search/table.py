@@ -26,7 +26,7 @@ COLUMNS = (
      "val_loss", "train_loss", "mse_mean", "psnr_mean"]
     + [f"mse_digit_{d}" for d in DIGITS]
     + [f"psnr_digit_{d}" for d in DIGITS]
-    + ["node", "host", "device", "time_s", "train_time_s", "checkpoint", "error"]
+    + ["node", "host", "device", "threads", "time_s", "train_time_s", "started_at", "finished_at", "checkpoint", "error"]
 )
 HISTORY_COLUMNS = ["trial_id", "phase", "latent_dim", "lr", "seed", "epoch", "train_loss", "val_loss", "mse_mean", "psnr_mean", "time_s"]
 
@@ -71,6 +71,9 @@ def phase_rows(experiment: Path, phase: str, config) -> list[dict[str, Any]]:
             "node": result.get("node"),
             "host": result.get("host"),
             "device": result.get("device"),
+            "threads": result.get("threads"),
+            "started_at": result.get("started_at"),
+            "finished_at": result.get("finished_at"),
             "time_s": result.get("time_total_s"),
             "train_time_s": result.get("train_time_s"),
             "checkpoint": str(Path(checkpoint).relative_to(Path(experiment).resolve())) if checkpoint else None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import tempfile
+import time
 from typing import Any, Mapping
 
 from vae.config import DataConfig, ModelConfig, TrainConfig
@@ -48,6 +49,7 @@ def build_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str]:
 def run_trial(config: dict[str, Any], splits: Splits) -> None:
     """A Ray Tune function trainable (bind the data with `tune.with_parameters`)."""
     import ray
+    import torch
     from ray import tune
 
     from vae.checkpoint import load_state, load_weights, save_state
@@ -64,6 +66,7 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         "node": ray.get_runtime_context().get_node_id(),
         "host": socket.gethostname(),
         "device": train_config.device,
+        "started_at": time.time(),
     }
     state = None
     checkpoint = tune.get_checkpoint()
@@ -76,7 +79,8 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     def report(result, current: TrainState) -> None:
         nonlocal train_time
         train_time += result.time_s
-        metrics = {**result.flat(), **where, "train_time_s": train_time, "diverged": False}
+        metrics = {**result.flat(), **where, "train_time_s": train_time, "diverged": False,
+                   "threads": torch.get_num_threads(), "finished_at": time.time()}
         with tempfile.TemporaryDirectory() as folder:
             save_state(folder, current.model, train_config, current.to_dict())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,0 +1,106 @@
+"""Trial resources, resume after a killed driver, and bad input to `run`."""
+
+import os
+import signal
+
+import pandas as pd
+import pytest
+
+from tests.search.helpers import cli_process, run_cli
+
+
+def test_cpus_per_trial_sets_threads_and_limits_concurrency(tmp_path):
+    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--cpus-per-trial", "2", "--trials", "2",
+                     "--seeds", "1", "--storage", str(tmp_path), "--name", "two-cpus")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "two-cpus" / "trials.csv")
+    assert (table["threads"] == 2).all()
+    # two CPUs on the node and two per trial: trials never overlap in time
+    spans = table.sort_values("started_at")[["started_at", "finished_at"]].to_numpy()
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end - 0.05
+
+
+def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path):
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--trials", "5", "--storage", str(tmp_path), "--name", "killed")
+    finished = {}
+    with cli_process(*args) as driver:
+        for line in driver.stdout:
+            if line.strip().startswith("search trial"):
+                trial_id = line.split()[2].rstrip(":")
+                finished[trial_id] = float(line.split("val PSNR")[1].split()[0])
+                os.kill(driver.pid, signal.SIGKILL)  # the driver only; Ray's workers notice on their own
+                break
+        driver.wait()
+    assert finished, "no trial finished before the kill"
+    experiment = tmp_path / "killed"
+    assert not (experiment / "trials.csv").exists()
+
+    resumed = run_cli("resume", str(experiment))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.strip().splitlines()[-1] == f"experiment: {experiment}"
+    table = pd.read_csv(experiment / "trials.csv")
+    assert (table["phase"] == "search").sum() == 5
+    assert (table["phase"] == "seeds").sum() == 2 * 2
+    for trial_id, psnr in finished.items():
+        row = table[table["trial_id"] == trial_id]
+        assert len(row) == 1 and row["psnr_mean"].iloc[0] == pytest.approx(psnr, abs=0.006)
+
+
+def test_resume_of_a_finished_experiment_changes_nothing(tmp_path):
+    assert run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(tmp_path), "--name", "e").returncode == 0
+    before = (tmp_path / "e" / "trials.csv").read_text()
+    again = run_cli("resume", str(tmp_path / "e"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "e" / "trials.csv").read_text() == before
+    clash = run_cli("run", "--preset", "smoke", "--storage", str(tmp_path), "--name", "e")
+    assert clash.returncode == 2 and "already exists" in clash.stderr
+    assert (tmp_path / "e" / "trials.csv").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--latent-dims", ""], "--latent-dims"),
+        (["--latent-dims", "0,5"], "--latent-dims"),
+        (["--latent-dims", "-5"], "--latent-dims"),
+        (["--latent-dims", "5,5"], "duplicates"),
+        (["--latent-dims", "5,x"], "--latent-dims"),
+        (["--lr-range", "3e-3,1e-4"], "LOW < HIGH"),
+        (["--lr-range", "0,1e-3"], "--lr-range"),
+        (["--lr-range", "1e-3"], "LOW,HIGH"),
+        (["--beta", "-1"], "--beta"),
+        (["--epochs", "0"], "--epochs"),
+        (["--trials", "1"], "trials must be at least the number of latent sizes"),
+        (["--seeds", "0"], "--seeds"),
+        (["--preset", "huge"], "--preset"),
+        (["--dataset", "cifar"], "--dataset"),
+        (["--scheduler", "pbt"], "--scheduler"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial"),
+        (["--cpus-per-trial", "4", "--num-cpus", "2"], "must not exceed"),
+        (["--gpus-per-trial", "1.5"], "--gpus-per-trial"),
+        (["--gpus-per-trial", "-1"], "--gpus-per-trial"),
+        (["--name", "a/b"], "--name"),
+        (["--storage", "s3://bucket/x"], "--storage"),
+        (["--address", "127.0.0.1:1"], "cannot reach the Ray cluster"),
+        (["--address", "nonsense"], "--address"),
+    ],
+)
+def test_run_rejects_bad_input_before_writing_anything(tmp_path, args, needle):
+    result = run_cli("run", "--preset", "smoke", "--storage", str(tmp_path / "store"), *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vae-search: error:") and needle in lines[0], result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("make", ["missing", "not-an-experiment", "corrupt"])
+def test_resume_rejects_what_is_not_an_experiment(tmp_path, make):
+    target = tmp_path / "x"
+    if make != "missing":
+        target.mkdir()
+    if make == "corrupt":
+        (target / "run.json").write_text("{half")
+    result = run_cli("resume", str(target))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert {"missing": "does not exist", "not-an-experiment": "not a vae-search experiment", "corrupt": "corrupt"}[make] in result.stderr

@@ -1,0 +1,120 @@
+"""A real smoke search: real local Ray (2 CPUs, no dashboard), real Optuna, real training."""
+
+import json
+import math
+
+import optuna
+import pandas as pd
+import pytest
+
+from search.table import COLUMNS
+from tests.search.helpers import run_cli
+
+DIMS = (2, 8)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("experiments")
+    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(storage), "--name", "smoke", "--seed", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return storage / "smoke", result
+
+
+def test_run_prints_the_experiment_path_last(smoke):
+    path, result = smoke
+    assert result.stdout.strip().splitlines()[-1] == f"experiment: {path}"
+
+
+def test_trial_table_has_the_contract_columns_and_sensible_values(smoke):
+    path, _ = smoke
+    table = pd.read_csv(path / "trials.csv")
+    contract = ["trial_id", "status", "latent_dim", "lr", "beta", "seed", "epochs", "val_loss", "mse_mean", "psnr_mean",
+                *[f"mse_digit_{d}" for d in range(10)], *[f"psnr_digit_{d}" for d in range(10)], "node", "device", "time_s", "phase"]
+    assert set(contract) <= set(table.columns)
+    assert list(table.columns) == COLUMNS
+    assert len(table) == 3 + 2 * len(DIMS)  # --trials 3, then --seeds 2 per latent size
+    assert table["trial_id"].is_unique
+    done = table[table["status"].isin(["completed", "stopped"])]
+    assert len(done) == len(table)
+    # PSNR finite and sensible: a 2-epoch VAE beats nothing (~6 dB) but not a good model (~25 dB)
+    assert done["psnr_mean"].between(8, 25).all(), done["psnr_mean"].tolist()
+    digits = done[[f"psnr_digit_{d}" for d in range(10)]]
+    assert (digits.mean(axis=1) - done["psnr_mean"]).abs().max() < 1e-6
+    assert (10 * (1 / done["mse_digit_3"]).map(math.log10) <= done["psnr_digit_3"] + 1e-9).all()  # Jensen: mean PSNR >= PSNR(mean MSE)
+    assert done["lr"].between(1e-3, 1e-2).all()
+    assert (table["device"] == "cpu").all()
+    assert table["node"].notna().all()
+
+
+def test_every_latent_size_is_in_both_phases(smoke):
+    path, _ = smoke
+    table = pd.read_csv(path / "trials.csv")
+    assert set(table.loc[table["phase"] == "search", "latent_dim"]) == set(DIMS)
+    seeds = table[table["phase"] == "seeds"]
+    for dim in DIMS:
+        rows = seeds[seeds["latent_dim"] == dim]
+        assert len(rows) == 2 and (rows["status"] == "completed").all()
+        assert rows["seed"].nunique() == 2 and rows["lr"].nunique() == 1
+        assert (rows["epochs"] == rows["max_epochs"]).all()  # seeds trials are never stopped early
+
+
+def test_seeds_phase_uses_each_sizes_best_search_lr(smoke):
+    path, _ = smoke
+    table = pd.read_csv(path / "trials.csv")
+    search, seeds = table[table["phase"] == "search"], table[table["phase"] == "seeds"]
+    for dim in DIMS:
+        candidates = search[search["latent_dim"] == dim].sort_values(["epochs", "psnr_mean"], ascending=False)
+        assert seeds.loc[seeds["latent_dim"] == dim, "lr"].iloc[0] == pytest.approx(candidates["lr"].iloc[0])
+
+
+def test_history_has_one_row_per_trial_epoch(smoke):
+    path, _ = smoke
+    table = pd.read_csv(path / "trials.csv")
+    history = pd.read_csv(path / "history.csv")
+    assert history.groupby("trial_id").size().to_dict() == table.set_index("trial_id")["epochs"].to_dict()
+    assert history[["train_loss", "val_loss"]].notna().all().all()
+
+
+def test_optuna_study_is_readable_with_optuna(smoke):
+    path, _ = smoke
+    from search.searcher import STUDY_NAME, journal_storage
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(path / "optuna.journal"))
+    assert len(study.trials) == 3
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(finished) == 3
+    assert {t.params["latent_dim"] for t in study.trials} == set(DIMS)  # every size enqueued first
+    table = pd.read_csv(path / "trials.csv")
+    best = table[table["phase"] == "search"]["psnr_mean"].max()
+    assert study.best_value == pytest.approx(best)
+
+
+def test_trials_subcommand_formats(smoke):
+    path, _ = smoke
+    shown = run_cli("trials", str(path), "--top", "2")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.strip().splitlines()
+    assert len(lines) == 3 and "psnr_mean" in lines[0]
+    as_json = json.loads(run_cli("trials", str(path), "--format", "json", "--sort", "latent_dim").stdout)
+    assert len(as_json) == 7 and as_json[0]["latent_dim"] == max(DIMS)
+    as_csv = run_cli("trials", str(path), "--format", "csv", "--phase", "seeds", "--sort", "val_loss").stdout
+    frame = pd.read_csv(__import__("io").StringIO(as_csv))
+    assert set(frame["phase"]) == {"seeds"} and frame["val_loss"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["--sort", "nope"], "--sort"), (["--format", "xml"], "--format"), (["--top", "0"], "--top")],
+)
+def test_trials_bad_input(smoke, args, needle):
+    path, _ = smoke
+    result = run_cli("trials", str(path), *args)
+    assert result.returncode == 2 and needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_trials_of_missing_or_unfinished_experiment(tmp_path):
+    missing = run_cli("trials", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    empty = run_cli("trials", str(tmp_path))
+    assert empty.returncode == 2 and "trials.csv" in empty.stderr
