@@ -1,10 +1,12 @@
 # Two commands for a fresh machine: `make run` and `make test`. Both create .venv when it is
 # missing and (re)install the project only when pyproject.toml changed.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_ARGS ?=
+PYTEST_ARGS ?=
 
 .PHONY: run test bench install clean
 
@@ -15,8 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The quick search on the default data, then the analysis; prints where the report is.
 run: $(STAMP)
-	$(PY) -m search run --preset quick $(RUN_ARGS)
+	@set -euo pipefail; \
+	last=$$($(PY) -m search run --preset quick $(RUN_ARGS) | tee /dev/stderr | tail -n 1); \
+	$(PY) -m search analyze "$${last#experiment: }"
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

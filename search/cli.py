@@ -118,10 +118,25 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     return trials(args)
 
 
+def _add_analyze(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = _add_experiment("choose the latent size; write selection.json, figures, report.html, best_model/")(sub, "analyze")
+    parser.add_argument("--rule", choices=("one-se", "tolerance", "knee"), default="one-se",
+                        help="one-se (default): smallest size within one standard error of the best mean PSNR")
+    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=0.5, help="for --rule tolerance (default 0.5 dB)")
+    return parser
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from search.analyze_cmd import analyze
+
+    return analyze(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
     "run": (_add_run, _cmd_run),
     "resume": (_add_resume, _cmd_resume),
     "trials": (_add_trials, _cmd_trials),
+    "analyze": (_add_analyze, _cmd_analyze),
     "train": (_add_train, _cmd_train),
 }
 

@@ -107,7 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # A few minutes on 2 cores: the study's four latent sizes on up to 4,000 training digits.
     "quick": dict(
-        latent_dims=(5, 10, 15, 20), epochs=8, trials=12, seeds=3, grace_period=2, dataset="auto",
+        latent_dims=(5, 10, 15, 20), epochs=8, trials=8, seeds=2, grace_period=2, dataset="auto",
         max_train=4000,
     ),
     # The study at full scale: all of MNIST, 20 epochs, 3 seeds, four trials per GPU.

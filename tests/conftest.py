@@ -45,3 +45,25 @@ def mnist_dir(tmp_path, _digits):
     write_idx(raw / "t10k-images-idx3-ubyte", images[test])
     write_idx(raw / "t10k-labels-idx1-ubyte", labels[test])
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """One real smoke search (local Ray, 2 CPUs), shared by the search and analysis tests."""
+    from tests.search.helpers import run_cli
+
+    storage = tmp_path_factory.mktemp("experiments")
+    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(storage), "--name", "smoke", "--seed", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return storage / "smoke", result
+
+
+@pytest.fixture(scope="session")
+def analyzed(smoke):
+    """The smoke experiment after `vae-search analyze`."""
+    from tests.search.helpers import run_cli
+
+    path, _ = smoke
+    result = run_cli("analyze", str(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return path, result

@@ -13,14 +13,6 @@ from tests.search.helpers import run_cli
 DIMS = (2, 8)
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    storage = tmp_path_factory.mktemp("experiments")
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(storage), "--name", "smoke", "--seed", "3")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return storage / "smoke", result
-
-
 def test_run_prints_the_experiment_path_last(smoke):
     path, result = smoke
     assert result.stdout.strip().splitlines()[-1] == f"experiment: {path}"

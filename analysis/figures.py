@@ -1,0 +1,129 @@
+"""Figures: each function takes data and returns a matplotlib Figure; nothing here saves files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+DIGITS = list(range(10))
+
+
+def _figure(width: float = 8.0, height: float = 4.5) -> Figure:
+    # Figure() directly (not pyplot): no global state, no GUI backend, safe in threads
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def metric_by_digit(summary: pd.DataFrame, metric: str, *, chosen: int | None = None) -> Figure:
+    """Grouped bars: per digit, one bar per latent size, error bars = SE over seeds."""
+    if metric not in ("psnr", "mse"):
+        raise ValueError(f"metric must be 'psnr' or 'mse' but got {metric!r}")
+    rows = summary[summary["n_trials"] > 0].sort_values("latent_dim")
+    fig = _figure(9.0, 4.5)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(rows))
+    for i, row in enumerate(rows.itertuples()):
+        values = [getattr(row, f"{metric}_digit_{d}") for d in DIGITS]
+        errors = np.nan_to_num([getattr(row, f"{metric}_digit_{d}_se") for d in DIGITS])
+        label = f"latent {row.latent_dim}" + (" (chosen)" if row.latent_dim == chosen else "")
+        ax.bar(np.arange(10) + (i - (len(rows) - 1) / 2) * width, values, width, yerr=errors, capsize=2, label=label)
+    ax.set_xticks(DIGITS)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "MSE")
+    ax.set_title(("PSNR" if metric == "psnr" else "MSE") + " per digit by latent size (mean ± SE over seeds, validation)")
+    if metric == "psnr":
+        low = np.nanmin(rows[[f"psnr_digit_{d}" for d in DIGITS]].to_numpy()) if len(rows) else 0
+        ax.set_ylim(bottom=max(0.0, float(low) - 2.0))
+    ax.legend(ncols=min(4, max(1, len(rows))), fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def psnr_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "") -> Figure:
+    """Mean PSNR ± SE against latent size, the chosen size marked."""
+    rows = summary[summary["n_trials"] > 0].sort_values("latent_dim")
+    fig = _figure(6.5, 4.2)
+    ax = fig.add_subplot()
+    ax.errorbar(rows["latent_dim"], rows["psnr_mean"], yerr=np.nan_to_num(rows["psnr_se"]), marker="o", capsize=4)
+    pick = rows[rows["latent_dim"] == chosen]
+    ax.scatter(pick["latent_dim"], pick["psnr_mean"], s=200, facecolors="none", edgecolors="C3", linewidths=2,
+               label=f"chosen: {chosen}", zorder=3)
+    ax.set_xticks(rows["latent_dim"])
+    ax.set_xlabel("latent size")
+    ax.set_ylabel("mean PSNR over digits (dB)")
+    ax.set_title("PSNR versus latent size (mean ± SE over seeds)")
+    if rule:
+        ax.text(0.01, 0.01, rule.split(":")[0], transform=ax.transAxes, fontsize="small", color="0.4")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def loss_curves(history: pd.DataFrame, *, latent_dim: int) -> Figure:
+    """Training and validation loss per epoch of the seeds trials of one latent size."""
+    rows = history[(history["phase"] == "seeds") & (history["latent_dim"] == latent_dim)]
+    fig = _figure(6.5, 4.2)
+    ax = fig.add_subplot()
+    for i, (trial_id, group) in enumerate(rows.groupby("trial_id", sort=True)):
+        group = group.sort_values("epoch")
+        seed = int(group["seed"].iloc[0])
+        ax.plot(group["epoch"], group["train_loss"], color=f"C{i}", linestyle="--", label=f"train (seed {seed})")
+        ax.plot(group["epoch"], group["val_loss"], color=f"C{i}", marker="o", label=f"validation (seed {seed})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("negative ELBO per image (nats)")
+    ax.set_title(f"Loss curves, latent size {latent_dim}")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def latent_tsne(embedding: np.ndarray, labels: np.ndarray, *, latent_dim: int) -> Figure:
+    """2-D t-SNE embedding of latent means, coloured by digit. `embedding`: (N, 2)."""
+    fig = _figure(6.0, 5.5)
+    ax = fig.add_subplot()
+    scatter = ax.scatter(embedding[:, 0], embedding[:, 1], c=labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
+    fig.colorbar(scatter, ax=ax, ticks=DIGITS, label="digit")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"t-SNE of test-set latent means (latent size {latent_dim})")
+    return fig
+
+
+def reconstructions(originals: np.ndarray, from_mean: np.ndarray, from_sample: np.ndarray, labels: np.ndarray) -> Figure:
+    """Rows: originals, reconstructions from the posterior mean, from a sampled z. (N, 28, 28) each."""
+    n = len(originals)
+    fig = _figure(1.0 * n + 1.2, 3.6)
+    grid = fig.subplots(3, n, squeeze=False)
+    names = ("original", "posterior mean", "sampled z")
+    for r, images in enumerate((originals, from_mean, from_sample)):
+        for c in range(n):
+            ax = grid[r][c]
+            ax.imshow(images[c], cmap="gray", vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(str(int(labels[c])))
+            if c == 0:
+                ax.set_ylabel(names[r], fontsize="small")
+    return fig
+
+
+def search_history(trials: pd.DataFrame) -> Figure:
+    """Search phase: each trial's PSNR in the order trials finished, and the best so far."""
+    rows = trials[(trials["phase"] == "search") & trials["psnr_mean"].notna()].copy()
+    order = "finished_at" if "finished_at" in rows and rows["finished_at"].notna().all() else "trial_id"
+    rows = rows.sort_values(order)
+    fig = _figure(6.5, 4.2)
+    ax = fig.add_subplot()
+    x = np.arange(1, len(rows) + 1)
+    full = (rows["status"] == "completed").to_numpy()
+    ax.scatter(x[full], rows["psnr_mean"].to_numpy()[full], label="trial (all epochs)", zorder=3)
+    ax.scatter(x[~full], rows["psnr_mean"].to_numpy()[~full], marker="x", label="trial (stopped early)", zorder=3)
+    best = np.maximum.accumulate(np.where(full, rows["psnr_mean"].to_numpy(), -np.inf))
+    ax.step(x, np.where(np.isfinite(best), best, np.nan), where="post", color="C3", label="best so far (all epochs)")
+    ax.set_xlabel("trial (in order of finishing)")
+    ax.set_ylabel("mean PSNR (dB)")
+    ax.set_title("Search history")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig

@@ -1,0 +1,112 @@
+"""`vae-search analyze EXPERIMENT`: selection.json, figures/, best_model/ and report.html.
+
+Everything is computed first; files are then written atomically (temporary file, rename),
+so an interrupted analysis never leaves a truncated file where a good one was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from vae.errors import UsageError
+from vae.files import atomic_write_bytes, atomic_write_text
+
+TSNE_POINTS = 2000
+FIGURES = ("mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history")
+
+
+def analyze(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from analysis import figures as figs
+    from analysis.latents import latent_means, reconstruction_examples, stratified_subset, tsne_embedding
+    from analysis.report import render
+    from analysis.selection import select
+    from analysis.summary import summarize
+    from search.experiment import HISTORY_FILE, Experiment
+    from search.table import read_trials
+    from vae import DataConfig, evaluate, load_data, load_model
+
+    experiment = Experiment.open(args.experiment)
+    config = experiment.config
+    trials = read_trials(experiment.path)
+    history_file = experiment.path / HISTORY_FILE
+    history = pd.read_csv(history_file) if history_file.is_file() else pd.DataFrame(columns=["phase", "latent_dim", "trial_id"])
+    summary = summarize(trials, latent_dims=list(config.latent_dims))
+    selection = select(summary, rule=args.rule, tolerance_db=args.tolerance_db)
+
+    checkpoint = trials.loc[trials["trial_id"] == selection.best_trial_id, "checkpoint"]
+    if checkpoint.empty or not isinstance(checkpoint.iloc[0], str):
+        raise UsageError(f"trial {selection.best_trial_id} has no checkpoint in {experiment.path}")
+    model = load_model(experiment.path / checkpoint.iloc[0])
+
+    # the test split of the source the search actually used (never used for the choice)
+    source = experiment.record.get("source", config.dataset)
+    splits = load_data(DataConfig(dataset=source, data_dir=config.data_dir, max_train=config.max_train))
+    _, test = evaluate(model, splits.test, beta=config.beta)
+
+    subset = stratified_subset(splits.test, TSNE_POINTS, seed=config.seed)
+    embedding = tsne_embedding(latent_means(model, subset.images), seed=config.seed)
+    chosen = selection.latent_dim
+    pictures = {
+        "psnr_vs_latent": figs.psnr_vs_latent(summary, chosen=chosen, rule=selection.rule),
+        "psnr_by_digit": figs.metric_by_digit(summary, "psnr", chosen=chosen),
+        "mse_by_digit": figs.metric_by_digit(summary, "mse", chosen=chosen),
+        "loss_curves": figs.loss_curves(history, latent_dim=chosen),
+        "latent_tsne": figs.latent_tsne(embedding, subset.labels.numpy(), latent_dim=chosen),
+        "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
+        "search_history": figs.search_history(trials),
+    }
+    pngs = {name: _png(figure) for name, figure in pictures.items()}
+
+    result = {**selection.to_dict(), "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
+    html = render(name=experiment.path.name, selection=selection, summary=summary, trials=trials, test=test,
+                  figures=pngs, source=splits.source)
+
+    for name, png in pngs.items():
+        atomic_write_bytes(experiment.path / "figures" / f"{name}.png", png)
+    _export_model(experiment.path / checkpoint.iloc[0], experiment.path / "best_model")
+    atomic_write_text(experiment.path / "selection.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(experiment.path / "summary.csv", summary.to_csv(index=False))
+    report = atomic_write_text(experiment.path / "report.html", html)
+
+    print(f"chosen latent size: {chosen}")
+    print(f"rule: {selection.rule}")
+    for note in selection.notes:
+        print(f"note: {note}")
+    print(f"test split: MSE {test['mse_mean']:.4f}, PSNR {test['psnr_mean']:.2f} dB (trial {selection.best_trial_id})")
+    print(f"report: {report}")
+    return 0
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _export_model(checkpoint: Path, target: Path) -> None:
+    """Copy the model files (weights + config, no optimizer state) and swap the folder in."""
+    from vae.checkpoint import CONFIG_FILE, MODEL_FILE
+
+    staging = Path(tempfile.mkdtemp(prefix=".best_model.", dir=target.parent))
+    try:
+        staging.chmod(0o755)
+        for name in (MODEL_FILE, CONFIG_FILE):
+            shutil.copy2(checkpoint / name, staging / name)
+        old = target.with_name(".best_model.old")
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,109 @@
+import math
+
+import pandas as pd
+import pytest
+
+from analysis.selection import select
+from analysis.summary import summarize
+from vae.errors import UsageError
+
+
+def _trials(spec, *, extra=()):
+    """spec: {latent_dim: [psnr of each completed seeds trial]}; extra: raw rows."""
+    rows = []
+    for dim, values in spec.items():
+        for i, psnr in enumerate(values):
+            rows.append(_row(f"{dim}-{i}", "seeds", "completed", dim, psnr))
+    rows.extend(extra)
+    return pd.DataFrame(rows)
+
+
+def _row(trial_id, phase, status, dim, psnr):
+    row = {"trial_id": trial_id, "phase": phase, "status": status, "latent_dim": dim, "psnr_mean": psnr,
+           "mse_mean": 10 ** (-psnr / 10) if psnr == psnr else math.nan}
+    for d in range(10):
+        row[f"psnr_digit_{d}"] = psnr + d * 0.1 if psnr == psnr else math.nan
+        row[f"mse_digit_{d}"] = row["mse_mean"]
+    return row
+
+
+def test_summary_means_and_standard_errors_over_completed_seeds_only():
+    extra = [_row("s1", "search", "completed", 5, 40.0), _row("st", "seeds", "errored", 5, math.nan),
+             _row("x", "seeds", "diverged", 5, 0.0)]
+    summary = summarize(_trials({5: [10.0, 12.0, 14.0]}, extra=extra)).set_index("latent_dim")
+    assert summary.loc[5, "n_trials"] == 3
+    assert summary.loc[5, "psnr_mean"] == pytest.approx(12.0)
+    assert summary.loc[5, "psnr_se"] == pytest.approx(2.0 / math.sqrt(3))  # sd 2, n 3
+    assert summary.loc[5, "psnr_digit_9"] == pytest.approx(12.9)
+    assert summary.loc[5, "best_trial_id"] == "5-2"
+
+
+def test_one_se_picks_smallest_size_within_one_se_of_best():
+    # best: 20 at 20.0 ± 0.5 (values 19.5, 20.5) -> threshold 19.5; 15 at 19.6 qualifies, 10 at 18 does not
+    table = _trials({5: [15.0, 15.2], 10: [18.0, 18.0], 15: [19.5, 19.7], 20: [19.5, 20.5]})
+    selection = select(summarize(table))
+    assert selection.latent_dim == 15 and selection.best_latent_dim == 20
+    assert "one standard error" in selection.rule and "19.50" in selection.rule
+    assert [d["latent_dim"] for d in selection.per_latent_dim] == [5, 10, 15, 20]
+    assert selection.best_trial_id == "15-1"
+
+
+def test_one_se_keeps_the_best_when_nothing_smaller_is_close():
+    table = _trials({5: [15.0, 15.2], 10: [18.0, 18.1]})
+    assert select(summarize(table)).latent_dim == 10
+
+
+def test_tolerance_rule():
+    table = _trials({5: [17.0, 17.0], 10: [18.6, 18.6], 15: [19.0, 19.0]})
+    assert select(summarize(table), rule="tolerance", tolerance_db=0.5).latent_dim == 10
+    assert select(summarize(table), rule="tolerance", tolerance_db=0.3).latent_dim == 15
+    assert select(summarize(table), rule="tolerance", tolerance_db=2.5).latent_dim == 5
+
+
+def test_knee_rule_finds_the_bend():
+    table = _trials({2: [10.0, 10.0], 5: [16.0, 16.0], 10: [17.0, 17.0], 20: [17.5, 17.5], 32: [17.8, 17.8]})
+    selection = select(summarize(table), rule="knee")
+    assert selection.latent_dim == 5 and "knee" in selection.rule
+
+
+def test_knee_with_two_sizes_falls_back_to_best_mean():
+    selection = select(summarize(_trials({5: [15.0, 15.1], 10: [16.0, 16.1]})), rule="knee")
+    assert selection.latent_dim == 10 and selection.notes
+
+
+def test_single_latent_size():
+    selection = select(summarize(_trials({8: [12.0, 12.5]})))
+    assert selection.latent_dim == 8 and "only latent size 8" in selection.rule
+
+
+def test_size_without_completed_trials_is_left_out_and_named():
+    table = _trials({5: [15.0, 15.1], 10: [16.0, 16.2]}, extra=[_row("e", "seeds", "errored", 20, math.nan)])
+    selection = select(summarize(table, latent_dims=[5, 10, 15, 20]))
+    assert selection.latent_dim == 10
+    assert any("15, 20" in note for note in selection.notes)
+    assert {d["latent_dim"]: d["n_trials"] for d in selection.per_latent_dim} == {5: 2, 10: 2, 15: 0, 20: 0}
+
+
+def test_ties_go_to_the_smaller_size():
+    table = _trials({5: [16.0, 16.0], 10: [16.0, 16.0]})
+    for rule in ("one-se", "tolerance"):
+        assert select(summarize(table), rule=rule).latent_dim == 5
+
+
+def test_fewer_than_two_seeds_falls_back_to_best_mean_and_says_so():
+    table = _trials({5: [15.0], 10: [16.0]})
+    selection = select(summarize(table))
+    assert selection.latent_dim == 10
+    assert "fewer than two seeds" in selection.rule and "--seeds 2" in " ".join(selection.notes)
+
+
+def test_nothing_completed_is_a_clear_error():
+    table = pd.DataFrame([_row("e", "seeds", "errored", 5, math.nan)])
+    with pytest.raises(UsageError, match="no latent size has a completed seeds trial"):
+        select(summarize(table))
+
+
+@pytest.mark.parametrize("kwargs, message", [({"rule": "vibes"}, "rule must be"), ({"tolerance_db": -1.0}, "tolerance_db")])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        select(summarize(_trials({5: [1.0, 2.0]})), **kwargs)
