@@ -129,7 +129,7 @@ def _run_phase(experiment: Experiment, phase: str, splits, log: Callable[[str], 
         log(f"{phase} phase: restoring {folder}")
         tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
-        tuner = _new_tuner(experiment, phase, trainable, log)
+        tuner = _new_tuner(experiment, phase, trainable)
     grid = tuner.fit()
     prune_checkpoints(folder)
     if phase == "search":
@@ -154,7 +154,7 @@ def prune_checkpoints(phase_folder: Path) -> int:
     return deleted
 
 
-def _new_tuner(experiment: Experiment, phase: str, trainable, log: Callable[[str], None]):
+def _new_tuner(experiment: Experiment, phase: str, trainable):
     from ray import tune
 
     config = experiment.config
@@ -190,7 +190,7 @@ def _new_tuner(experiment: Experiment, phase: str, trainable, log: Callable[[str
         # the newest checkpoint, and with num_to_keep it may point at one already deleted, so
         # a driver killed at that moment would lose a finished trial. Pruned when the phase ends.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        callbacks=[_Progress(phase, log)],
+        callbacks=[_progress(phase)],
         verbose=0,
     )
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
@@ -244,28 +244,29 @@ def write_tables(experiment: Experiment) -> tuple[Path, Path]:
     )
 
 
-class _Progress:
-    """A Tune callback printing one line per finished trial (instead of Tune's tables)."""
+def _progress_line(phase: str, trial) -> str:
+    r = trial.last_result or {}
+    head = f"  {phase} trial {trial.trial_id}: latent {r.get('latent_dim')} lr {r.get('lr', math.nan):.2e}"
+    if r.get("diverged"):
+        return f"{head} diverged"
+    return (f"{head} seed {r.get('seed')} epochs {r.get('training_iteration')}/{r.get('max_epochs')} "
+            f"val PSNR {r.get('psnr_mean', math.nan):.2f} dB")
 
-    def __new__(cls, phase: str, log: Callable[[str], None]):
-        from ray import tune
 
-        class Progress(tune.Callback):
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                r = trial.last_result or {}
-                if r.get("diverged"):
-                    log(f"  {phase} trial {trial.trial_id}: latent {r.get('latent_dim')} lr {r.get('lr', math.nan):.2e} diverged")
-                    return
-                log(
-                    f"  {phase} trial {trial.trial_id}: latent {r.get('latent_dim')} lr {r.get('lr', math.nan):.2e} "
-                    f"seed {r.get('seed')} epochs {r.get('training_iteration')}/{r.get('max_epochs')} "
-                    f"val PSNR {r.get('psnr_mean', math.nan):.2f} dB"
-                )
+def _progress(phase: str):
+    """A Tune callback printing one line per finished trial (instead of Tune's tables).
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                log(f"  {phase} trial {trial.trial_id}: failed ({trial.error_file})")
+    It holds only the phase name: Tune pickles callbacks into tuner.pkl."""
+    from ray import tune
 
-        return Progress()
+    class Progress(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            print(_progress_line(phase, trial), flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            print(f"  {phase} trial {trial.trial_id}: failed ({trial.error_file})", flush=True)
+
+    return Progress()
 
 
 CONNECT_TIMEOUT_S = 5.0
@@ -296,7 +297,7 @@ def quiet_logs() -> None:
 
 
 def start_ray(config: SearchConfig, address: str | None) -> bool:
-    """Join `address`, or start a local Ray (explicit CPUs, no dashboard, loopback only).
+    """Join `address`, or start a local Ray (explicit CPUs, no dashboard, token auth kept on).
 
     Returns True when this process started Ray (and so must shut it down)."""
     import ray
@@ -312,11 +313,9 @@ def start_ray(config: SearchConfig, address: str | None) -> bool:
         except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme
             raise UsageError(f"cannot reach the Ray cluster at --address {address}: {' '.join(str(exc).split())[:300]}") from None
         return True
-    ray.init(
-        num_cpus=config.num_cpus or os.cpu_count() or 1,
-        num_gpus=None,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        **common,
-    )
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        # Ray binds a local instance's ports on every interface; without its token anyone on
+        # the network could run code on this machine (CVE-2023-48022, "ShadowRay").
+        raise UsageError("RAY_AUTH_MODE=disabled would leave the local Ray's ports open without authentication; unset it")
+    ray.init(num_cpus=config.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
     return True

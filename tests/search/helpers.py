@@ -9,6 +9,8 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
+import psutil
+
 TIMEOUT_S = 300
 
 
@@ -25,11 +27,28 @@ def cli_process(*args, cwd=None, stdout=None):
     try:
         yield process
     finally:
+        kill_session(process.pid)  # the driver and every Ray process it started
+        process.wait()
+
+
+def session_processes(sid: int) -> list[int]:
+    """PIDs in session `sid` (Ray's workers get their own process group, not their own session)."""
+    pids = []
+    for pid in psutil.pids():
         try:
-            os.killpg(process.pid, signal.SIGKILL)  # the driver and whatever Ray left in its group
+            if os.getsid(pid) == sid and pid != os.getpid():
+                pids.append(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    for pid in session_processes(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        process.wait()
 
 
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:

@@ -1,0 +1,121 @@
+"""Faults injected into real runs: a killed trial worker, a diverging loss, a corrupt write,
+and the local Ray's authentication."""
+
+import os
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+
+from tests.search.helpers import cli_process, run_cli, session_processes
+
+
+def _kill_first_trial_worker(driver, experiment, *, deadline_s=120):
+    """Wait until some search trial has a checkpoint, then SIGKILL the worker running trials."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if list((experiment / "search").glob("trial_*/checkpoint_*")):
+            for pid in session_processes(driver.pid):
+                try:
+                    if psutil.Process(pid).cmdline()[0].startswith("ray::ImplicitFunc"):
+                        os.kill(pid, 9)
+                        return True
+                except (psutil.NoSuchProcess, IndexError):
+                    continue
+        time.sleep(0.05)
+    return False
+
+
+def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path):
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1500", "--trials", "2",
+            "--seeds", "1", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "crash")
+    with cli_process(*args) as driver:
+        assert _kill_first_trial_worker(driver, tmp_path / "crash")
+        stdout, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 0, stderr[-3000:]
+    table = pd.read_csv(tmp_path / "crash" / "trials.csv")
+    assert (table["status"] == "completed").all() and (table["epochs"] == 6).all()
+    retried = list((tmp_path / "crash" / "search").glob("trial_*/error.txt"))
+    assert retried, "the killed trial left no failure record"
+    assert "Failure # 1" in retried[0].read_text()
+    # it resumed from its checkpoint: history has each epoch exactly once
+    history = pd.read_csv(tmp_path / "crash" / "history.csv")
+    assert (history.groupby("trial_id")["epoch"].apply(lambda e: sorted(e) == list(range(1, 7)))).all()
+
+
+def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(tmp_path):
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1500", "--trials", "2",
+            "--seeds", "2", "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fail")
+    with cli_process(*args) as driver:
+        assert _kill_first_trial_worker(driver, tmp_path / "fail")
+        stdout, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 0, stderr[-3000:]
+    table = pd.read_csv(tmp_path / "fail" / "trials.csv")
+    errored = table[table["status"] == "errored"]
+    assert len(errored) == 1 and isinstance(errored["error"].iloc[0], str) and errored["error"].iloc[0]
+    assert (table.loc[table["phase"] == "seeds", "status"] == "completed").all()
+    analysis = run_cli("analyze", str(tmp_path / "fail"))
+    assert analysis.returncode == 0, analysis.stderr[-2000:]
+
+
+def test_diverging_trials_stop_at_once_without_retries(tmp_path):
+    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--lr-range", "1e4,1e5", "--epochs", "3",
+                     "--storage", str(tmp_path), "--name", "nan")
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment = tmp_path / "nan"
+    table = pd.read_csv(experiment / "trials.csv")
+    assert (table["status"] == "diverged").all()
+    assert (table["epochs"] == 1).all()  # stopped in the first epoch
+    assert table["error"].str.contains("not finite").all()
+    assert not list(experiment.rglob("error.txt"))  # nothing retried
+    from search.searcher import STUDY_NAME, journal_storage
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
+    assert [t.value for t in study.trials] == [0.0] * 3  # Optuna learns these points are bad
+    analysis = run_cli("analyze", str(experiment))
+    assert analysis.returncode == 2 and "no latent size has a completed seeds trial" in analysis.stderr
+
+
+def test_an_interrupted_write_keeps_the_previous_file(tmp_path):
+    from vae.files import atomic_write, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "trials.csv", "good\n")
+
+    def half_then_crash(handle):
+        handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half_then_crash)
+    assert target.read_text() == "good\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["trials.csv"]
+
+
+def test_local_ray_refuses_a_client_without_its_token():
+    import ray
+
+    from search.config import SearchConfig
+    from search.experiment import start_ray
+
+    assert start_ray(SearchConfig(num_cpus=1), None)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        code = ("import ray, sys\ntry:\n    ray.init(address=sys.argv[1], logging_level='ERROR')\n    print('CONNECTED')\n"
+                "except Exception as exc:\n    print('REFUSED', type(exc).__name__)")
+        env = {**os.environ, "RAY_AUTH_TOKEN": "not-the-token"}
+        stranger = subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True, text=True, timeout=180)
+        assert "REFUSED" in stranger.stdout, stranger.stdout + stranger.stderr[-2000:]
+    finally:
+        ray.shutdown()
+
+
+def test_run_refuses_to_start_ray_without_authentication(tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run([sys.executable, "-m", "search", "run", "--preset", "smoke", "--storage", str(tmp_path / "s")],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "RAY_AUTH_MODE=disabled" in result.stderr
+    assert not (tmp_path / "s").exists()
