@@ -318,4 +318,11 @@ def start_ray(config: SearchConfig, address: str | None) -> bool:
         # the network could run code on this machine (CVE-2023-48022, "ShadowRay").
         raise UsageError("RAY_AUTH_MODE=disabled would leave the local Ray's ports open without authentication; unset it")
     ray.init(num_cpus=config.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if config.gpus_per_trial > gpus:
+        ray.shutdown()
+        raise UsageError(
+            f"--gpus-per-trial {config.gpus_per_trial:g} but the local Ray has {gpus:g} GPU(s); "
+            "use --gpus-per-trial 0, or --address a cluster with GPUs"
+        )
     return True

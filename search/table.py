@@ -26,7 +26,7 @@ COLUMNS = (
      "val_loss", "train_loss", "mse_mean", "psnr_mean"]
     + [f"mse_digit_{d}" for d in DIGITS]
     + [f"psnr_digit_{d}" for d in DIGITS]
-    + ["node", "host", "device", "threads", "time_s", "train_time_s", "started_at", "finished_at", "checkpoint", "error"]
+    + ["node", "host", "device", "threads", "train_images", "data_digest", "time_s", "train_time_s", "started_at", "finished_at", "checkpoint", "error"]
 )
 HISTORY_COLUMNS = ["trial_id", "phase", "latent_dim", "lr", "seed", "epoch", "train_loss", "val_loss", "mse_mean", "psnr_mean", "time_s"]
 
@@ -72,6 +72,8 @@ def phase_rows(experiment: Path, phase: str, config) -> list[dict[str, Any]]:
             "host": result.get("host"),
             "device": result.get("device"),
             "threads": result.get("threads"),
+            "train_images": result.get("train_images"),
+            "data_digest": result.get("data_digest"),
             "started_at": result.get("started_at"),
             "finished_at": result.get("finished_at"),
             "time_s": result.get("time_total_s"),

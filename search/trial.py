@@ -67,6 +67,9 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         "host": socket.gethostname(),
         "device": train_config.device,
         "started_at": time.time(),
+        # what arrived through the object store (trials never read files): size and a digest
+        "train_images": len(splits.train),
+        "data_digest": float(splits.train.images.double().sum()),
     }
     state = None
     checkpoint = tune.get_checkpoint()

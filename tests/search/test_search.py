@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -110,3 +111,17 @@ def test_trials_of_missing_or_unfinished_experiment(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     empty = run_cli("trials", str(tmp_path))
     assert empty.returncode == 2 and "trials.csv" in empty.stderr
+
+
+def test_ray_tune_can_restore_and_read_each_phase(smoke):
+    from ray import tune
+
+    from search.trial import run_trial
+
+    path, _ = smoke
+    for phase, n in (("search", 3), ("seeds", 4)):
+        assert tune.Tuner.can_restore(str(path / phase))
+        grid = tune.Tuner.restore(str(path / phase), trainable=run_trial).get_results()
+        assert len(grid) == n and grid.num_errors == 0
+        assert all("psnr_mean" in r.metrics for r in grid)
+        assert all(list(Path(r.path).glob("events.out.tfevents.*")) for r in grid)  # TensorBoard logs
