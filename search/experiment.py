@@ -120,9 +120,26 @@ def _constants(config: SearchConfig) -> dict[str, Any]:
     }
 
 
+def _allow_pending_trials(config: SearchConfig) -> None:
+    """With a search algorithm Ray Tune keeps one trial pending at a time: a short trial then
+    ends before a second actor is up, and trials run one after another on a 2-CPU machine.
+    Allow as many pending trials as the cluster has slots (at least 2); this caps only
+    trials waiting for resources, not running ones, so an autoscaler still sees demand."""
+    import ray
+
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // config.cpus_per_trial)
+    if config.gpus_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // config.gpus_per_trial))
+    if config.max_concurrent:
+        slots = min(slots, config.max_concurrent)
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(2, slots)))
+
+
 def _run_phase(experiment: Experiment, phase: str, splits, log: Callable[[str], None]) -> None:
     from ray import tune
 
+    _allow_pending_trials(experiment.config)
     folder = experiment.path / phase
     trainable = _trainable(experiment, splits)
     if tune.Tuner.can_restore(str(folder)):

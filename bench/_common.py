@@ -1,0 +1,53 @@
+"""Shared by the benchmark scripts: run the CLI, time things, take medians, write JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+MNIST_TEST = ROOT.parent / "shared" / "mnist-test"
+
+
+def cli(*args: str, cwd: Path | None = None) -> tuple[float, str]:
+    """Run `python -m search ARGS`; returns (wall seconds, stdout). Raises on failure."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "search", *args], capture_output=True, text=True, cwd=cwd or ROOT,
+                            start_new_session=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"vae-search {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return wall, result.stdout
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def phase_seconds(stdout: str, phase: str) -> float:
+    for line in stdout.splitlines():
+        if line.startswith(f"{phase} phase done in"):
+            return float(line.split(" in ")[1].split()[0])
+    raise ValueError(f"no '{phase} phase done' line in the output")
+
+
+def write(name: str, figures: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": name,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **figures,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(json.dumps(payload, indent=2))
+    print(f"wrote {path}")
+    return path
