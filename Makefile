@@ -26,9 +26,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 35 min here.
+# Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 45 min here.
 bench: $(STAMP)
-	cd bench && ../$(PY) train_loop.py && ../$(PY) scheduling.py && ../$(PY) parallel.py && ../$(PY) search_quality.py
+	cd bench && ../$(PY) train_loop.py && ../$(PY) scheduling.py && ../$(PY) parallel.py && \
+		../$(PY) parallel.py --preset quick --max-train 4000 --epochs 2 --tag quick && ../$(PY) search_quality.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

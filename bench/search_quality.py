@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from _common import MNIST_TEST, cli, median, write
+from _common import MNIST_TEST, ROOT, cli, median, write
 
 
 def official_test() -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -88,7 +88,8 @@ def main() -> None:
                 if scheduler == "asha" and test is not None:
                     run_json = json.loads((experiment / "run.json").read_text())
                     cfg = run_json["config"]
-                    splits = load_data(DataConfig(dataset=run_json["source"], data_dir=str(Path(storage).parent / "data"),
+                    data_dir = Path(cfg["data_dir"]) if Path(cfg["data_dir"]).is_absolute() else ROOT / cfg["data_dir"]
+                    splits = load_data(DataConfig(dataset=run_json["source"], data_dir=str(data_dir),
                                                   max_train=cfg["max_train"]))
                     images, labels = test
                     chosen = selection["latent_dim"]

@@ -7,6 +7,7 @@ so an interrupted analysis never leaves a truncated file where a good one was.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import shutil
@@ -46,37 +47,39 @@ def analyze(args: argparse.Namespace) -> int:
     checkpoint = trials.loc[trials["trial_id"] == selection.best_trial_id, "checkpoint"]
     if checkpoint.empty or not isinstance(checkpoint.iloc[0], str):
         raise UsageError(f"trial {selection.best_trial_id} has no checkpoint in {experiment.path}")
-    model = load_model(experiment.path / checkpoint.iloc[0])
+    with _local_checkpoint(experiment, checkpoint.iloc[0]) as folder:
+        model = load_model(folder)
+        # the test split of the source the search actually used (never used for the choice)
+        source = experiment.record.get("source", config.dataset)
+        splits = load_data(DataConfig(dataset=source, data_dir=config.data_dir, max_train=config.max_train))
+        _, test = evaluate(model, splits.test, beta=config.beta)
 
-    # the test split of the source the search actually used (never used for the choice)
-    source = experiment.record.get("source", config.dataset)
-    splits = load_data(DataConfig(dataset=source, data_dir=config.data_dir, max_train=config.max_train))
-    _, test = evaluate(model, splits.test, beta=config.beta)
+        subset = stratified_subset(splits.test, TSNE_POINTS, seed=config.seed)
+        embedding = tsne_embedding(latent_means(model, subset.images), seed=config.seed)
+        chosen = selection.latent_dim
+        pictures = {
+            "psnr_vs_latent": figs.psnr_vs_latent(summary, chosen=chosen, rule=selection.rule),
+            "psnr_by_digit": figs.metric_by_digit(summary, "psnr", chosen=chosen),
+            "mse_by_digit": figs.metric_by_digit(summary, "mse", chosen=chosen),
+            "loss_curves": figs.loss_curves(history, latent_dim=chosen),
+            "latent_tsne": figs.latent_tsne(embedding, subset.labels.numpy(), latent_dim=chosen),
+            "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
+            "search_history": figs.search_history(trials),
+        }
+        pngs = {name: _png(figure) for name, figure in pictures.items()}
 
-    subset = stratified_subset(splits.test, TSNE_POINTS, seed=config.seed)
-    embedding = tsne_embedding(latent_means(model, subset.images), seed=config.seed)
-    chosen = selection.latent_dim
-    pictures = {
-        "psnr_vs_latent": figs.psnr_vs_latent(summary, chosen=chosen, rule=selection.rule),
-        "psnr_by_digit": figs.metric_by_digit(summary, "psnr", chosen=chosen),
-        "mse_by_digit": figs.metric_by_digit(summary, "mse", chosen=chosen),
-        "loss_curves": figs.loss_curves(history, latent_dim=chosen),
-        "latent_tsne": figs.latent_tsne(embedding, subset.labels.numpy(), latent_dim=chosen),
-        "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
-        "search_history": figs.search_history(trials),
-    }
-    pngs = {name: _png(figure) for name, figure in pictures.items()}
+        result = {**selection.to_dict(), "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
+        html = render(name=experiment.path.name, selection=selection, summary=summary, trials=trials, test=test,
+                      figures=pngs, source=splits.source)
 
-    result = {**selection.to_dict(), "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
-    html = render(name=experiment.path.name, selection=selection, summary=summary, trials=trials, test=test,
-                  figures=pngs, source=splits.source)
-
-    for name, png in pngs.items():
-        atomic_write_bytes(experiment.path / "figures" / f"{name}.png", png)
-    _export_model(experiment.path / checkpoint.iloc[0], experiment.path / "best_model")
-    atomic_write_text(experiment.path / "selection.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(experiment.path / "summary.csv", summary.to_csv(index=False))
-    report = atomic_write_text(experiment.path / "report.html", html)
+        # everything is computed: now write, each file atomically, best_model/ swapped in whole
+        _export_model(folder, experiment.path / "best_model")
+        for name, png in pngs.items():
+            atomic_write_bytes(experiment.path / "figures" / f"{name}.png", png)
+        atomic_write_text(experiment.path / "selection.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(experiment.path / "summary.csv", summary.to_csv(index=False))
+        report = atomic_write_text(experiment.path / "report.html", html)
+        experiment.upload()
 
     print(f"chosen latent size: {chosen}")
     print(f"rule: {selection.rule}")
@@ -85,6 +88,19 @@ def analyze(args: argparse.Namespace) -> int:
     print(f"test split: MSE {test['mse_mean']:.4f}, PSNR {test['psnr_mean']:.2f} dB (trial {selection.best_trial_id})")
     print(f"report: {report}")
     return 0
+
+
+@contextlib.contextmanager
+def _local_checkpoint(experiment, reference: str):
+    """A local folder holding the checkpoint (downloaded first when it lives at a URI)."""
+    from search.storage import copy, is_uri
+
+    if not is_uri(reference):
+        yield experiment.path / reference
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        copy(reference, folder)
+        yield Path(folder)
 
 
 def _png(figure) -> bytes:

@@ -10,7 +10,7 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer but got {text!r}") from None
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer but got {text!r}")
     return value
@@ -59,15 +59,10 @@ def latent_dims(text: str) -> tuple[int, ...]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise argparse.ArgumentTypeError(f"must be a comma-separated list of positive integers but got {text!r}")
-    values = []
-    for part in parts:
-        try:
-            value = int(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be positive integers but got {part!r} in {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be positive integers but got {part!r} in {text!r}")
-        values.append(value)
+    try:
+        values = [positive_int(part) for part in parts]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be positive integers but got {text!r}") from None
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"has duplicates: {text!r}")
     return tuple(values)

@@ -113,7 +113,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The study at full scale: all of MNIST, 20 epochs, 3 seeds, four trials per GPU.
     "paper": dict(
         latent_dims=(5, 10, 15, 20), epochs=20, trials=24, seeds=3, grace_period=4, dataset="mnist",
-        max_train=None, batch_size=128, gpus_per_trial=0.25, cpus_per_trial=2.0,
+        max_train=None, batch_size=128, gpus_per_trial=0.25, cpus_per_trial=1.0,
     ),
 }
 

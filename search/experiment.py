@@ -58,12 +58,28 @@ class Experiment:
     def done(self) -> list[str]:
         return self.record.setdefault("phases_done", [])
 
+    @property
+    def tune_root(self) -> str:
+        """Where Ray Tune keeps the phases: this folder, or `--storage URI/NAME`."""
+        return self.record.get("storage_uri") or str(self.path)
 
-def create(config: SearchConfig, path: Path, *, source: str, address: str | None) -> Experiment:
+    def phase_location(self, phase: str) -> str:
+        return f"{self.tune_root.rstrip('/')}/{phase}"
+
+    def upload(self) -> None:
+        """With a cloud --storage, copy the driver's files (tables, run.json, study, report) there too."""
+        from search.storage import copy
+
+        if self.record.get("storage_uri"):
+            copy(str(self.path), self.record["storage_uri"])
+
+
+def create(config: SearchConfig, path: Path, *, source: str, address: str | None, storage_uri: str | None = None) -> Experiment:
     import ray
 
     path.mkdir(parents=True)
     record = {
+        "storage_uri": storage_uri,
         "config": config.to_dict(),
         "source": source,
         "address": address,
@@ -82,17 +98,15 @@ def execute(experiment: Experiment, splits, *, log: Callable[[str], None] = prin
         if phase in experiment.done:
             continue
         started = time.perf_counter()
-        if phase == "search":
-            _run_phase(experiment, phase, splits, log)
-        else:
-            if "seeds_points" not in experiment.record:
-                experiment.record["seeds_points"] = _seeds_points(experiment)
-                experiment.save()
-            _run_phase(experiment, phase, splits, log)
+        if phase == "seeds" and "seeds_points" not in experiment.record:
+            experiment.record["seeds_points"] = _seeds_points(experiment)  # fixed before any seeds trial runs
+            experiment.save()
+        _run_phase(experiment, phase, splits, log)
         experiment.done.append(phase)
         experiment.save()
         log(f"{phase} phase done in {time.perf_counter() - started:.1f} s")
     write_tables(experiment)
+    experiment.upload()
 
 
 def _trainable(experiment: Experiment, splits):
@@ -140,15 +154,15 @@ def _run_phase(experiment: Experiment, phase: str, splits, log: Callable[[str], 
     from ray import tune
 
     _allow_pending_trials(experiment.config)
-    folder = experiment.path / phase
+    location = experiment.phase_location(phase)
     trainable = _trainable(experiment, splits)
-    if tune.Tuner.can_restore(str(folder)):
-        log(f"{phase} phase: restoring {folder}")
-        tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    if tune.Tuner.can_restore(location):
+        log(f"{phase} phase: restoring {location}")
+        tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = _new_tuner(experiment, phase, trainable)
     grid = tuner.fit()
-    prune_checkpoints(folder)
+    prune_checkpoints(location)
     if phase == "search":
         from search.searcher import close_orphans
 
@@ -158,15 +172,14 @@ def _run_phase(experiment: Experiment, phase: str, splits, log: Callable[[str], 
         raise RuntimeError(f"every {phase} trial failed; first error: {errors[0]}")
 
 
-def prune_checkpoints(phase_folder: Path) -> int:
+def prune_checkpoints(phase_location: str) -> int:
     """Delete all but each trial's latest checkpoint; returns how many were deleted."""
-    import shutil
+    from search.storage import delete_dir, subdirs
 
     deleted = 0
-    for trial in phase_folder.glob("trial_*"):
-        checkpoints = sorted(trial.glob("checkpoint_*"))
-        for old in checkpoints[:-1]:
-            shutil.rmtree(old, ignore_errors=True)
+    for trial in subdirs(phase_location, "trial_"):
+        for old in subdirs(trial, "checkpoint_")[:-1]:
+            delete_dir(old)
             deleted += 1
     return deleted
 
@@ -201,7 +214,7 @@ def _new_tuner(experiment: Experiment, phase: str, trainable):
         param_space = {**constants, "point": tune.grid_search(points)}
     run_config = tune.RunConfig(
         name=phase,
-        storage_path=str(experiment.path),
+        storage_path=experiment.tune_root,
         failure_config=tune.FailureConfig(max_failures=config.max_failures),
         # Keep every checkpoint while the phase runs: Ray's experiment-state snapshot can lag
         # the newest checkpoint, and with num_to_keep it may point at one already deleted, so
@@ -241,7 +254,7 @@ def _seeds_points(experiment: Experiment) -> list[dict[str, Any]]:
     from search.table import best_lr_by_latent_dim, phase_rows
 
     config = experiment.config
-    rows = phase_rows(experiment.path, "search", config)
+    rows = phase_rows(experiment, "search")
     best = best_lr_by_latent_dim(rows, config)
     return [
         {"latent_dim": dim, "lr": best[dim], "seed": config.seed + 1 + k}
@@ -253,8 +266,8 @@ def _seeds_points(experiment: Experiment) -> list[dict[str, Any]]:
 def write_tables(experiment: Experiment) -> tuple[Path, Path]:
     from search.table import history_frame, trials_frame
 
-    trials = trials_frame(experiment.path, experiment.config)
-    history = history_frame(experiment.path)
+    trials = trials_frame(experiment)
+    history = history_frame(experiment)
     return (
         atomic_write_text(experiment.path / TRIALS_FILE, trials.to_csv(index=False)),
         atomic_write_text(experiment.path / HISTORY_FILE, history.to_csv(index=False)),

@@ -31,19 +31,33 @@ COLUMNS = (
 HISTORY_COLUMNS = ["trial_id", "phase", "latent_dim", "lr", "seed", "epoch", "train_loss", "val_loss", "mse_mean", "psnr_mean", "time_s"]
 
 
-def _analysis(path: Path):
+def _analysis(location: str):
     from ray.tune import ExperimentAnalysis
 
-    return ExperimentAnalysis(str(path))
+    return ExperimentAnalysis(location)
 
 
-def phase_rows(experiment: Path, phase: str, config) -> list[dict[str, Any]]:
+def _checkpoint_ref(experiment, phase_location: str, checkpoint) -> str | None:
+    """Relative to the experiment folder when local; a full URI with cloud storage."""
+    from search.storage import as_location, is_uri
+
+    if checkpoint is None:
+        return None
+    if is_uri(phase_location):
+        return as_location(phase_location, checkpoint.path)
+    return str(Path(checkpoint.path).resolve().relative_to(Path(experiment.path).resolve()))
+
+
+def phase_rows(experiment, phase: str) -> list[dict[str, Any]]:
     """One dict per trial of a phase, from Ray Tune's experiment state."""
-    folder = Path(experiment) / phase
-    if not folder.is_dir():
+    from search.storage import is_dir
+
+    config = experiment.config
+    location = experiment.phase_location(phase)
+    if not is_dir(location):
         return []
     rows = []
-    for trial in _analysis(folder).trials:
+    for trial in _analysis(location).trials:
         result = trial.last_result or {}
         tconf = dict(trial.config)
         tconf.update(tconf.pop("point", {}) or {})
@@ -57,7 +71,6 @@ def phase_rows(experiment: Path, phase: str, config) -> list[dict[str, Any]]:
             status = "completed" if epochs >= max_epochs else "stopped"
         else:
             status = trial.status.lower()
-        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
         row = {
             "trial_id": trial.trial_id,
             "phase": phase,
@@ -78,7 +91,7 @@ def phase_rows(experiment: Path, phase: str, config) -> list[dict[str, Any]]:
             "finished_at": result.get("finished_at"),
             "time_s": result.get("time_total_s"),
             "train_time_s": result.get("train_time_s"),
-            "checkpoint": str(Path(checkpoint).relative_to(Path(experiment).resolve())) if checkpoint else None,
+            "checkpoint": _checkpoint_ref(experiment, location, trial.checkpoint),
             "error": _error_text(trial, result),
         }
         for key in ["val_loss", "train_loss", "mse_mean", "psnr_mean"] + [c for c in COLUMNS if "_digit_" in c]:
@@ -114,22 +127,26 @@ def best_lr_by_latent_dim(rows: list[dict[str, Any]], config) -> dict[int, float
     return best
 
 
-def trials_frame(experiment: Path, config) -> pd.DataFrame:
-    rows = [row for phase in ("search", "seeds") for row in phase_rows(experiment, phase, config)]
+def trials_frame(experiment) -> pd.DataFrame:
+    rows = [row for phase in ("search", "seeds") for row in phase_rows(experiment, phase)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def history_frame(experiment: Path) -> pd.DataFrame:
+def history_frame(experiment) -> pd.DataFrame:
     """One row per trial and epoch, from each trial's progress.csv."""
+    from search.storage import is_dir
+
     frames = []
     for phase in ("search", "seeds"):
-        folder = Path(experiment) / phase
-        if not folder.is_dir():
+        location = experiment.phase_location(phase)
+        if not is_dir(location):
             continue
-        for trial_id, frame in _analysis(folder).trial_dataframes.items():
+        for trial_id, frame in _analysis(location).trial_dataframes.items():
             if frame is None or frame.empty:
                 continue
-            frame = frame.assign(trial_id=trial_id, phase=phase)
+            # Tune logs results at least once: a trial restored from an older checkpoint
+            # reports those epochs again (with equal values, training is deterministic)
+            frame = frame.drop_duplicates(subset=["epoch"], keep="last").assign(trial_id=trial_id, phase=phase)
             frames.append(frame.reindex(columns=HISTORY_COLUMNS))
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS)

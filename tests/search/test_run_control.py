@@ -81,7 +81,7 @@ def test_resume_of_a_finished_experiment_changes_nothing(tmp_path):
         (["--gpus-per-trial", "1.5"], "--gpus-per-trial"),
         (["--gpus-per-trial", "-1"], "--gpus-per-trial"),
         (["--name", "a/b"], "--name"),
-        (["--storage", "s3://bucket/x"], "--storage"),
+        (["--storage", "nosuchfs://bucket/x"], "--storage"),
         (["--address", "127.0.0.1:1"], "cannot reach the Ray cluster"),
         (["--address", "nonsense"], "--address"),
     ],
