@@ -146,7 +146,9 @@ def history_frame(experiment) -> pd.DataFrame:
                 continue
             # Tune logs results at least once: a trial restored from an older checkpoint
             # reports those epochs again (with equal values, training is deterministic)
-            frame = frame.drop_duplicates(subset=["epoch"], keep="last").assign(trial_id=trial_id, phase=phase)
+            if "epoch" in frame.columns:
+                frame = frame.drop_duplicates(subset=["epoch"], keep="last")
+            frame = frame.assign(trial_id=trial_id, phase=phase)
             frames.append(frame.reindex(columns=HISTORY_COLUMNS))
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS)

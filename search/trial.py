@@ -93,6 +93,7 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     except TrainingDiverged as exc:
         # A deterministic failure: end the trial with the worst possible score instead of
         # raising, so it is not retried and the searcher learns that the point is bad.
+        # (No loss values: they are not finite, and Tune's loggers reject such values.)
         worst = {f"psnr_digit_{d}": 0.0 for d in range(10)} | {f"mse_digit_{d}": 1.0 for d in range(10)}
-        tune.report({**worst, **where, "psnr_mean": 0.0, "mse_mean": 1.0, "val_loss": float("inf"),
-                     "train_loss": float("inf"), "train_time_s": train_time, "diverged": True, "error": str(exc)})
+        tune.report({**worst, **where, "epoch": exc.epoch, "psnr_mean": 0.0, "mse_mean": 1.0,
+                     "train_time_s": train_time, "diverged": True, "error": str(exc)})

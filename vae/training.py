@@ -26,6 +26,10 @@ _VAL_NOISE_SEED = 1234  # validation loss uses the same noise every epoch, so ep
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite: a deterministic failure, not worth a retry."""
 
+    def __init__(self, message: str, *, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch  # the epoch (1-based) in which it happened
+
 
 @dataclass(frozen=True)
 class EpochResult:
@@ -103,7 +107,8 @@ def train(
         val_loss, metrics = evaluate(state.model, val, beta=config.beta)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDiverged(
-                f"loss is not finite at epoch {state.epoch + 1} (train {train_loss}, val {val_loss}); lr {config.lr} is likely too high"
+                f"loss is not finite at epoch {state.epoch + 1} (train {train_loss}, val {val_loss}); lr {config.lr} is likely too high",
+                epoch=state.epoch + 1,
             )
         result = EpochResult(
             epoch=state.epoch + 1,

@@ -23,12 +23,13 @@ def test_cpus_per_trial_sets_threads_and_limits_concurrency(tmp_path):
 
 def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path):
     args = ("run", "--preset", "smoke", "--num-cpus", "2", "--trials", "5", "--storage", str(tmp_path), "--name", "killed")
-    finished = {}
+    finished = {}  # trial id -> (epochs trained, validation PSNR) as printed before the kill
     with cli_process(*args) as driver:
         for line in driver.stdout:
             if line.strip().startswith("search trial"):
                 trial_id = line.split()[2].rstrip(":")
-                finished[trial_id] = float(line.split("val PSNR")[1].split()[0])
+                epochs = int(line.split("epochs ")[1].split("/")[0])
+                finished[trial_id] = (epochs, float(line.split("val PSNR")[1].split()[0]))
                 os.kill(driver.pid, signal.SIGKILL)  # the driver only; Ray's workers notice on their own
                 break
         driver.wait()
@@ -42,8 +43,12 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path):
     table = pd.read_csv(experiment / "trials.csv")
     assert (table["phase"] == "search").sum() == 5
     assert (table["phase"] == "seeds").sum() == 2 * 2
-    for trial_id, psnr in finished.items():
-        row = table[table["trial_id"] == trial_id]
+    history = pd.read_csv(experiment / "history.csv")
+    for trial_id, (epochs, psnr) in finished.items():
+        assert (table["trial_id"] == trial_id).sum() == 1
+        # the value it had at the kill is kept (a trial ASHA had stopped may be continued on
+        # resume when Tune had not yet saved that decision; its earlier epochs do not change)
+        row = history[(history["trial_id"] == trial_id) & (history["epoch"] == epochs)]
         assert len(row) == 1 and row["psnr_mean"].iloc[0] == pytest.approx(psnr, abs=0.006)
 
 
