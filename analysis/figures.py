@@ -64,7 +64,7 @@ def loss_curves(history: pd.DataFrame, *, latent_dim: int) -> Figure:
     rows = history[(history["phase"] == "seeds") & (history["latent_dim"] == latent_dim)]
     fig = _figure(6.5, 4.2)
     ax = fig.add_subplot()
-    for i, (trial_id, group) in enumerate(rows.groupby("trial_id", sort=True)):
+    for i, (_, group) in enumerate(rows.groupby("trial_id", sort=True)):
         group = group.sort_values("epoch")
         seed = int(group["seed"].iloc[0])
         ax.plot(group["epoch"], group["train_loss"], color=f"C{i}", linestyle="--", label=f"train (seed {seed})")

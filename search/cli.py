@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Which latent size should a VAE on MNIST use? A Ray Tune + Optuna search that answers it.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, (add, _) in COMMANDS.items():
+    for add, _ in COMMANDS.values():
         add(sub)
     return parser
 
