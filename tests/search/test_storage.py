@@ -20,7 +20,8 @@ def test_run_analyze_resume_with_uri_storage(tmp_path):
     assert (remote / "search").is_dir() and (remote / "seeds").is_dir()
     assert not (local / "search").exists()  # Ray Tune wrote to the storage, not the driver's disk
     table = pd.read_csv(local / "trials.csv")
-    assert len(table) == 7 and (table["status"] == "completed").all()
+    assert len(table) == 7 and table["status"].isin(["completed", "stopped"]).all()  # ASHA may stop a search trial
+    assert (table.loc[table["phase"] == "seeds", "status"] == "completed").all()
     assert table["checkpoint"].str.startswith(f"file://{remote}/").all()
     assert (remote / "trials.csv").read_text() == (local / "trials.csv").read_text()
     # one checkpoint per trial is kept once the phase ends
