@@ -127,3 +127,25 @@ def search_history(trials: pd.DataFrame) -> Figure:
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return fig
+
+
+def race(history: pd.DataFrame, *, chosen: int | None = None, confidence: float | None = None) -> Figure:
+    """Each latent size's mean PSNR ± SE as seeds trials were added (`analysis.racing.race_history`)."""
+    fig = _figure(6.5, 4.2)
+    ax = fig.add_subplot()
+    for i, (dim, group) in enumerate(history.groupby("latent_dim", sort=True)):
+        group = group.sort_values("step")
+        x, y = group["step"].to_numpy(), group["psnr_mean"].to_numpy(dtype=float)
+        se = np.nan_to_num(group["psnr_se"].to_numpy(dtype=float))
+        label = f"latent {dim}" + (" (chosen)" if dim == chosen else "")
+        ax.plot(x, y, color=f"C{i}", marker=".", label=label, linewidth=2.5 if dim == chosen else 1.2)
+        ax.fill_between(x, y - se, y + se, color=f"C{i}", alpha=0.15, step=None)
+    ax.set_xlabel("completed seeds trials (in order of finishing)")
+    ax.set_ylabel("mean PSNR ± SE (dB)")
+    title = "The race: each latent size as seeds were added"
+    if confidence is not None:
+        title += f" (confidence {confidence:.2f})"
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig

@@ -26,7 +26,8 @@ FIGURE_CAPTIONS = {
     "loss_curves": "Training (dashed) and validation loss per epoch for the chosen latent size.",
     "latent_tsne": "t-SNE of the chosen model's latent means on the test split, coloured by digit.",
     "reconstructions": "Test-split originals, reconstructions from the posterior mean, and from a sampled z.",
-    "search_history": "Search phase: each trial's PSNR and the best so far.",
+    "search_history": "Search stage: each trial's PSNR and the best so far.",
+    "race": "The race: each latent size's mean PSNR ± SE (validation) as seeds trials were added.",
 }
 
 
@@ -39,6 +40,8 @@ def render(
     test: dict,
     figures: dict[str, bytes],
     source: str,
+    confidence: float | None = None,
+    stop_reason: str | None = None,
 ) -> str:
     """The whole page as a string; `figures` maps a figure name to PNG bytes."""
     e = html.escape
@@ -46,7 +49,7 @@ def render(
     digit_rows = "".join(
         f"<tr><td>{d}</td><td>{test['mse_by_digit'][d]:.4f}</td><td>{test['psnr_by_digit'][d]:.2f}</td></tr>" for d in range(10)
     )
-    shown = [c for c in ("trial_id", "phase", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean",
+    shown = [c for c in ("trial_id", "phase", "stage", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean",
                           "psnr_mean", "device", "time_s") if c in trials.columns]
     figures_html = "".join(
         f'<figure id="fig-{e(key)}"><img alt="{e(key)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
@@ -59,7 +62,7 @@ def render(
 <body>
 <h1>vae-search report: {e(name)}</h1>
 <p class="note">data source: {e(source)}; metrics are means over the ten digits (each digit weighs the same).</p>
-<p class="decision" id="decision">Chosen latent size: <strong id="chosen-latent-dim">{selection.latent_dim}</strong></p>
+<p class="decision" id="decision">Chosen latent size: <strong id="chosen-latent-dim">{selection.latent_dim}</strong>{_confidence(confidence, stop_reason)}</p>
 <p id="rule"><strong>Rule.</strong> {e(selection.rule)}.</p>
 {f'<ul class="note">{notes}</ul>' if notes else ''}
 <h2>Chosen model on the test split</h2>
@@ -73,6 +76,14 @@ def render(
 <div class="scroll">{_table(trials.sort_values(["phase", "latent_dim", "psnr_mean"], ascending=[True, True, False])[shown])}</div>
 </body></html>
 """
+
+
+def _confidence(confidence: float | None, stop_reason: str | None) -> str:
+    if confidence is None:
+        return ""
+    why = f"; racing stopped: {html.escape(stop_reason)}" if stop_reason else ""
+    return (f' <span class="note">(decision confidence <strong id="confidence">{confidence:.2f}</strong>: the share of '
+            f"bootstrap resamples of the seeds in which the rule picks this size{why})</span>")
 
 
 def _table(frame: pd.DataFrame) -> str:

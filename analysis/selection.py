@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from analysis.rules import RULES
 from vae.errors import UsageError
-
-RULES = ("one-se", "tolerance", "knee")
 
 
 @dataclass(frozen=True)
@@ -65,51 +65,72 @@ def select(summary: pd.DataFrame, *, rule: str = "one-se", tolerance_db: float =
         notes.append(f"latent size(s) {', '.join(map(str, missing))} have no completed seeds trial and were not considered")
     if candidates.empty:
         raise UsageError("no latent size has a completed seeds trial; nothing to select from")
-    # ties in the mean go to the smaller size: idxmax returns the first, and rows are sorted by size
-    best = candidates.loc[candidates["psnr_mean"].idxmax()]
-    best_dim, best_mean, best_se = int(best.latent_dim), float(best.psnr_mean), float(best.psnr_se)
+    choice = choose(
+        candidates["latent_dim"].to_numpy(dtype=int),
+        candidates["psnr_mean"].to_numpy(dtype=float),
+        candidates["psnr_se"].to_numpy(dtype=float),
+        rule=rule,
+        tolerance_db=tolerance_db,
+    )
+    row = candidates[candidates["latent_dim"] == choice.latent_dim].iloc[0]
+    return Selection(
+        latent_dim=choice.latent_dim,
+        rule=f"{rule}: {choice.words}; chosen latent size {choice.latent_dim}",
+        best_latent_dim=choice.best_latent_dim,
+        best_trial_id=row.best_trial_id,
+        notes=tuple(notes + list(choice.notes)),
+        per_latent_dim=per_dim,
+    )
 
-    if len(candidates) == 1:
-        chosen = best_dim
+
+@dataclass(frozen=True)
+class Choice:
+    latent_dim: int
+    best_latent_dim: int
+    words: str  # the rule in words, with the numbers it used
+    threshold: float | None  # the decision boundary in dB (one-se, tolerance), None for knee / one size
+    notes: tuple[str, ...] = ()
+
+
+def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = "one-se", tolerance_db: float = 0.5) -> Choice:
+    """The rule itself, on arrays sorted by latent size (each size with at least one trial).
+
+    Pure and cheap: `select` calls it once, `analysis.racing` once per bootstrap resample."""
+    notes: list[str] = []
+    # ties in the mean go to the smaller size: argmax returns the first, and sizes are sorted
+    index = int(np.argmax(means))
+    best_dim, best_mean, best_se = int(dims[index]), float(means[index]), float(ses[index])
+    if len(dims) == 1:
         words = f"only latent size {best_dim} has completed trials, so it is chosen (mean PSNR {best_mean:.2f} dB)"
-    elif rule == "one-se":
+        return Choice(best_dim, best_dim, words, None)
+    if rule == "one-se":
         if not math.isfinite(best_se):
-            chosen = best_dim
             words = (
                 f"one-standard-error rule not applicable: latent size {best_dim} has fewer than two seeds, so no "
                 f"standard error; fell back to the highest mean PSNR ({best_mean:.2f} dB at latent size {best_dim})"
             )
-            notes.append("run with --seeds 2 or more for a standard error")
-        else:
-            threshold = best_mean - best_se
-            chosen = int(candidates.loc[candidates["psnr_mean"] >= threshold, "latent_dim"].min())
-            words = (
-                f"smallest latent size whose mean PSNR is within one standard error of the best: best is latent size "
-                f"{best_dim} at {best_mean:.2f} ± {best_se:.2f} dB (mean ± SE over seeds), threshold {threshold:.2f} dB"
-            )
+            return Choice(best_dim, best_dim, words, None, ("run with --seeds 2 or more for a standard error",))
+        threshold = best_mean - best_se
+        words = (
+            f"smallest latent size whose mean PSNR is within one standard error of the best: best is latent size "
+            f"{best_dim} at {best_mean:.2f} ± {best_se:.2f} dB (mean ± SE over seeds), threshold {threshold:.2f} dB"
+        )
     elif rule == "tolerance":
         threshold = best_mean - tolerance_db
-        chosen = int(candidates.loc[candidates["psnr_mean"] >= threshold, "latent_dim"].min())
         words = (
             f"smallest latent size whose mean PSNR is within {tolerance_db:g} dB of the best: best is latent size "
             f"{best_dim} at {best_mean:.2f} dB, threshold {threshold:.2f} dB"
         )
     else:
-        chosen, words = _knee(candidates, best_dim, best_mean, notes)
-    row = candidates[candidates["latent_dim"] == chosen].iloc[0]
-    return Selection(
-        latent_dim=chosen,
-        rule=f"{rule}: {words}; chosen latent size {chosen}",
-        best_latent_dim=best_dim,
-        best_trial_id=row.best_trial_id,
-        notes=tuple(notes),
-        per_latent_dim=per_dim,
-    )
+        chosen, words = _knee(dims, means, best_dim, best_mean, notes)
+        return Choice(chosen, best_dim, words, None, tuple(notes))
+    chosen = int(dims[means >= threshold].min())
+    return Choice(chosen, best_dim, words, threshold)
 
 
-def _knee(candidates: pd.DataFrame, best_dim: int, best_mean: float, notes: list[str]) -> tuple[int, str]:
-    x = candidates["latent_dim"].to_numpy(dtype=float)
-    y = candidates["psnr_mean"].to_numpy(dtype=float)
+def _knee(dims: np.ndarray, means: np.ndarray, best_dim: int, best_mean: float, notes: list[str]) -> tuple[int, str]:
+    x = np.asarray(dims, dtype=float)
+    y = np.asarray(means, dtype=float)
     if len(x) < 3 or y.max() == y.min():
         notes.append("knee needs at least three latent sizes with different mean PSNR; fell back to the highest mean")
         return best_dim, f"no knee to find; highest mean PSNR ({best_mean:.2f} dB at latent size {best_dim})"

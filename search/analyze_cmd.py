@@ -18,7 +18,6 @@ from vae.errors import UsageError
 from vae.files import atomic_write_bytes, atomic_write_text
 
 TSNE_POINTS = 2000
-FIGURES = ("mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history")
 
 
 def analyze(args: argparse.Namespace) -> int:
@@ -29,12 +28,17 @@ def analyze(args: argparse.Namespace) -> int:
 
     from analysis import figures as figs
     from analysis.latents import latent_means, reconstruction_examples, stratified_subset, tsne_embedding
+    from analysis.layout import RACE_FILE
+    from analysis.racing import assess, race_history, values_by_latent_dim
     from analysis.report import render
     from analysis.selection import select
     from analysis.summary import summarize
-    from search.experiment import HISTORY_FILE, Experiment
+    from search.commands import load_splits
+    from analysis.layout import HISTORY_FILE
+    from search.experiment import Experiment
+    from search.output import read_race
     from search.table import read_trials
-    from vae import DataConfig, evaluate, load_data, load_model
+    from vae import evaluate, load_model
 
     experiment = Experiment.open(args.experiment)
     config = experiment.config
@@ -43,6 +47,9 @@ def analyze(args: argparse.Namespace) -> int:
     history = pd.read_csv(history_file) if history_file.is_file() else pd.DataFrame(columns=["phase", "latent_dim", "trial_id"])
     summary = summarize(trials, latent_dims=list(config.latent_dims))
     selection = select(summary, rule=args.rule, tolerance_db=args.tolerance_db)
+    # the confidence of this rule's choice, from whatever seeds trials exist
+    race = assess(values_by_latent_dim(trials), rule=args.rule, tolerance_db=args.tolerance_db, seed=config.seed)
+    stop_reason = read_race(experiment.path / RACE_FILE).get("stop_reason")
 
     checkpoint = trials.loc[trials["trial_id"] == selection.best_trial_id, "checkpoint"]
     if checkpoint.empty or not isinstance(checkpoint.iloc[0], str):
@@ -50,8 +57,7 @@ def analyze(args: argparse.Namespace) -> int:
     with _local_checkpoint(experiment, checkpoint.iloc[0]) as folder:
         model = load_model(folder)
         # the test split of the source the search actually used (never used for the choice)
-        source = experiment.record.get("source", config.dataset)
-        splits = load_data(DataConfig(dataset=source, data_dir=config.data_dir, max_train=config.max_train))
+        splits, _ = load_splits(config, pinned=experiment.record)
         _, test = evaluate(model, splits.test, beta=config.beta)
 
         subset = stratified_subset(splits.test, TSNE_POINTS, seed=config.seed)
@@ -65,12 +71,14 @@ def analyze(args: argparse.Namespace) -> int:
             "latent_tsne": figs.latent_tsne(embedding, subset.labels.numpy(), latent_dim=chosen),
             "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
             "search_history": figs.search_history(trials),
+            "race": figs.race(race_history(trials), chosen=chosen, confidence=race.confidence),
         }
         pngs = {name: _png(figure) for name, figure in pictures.items()}
 
-        result = {**selection.to_dict(), "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
+        result = {**selection.to_dict(), "confidence": round(race.confidence, 4), "stop_reason": stop_reason,
+                  "contenders": list(race.contenders), "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
         html = render(name=experiment.path.name, selection=selection, summary=summary, trials=trials, test=test,
-                      figures=pngs, source=splits.source)
+                      figures=pngs, source=splits.source, confidence=race.confidence, stop_reason=stop_reason)
 
         # everything is computed: now write, each file atomically, best_model/ swapped in whole
         _export_model(folder, experiment.path / "best_model")
@@ -81,7 +89,7 @@ def analyze(args: argparse.Namespace) -> int:
         report = atomic_write_text(experiment.path / "report.html", html)
         experiment.upload()
 
-    print(f"chosen latent size: {chosen}")
+    print(f"chosen latent size: {chosen} (confidence {race.confidence:.2f})")
     print(f"rule: {selection.rule}")
     for note in selection.notes:
         print(f"note: {note}")

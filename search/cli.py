@@ -8,6 +8,7 @@ returns 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Callable, Sequence
 
@@ -50,6 +51,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from analysis.rules import RULES
     from search.config import PRESETS, SCHEDULERS
 
     parser = sub.add_parser("run", help="run a search (Ray Tune + Optuna), then the seeds phase")
@@ -62,7 +64,13 @@ def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=types.positive_int, default=None, help="epochs per trial")
     parser.add_argument("--batch-size", type=types.positive_int, default=None)
     parser.add_argument("--trials", type=types.positive_int, default=None, help="search-phase trials")
-    parser.add_argument("--seeds", type=types.positive_int, default=None, help="seeds per latent size in the seeds phase")
+    parser.add_argument("--seeds", type=types.positive_int, default=None, help="seeds trials per latent size, at least")
+    parser.add_argument("--max-seeds", type=types.positive_int, default=None, help="racing: at most this many seeds trials per latent size")
+    parser.add_argument("--confidence", type=types.positive_float, default=None,
+                        help="racing: stop once the decision confidence reaches this (0-1, default 0.9)")
+    parser.add_argument("--max-trials", type=types.positive_int, default=None, help="cap on all trials of the run (default: none)")
+    parser.add_argument("--rule", choices=RULES, default=None, help="the selection rule racing makes sure of (default one-se)")
+    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None, help="for --rule tolerance (default 0.5 dB)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="asha (early stopping) or fifo")
     parser.add_argument("--cpus-per-trial", type=types.positive_float, default=None)
     parser.add_argument("--gpus-per-trial", type=types.fraction_or_count, default=None, help="fractions share a GPU, e.g. 0.25")
@@ -119,8 +127,10 @@ def _cmd_trials(args: argparse.Namespace) -> int:
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from analysis.rules import RULES
+
     parser = _add_experiment("choose the latent size; write selection.json, figures, report.html, best_model/")(sub, "analyze")
-    parser.add_argument("--rule", choices=("one-se", "tolerance", "knee"), default="one-se",
+    parser.add_argument("--rule", choices=RULES, default="one-se",
                         help="one-se (default): smallest size within one standard error of the best mean PSNR")
     parser.add_argument("--tolerance-db", type=types.non_negative_float, default=0.5, help="for --rule tolerance (default 0.5 dB)")
     return parser
@@ -151,15 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from search.session import SIGNALS, Interrupted
+
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command][1](args)
     except UsageError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = getattr(exc, "signum", None) or SIGNALS.received or signal.SIGINT
+        name = signal.Signals(signum).name
+        path = getattr(exc, "experiment_path", None)
+        if path is None:
+            print(f"{PROG}: stopped by {name} before the experiment was created", file=sys.stderr)
+        else:
+            print(f"{PROG}: stopped by {name}; finished trials and checkpoints are saved", file=sys.stderr)
+            print(f"resume with: vae-search resume {path}", file=sys.stderr)
+        return 128 + signum
 
 
 def _one_line(exc: BaseException) -> str:

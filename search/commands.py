@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from search.config import resolve
+from search.config import SearchConfig, resolve
 from search.output import check_new, default_name
 from vae.errors import UsageError
 
 _RUN_FLAGS = (
     "dataset", "data_dir", "max_train", "latent_dims", "lr_range", "beta", "epochs", "batch_size", "trials",
-    "seeds", "scheduler", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "num_cpus", "seed",
+    "seeds", "max_seeds", "confidence", "max_trials", "rule", "tolerance_db", "scheduler", "cpus_per_trial",
+    "gpus_per_trial", "max_concurrent", "max_failures", "num_cpus", "seed",
 )
-
 
 LOCAL_RESULTS = "results"
 
@@ -25,81 +27,121 @@ def _storage(text: str | None, name: str) -> tuple[Path, str | None]:
     With a folder, everything lives in FOLDER/NAME. With a URI (s3://, gs://, …) Ray Tune
     keeps trial results and checkpoints in URI/NAME; the driver's own files are written to
     ./results/NAME and copied to URI/NAME when `run` and `analyze` finish."""
-    from search.storage import is_uri
+    from search.storage import is_uri, join
 
     if text and is_uri(text):
         scheme = text.split("://", 1)[0]
         if not scheme.isidentifier():
             raise UsageError(f"--storage {text!r} is not a folder or a URI like s3://bucket/prefix")
-        return Path(LOCAL_RESULTS).resolve() / name, f"{text.rstrip('/')}/{name}"
-    return Path(text or LOCAL_RESULTS).expanduser().resolve() / name, None
+        return _writable(Path(LOCAL_RESULTS).resolve(), "--storage (its local copy ./results)") / name, join(text, name)
+    return _writable(Path(text or LOCAL_RESULTS).expanduser().resolve(), "--storage") / name, None
+
+
+def _writable(folder: Path, flag: str) -> Path:
+    """`folder` if it is (or can be created as) a writable folder, else UsageError. Creates nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file, not a folder" if existing == folder else f"cannot be created: {existing} is a file"
+        raise UsageError(f"{flag} {folder} {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder} cannot be written (no write permission on {existing})")
+    return folder
 
 
 def run(args: argparse.Namespace) -> int:
     from search import experiment as exp
+    from search.session import check_address, check_local_resources
 
     config = resolve(args.preset, {name: getattr(args, name) for name in _RUN_FLAGS})
     if args.name is not None and (not args.name.strip() or "/" in args.name or args.name in (".", "..")):
         raise UsageError(f"--name must be a plain folder name but got {args.name!r}")
+    if not args.address:
+        check_local_resources(config)
+    if config.dataset != "sample":
+        _writable(Path(config.data_dir).expanduser().resolve(), "--data-dir")
     path, storage_uri = _storage(args.storage, args.name or default_name("search"))
     check_new(path)
     if storage_uri:
-        _check_new_location(storage_uri)
+        from search.storage import check_new_location
+
+        check_new_location(storage_uri)
     if args.address:
-        exp.check_address(args.address)
-    splits = _load(config)  # bad data fails here, before anything is written
-    started = exp.start_ray(config, args.address)
-    try:
-        experiment = exp.create(config, path, source=splits.source, address=args.address, storage_uri=storage_uri)
-        print(f"experiment: {path} (running; `vae-search resume {path}` continues it if interrupted)", flush=True)
-        exp.execute(experiment, splits)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-    _print_table(path)
-    print(f"experiment: {path}")
-    return 0
-
-
-def _check_new_location(uri: str) -> None:
-    from search.storage import is_dir
-
-    try:
-        taken = is_dir(uri)
-    except Exception as exc:  # unknown scheme, missing credentials, unreachable bucket
-        raise UsageError(f"--storage {uri.rsplit('/', 1)[0]}: {' '.join(str(exc).split())[:300]}") from None
-    if taken:
-        raise UsageError(f"{uri} already exists; choose another --name (nothing was overwritten)")
+        check_address(args.address)
+    splits, data = load_splits(config)  # bad data fails here, before anything is written
+    return _execute(config, args.address, splits, lambda: exp.create(config, path, data=data, address=args.address,
+                                                                      storage_uri=storage_uri))
 
 
 def resume(args: argparse.Namespace) -> int:
     from search import experiment as exp
 
     experiment = exp.Experiment.open(args.experiment)
-    splits = _load(experiment.config)
-    started = exp.start_ray(experiment.config, args.address)
-    try:
-        exp.execute(experiment, splits)
-    finally:
-        if started:
-            import ray
+    splits, _ = load_splits(experiment.config, pinned=experiment.record)
+    return _execute(experiment.config, args.address, splits, lambda: experiment)
 
-            ray.shutdown()
+
+def _execute(config: SearchConfig, address: str | None, splits, get_experiment) -> int:
+    """Start or join Ray, run the experiment to its end, print the decision and where it is."""
+    from search import experiment as exp
+    from search.session import ray_session
+
+    with ray_session(config, address):
+        experiment = get_experiment()
+        print(f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if interrupted)", flush=True)
+        try:
+            race = exp.execute(experiment, splits)
+        except BaseException as exc:
+            exc.experiment_path = experiment.path  # for the resume hint in search.cli
+            raise
     _print_table(experiment.path)
+    if race.get("latent_dim") is not None:
+        print(f"chosen latent size: {race['latent_dim']} (confidence {race.get('confidence', 0):.2f})")
+    else:
+        print(f"chosen latent size: none ({race.get('stop_reason', 'no completed seeds trial')})")
     print(f"experiment: {experiment.path}")
     return 0
 
 
-def _load(config):
-    from vae import DataConfig, load_data
+def data_record(splits, data_dir: str, max_train: int | None) -> dict[str, Any]:
+    """What run.json pins: the source used (never `auto`), the folder, the split sizes, a digest."""
+    from vae import digest
 
-    splits = load_data(DataConfig(dataset=config.dataset, data_dir=config.data_dir, max_train=config.max_train))
-    if splits.notice:
-        print(f"notice: {splits.notice}", flush=True)
+    return {
+        "source": splits.source,
+        "data_dir": str(Path(data_dir).expanduser().resolve()),
+        "max_train": max_train,
+        "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "digest": digest(splits),
+    }
+
+
+def load_splits(config: SearchConfig, *, pinned: dict[str, Any] | None = None):
+    """Load the data once in the driver. With `pinned` (run.json), exactly the data the
+    experiment was run on, or UsageError."""
+    from vae import DataConfig, DataError, digest, load_data
+
+    if pinned is None:
+        splits = load_data(DataConfig(dataset=config.dataset, data_dir=config.data_dir, max_train=config.max_train))
+        if splits.notice:
+            print(f"notice: {splits.notice}", flush=True)
+        record = data_record(splits, config.data_dir, config.max_train)
+    else:
+        record = pinned.get("data") or {"source": pinned.get("source", config.dataset), "data_dir": config.data_dir}
+        try:
+            # never `auto` and never a download on resume: the files the run used, or nothing
+            splits = load_data(DataConfig(dataset=record["source"], data_dir=record["data_dir"], max_train=config.max_train),
+                               download=False)
+        except DataError as exc:
+            raise UsageError(f"the experiment's data ({record['source']} in {record['data_dir']}) cannot be loaded: {exc}") from None
+        if record.get("digest") and digest(splits) != record["digest"]:
+            raise UsageError(
+                f"the {record['source']} data in {record['data_dir']} no longer matches the experiment (digest differs); "
+                "restore those files, or start a new run"
+            )
     print(f"data: {splits.source} ({len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test)", flush=True)
-    return splits
+    return splits, record
 
 
 def trials(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from analysis.rules import RULES
 from vae.config import DATASETS
 from vae.errors import UsageError
 
@@ -24,7 +25,12 @@ class SearchConfig:
     beta: float = 1.0
     epochs: int = 8  # per trial; ASHA may stop a search trial earlier, never a seeds trial
     trials: int = 12  # search-phase trials (Optuna proposals)
-    seeds: int = 3  # seeds-phase trials per latent size
+    seeds: int = 3  # seeds trials per latent size, at least (racing may add more)
+    max_seeds: int = 6  # racing: at most this many seeds trials per latent size
+    confidence: float = 0.9  # racing: stop once the decision confidence reaches this
+    max_trials: int | None = None  # all trials of the run (search + seeds + racing); None: no cap but max_seeds
+    rule: str = "one-se"  # the selection rule that racing makes sure of (analyze may use another)
+    tolerance_db: float = 0.5  # for rule "tolerance"
     scheduler: str = "asha"
     grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 2  # ASHA: keep the best 1/rf at each rung
@@ -52,7 +58,7 @@ class SearchConfig:
         low, high = self.lr_range
         _check(0 < low < high and math.isfinite(high), f"lr_range must be 0 < LOW < HIGH but got {self.lr_range}")
         _check(math.isfinite(self.beta) and self.beta >= 0, f"beta must be >= 0 but got {self.beta}")
-        for name in ("epochs", "trials", "seeds", "grace_period", "reduction_factor", "batch_size", "max_failures"):
+        for name in ("epochs", "trials", "seeds", "max_seeds", "grace_period", "reduction_factor", "batch_size", "max_failures"):
             value = getattr(self, name)
             minimum = 2 if name == "reduction_factor" else 0 if name == "max_failures" else 1
             _check(isinstance(value, int) and value >= minimum, f"{name} must be an integer >= {minimum} but got {value!r}")
@@ -60,6 +66,18 @@ class SearchConfig:
             self.trials >= len(dims),
             f"trials must be at least the number of latent sizes ({len(dims)}) so every size is tried, but got {self.trials}",
         )
+        _check(self.max_seeds >= self.seeds, f"max_seeds ({self.max_seeds}) must be at least seeds ({self.seeds})")
+        _check(
+            isinstance(self.confidence, (int, float)) and 0 < self.confidence < 1,
+            f"confidence must be between 0 and 1 (exclusive) but got {self.confidence!r}",
+        )
+        minimum_trials = self.trials + self.seeds * len(dims)
+        _check(
+            self.max_trials is None or (isinstance(self.max_trials, int) and self.max_trials >= minimum_trials),
+            f"max_trials must be at least trials + seeds x latent sizes ({minimum_trials}) but got {self.max_trials!r}",
+        )
+        _check(self.rule in RULES, f"rule must be one of {', '.join(RULES)} but got {self.rule!r}")
+        _check(math.isfinite(self.tolerance_db) and self.tolerance_db >= 0, f"tolerance_db must be >= 0 but got {self.tolerance_db}")
         _check(self.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)} but got {self.scheduler!r}")
         _check(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)} but got {self.dataset!r}")
         _check(self.cpus_per_trial > 0, f"cpus_per_trial must be > 0 but got {self.cpus_per_trial}")
@@ -102,17 +120,17 @@ def _check(condition: bool, message: str) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds: two small latent sizes on 600 sample digits. For tests and a first look.
     "smoke": dict(
-        latent_dims=(2, 8), epochs=2, trials=3, seeds=2, grace_period=1, dataset="sample",
+        latent_dims=(2, 8), epochs=2, trials=3, seeds=2, max_seeds=3, grace_period=1, dataset="sample",
         max_train=600, channels=(8, 16), hidden_dim=64, batch_size=32, lr_range=(1e-3, 1e-2),
     ),
     # A few minutes on 2 cores: the study's four latent sizes on up to 4,000 training digits.
     "quick": dict(
-        latent_dims=(5, 10, 15, 20), epochs=8, trials=8, seeds=2, grace_period=2, dataset="auto",
+        latent_dims=(5, 10, 15, 20), epochs=8, trials=8, seeds=2, max_seeds=4, grace_period=2, dataset="auto",
         max_train=4000,
     ),
     # The study at full scale: all of MNIST, 20 epochs, 3 seeds, four trials per GPU.
     "paper": dict(
-        latent_dims=(5, 10, 15, 20), epochs=20, trials=24, seeds=3, grace_period=4, dataset="mnist",
+        latent_dims=(5, 10, 15, 20), epochs=20, trials=24, seeds=3, max_seeds=8, grace_period=4, dataset="mnist",
         max_train=None, batch_size=128, gpus_per_trial=0.25, cpus_per_trial=1.0,
     ),
 }
@@ -121,5 +139,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 def resolve(preset: str, overrides: Mapping[str, Any]) -> SearchConfig:
     """The preset's values, then every override that is not None."""
     _check(preset in PRESETS, f"preset must be one of {', '.join(PRESETS)} but got {preset!r}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**PRESETS[preset], **given}
+    if "seeds" in given and "max_seeds" not in given:
+        # more seeds than the preset's cap: the cap follows (racing then adds none)
+        values["max_seeds"] = max(values.get("max_seeds", SearchConfig.max_seeds), values["seeds"])
     return SearchConfig(**values)

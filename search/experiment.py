@@ -1,33 +1,28 @@
-"""One experiment: the Optuna search phase, then the seeds phase, then the trial table.
+"""One experiment: a single Ray Tune experiment that searches, replicates and races, then the tables.
 
-Folder layout (EXPERIMENT = storage/name):
-    run.json      the resolved SearchConfig, the data source used, phases done, seeds points
-    search/       Ray Tune's experiment state for the search phase (Tuner.restore works)
-    seeds/        the same for the seeds phase
-    trials.csv    one row per trial, both phases (written when the experiment ends)
-    history.csv   one row per trial and epoch (for loss curves)
+Folder layout (EXPERIMENT = storage/name; names in `analysis.layout`):
+    run.json        the resolved SearchConfig, the data it was run on (source, folder, split
+                    sizes, digest), whether the run is done
+    tune/           Ray Tune's experiment (Tuner.restore works on it), one trial_<id>/ per trial
+    optuna.journal  the Optuna study of the search stage
+    race.json       the racing state: stage, decision, confidence, stop reason
+    trials.csv      one row per trial (written when the run ends)
+    history.csv     one row per trial and epoch (for loss curves)
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from analysis.layout import HISTORY_FILE, JOURNAL_FILE, METRIC, MODE, RACE_FILE, RUN_FILE, TRIALS_FILE, TUNE_DIR
 from search.config import SearchConfig
 from vae.errors import UsageError
 from vae.files import atomic_write_text
-
-RUN_FILE = "run.json"
-TRIALS_FILE = "trials.csv"
-HISTORY_FILE = "history.csv"
-PHASES = ("search", "seeds")
-METRIC, MODE = "psnr_mean", "max"
 
 
 @dataclass
@@ -55,16 +50,15 @@ class Experiment:
         atomic_write_text(self.path / RUN_FILE, json.dumps(self.record, indent=2) + "\n")
 
     @property
-    def done(self) -> list[str]:
-        return self.record.setdefault("phases_done", [])
+    def done(self) -> bool:
+        return bool(self.record.get("done"))
 
     @property
-    def tune_root(self) -> str:
-        """Where Ray Tune keeps the phases: this folder, or `--storage URI/NAME`."""
-        return self.record.get("storage_uri") or str(self.path)
+    def tune_location(self) -> str:
+        """Where Ray Tune keeps the experiment: EXPERIMENT/tune, or `--storage URI/NAME/tune`."""
+        from search.storage import join
 
-    def phase_location(self, phase: str) -> str:
-        return f"{self.tune_root.rstrip('/')}/{phase}"
+        return join(self.record.get("storage_uri") or str(self.path), TUNE_DIR)
 
     def upload(self) -> None:
         """With a cloud --storage, copy the driver's files (tables, run.json, study, report) there too."""
@@ -74,64 +68,125 @@ class Experiment:
             copy(str(self.path), self.record["storage_uri"])
 
 
-def create(config: SearchConfig, path: Path, *, source: str, address: str | None, storage_uri: str | None = None) -> Experiment:
+def create(config: SearchConfig, path: Path, *, data: dict[str, Any], address: str | None,
+           storage_uri: str | None = None) -> Experiment:
     import ray
 
     path.mkdir(parents=True)
     record = {
         "storage_uri": storage_uri,
         "config": config.to_dict(),
-        "source": source,
+        "data": data,
         "address": address,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "ray_version": ray.__version__,
-        "phases_done": [],
+        "done": False,
     }
     experiment = Experiment(path, config, record)
     experiment.save()
     return experiment
 
 
-def execute(experiment: Experiment, splits, *, log: Callable[[str], None] = print) -> None:
-    """Run whatever phases are not done yet (restoring a phase Ray Tune already started)."""
-    for phase in PHASES:
-        if phase in experiment.done:
-            continue
-        started = time.perf_counter()
-        if phase == "seeds" and "seeds_points" not in experiment.record:
-            experiment.record["seeds_points"] = _seeds_points(experiment)  # fixed before any seeds trial runs
-            experiment.save()
-        _run_phase(experiment, phase, splits, log)
-        experiment.done.append(phase)
-        experiment.save()
-        log(f"{phase} phase done in {time.perf_counter() - started:.1f} s")
+def execute(experiment: Experiment, splits, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or restore and finish) the Tune experiment, then write the tables. Returns the race
+    state. Raises `search.session.Interrupted` when a signal stopped it (nothing is marked done)."""
+    from search.output import read_race
+    from search.session import tune_running
+
+    if experiment.done:
+        return read_race(experiment.path / RACE_FILE)
+    from ray import tune
+
+    started = time.perf_counter()
+    _allow_pending_trials(experiment.config)
+    location = experiment.tune_location
+    trainable = _trainable(experiment.config, splits)
+    if tune.Tuner.can_restore(location):
+        log(f"restoring {location}")
+        tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        tuner = tune.Tuner(trainable, param_space=_constants(experiment.config, experiment.record["data"]),
+                           tune_config=tune_config(experiment), run_config=run_config(experiment))
+    with tune_running():
+        tuner.fit()
+    race = read_race(experiment.path / RACE_FILE)
+    if race.get("stage") != "done":
+        raise RuntimeError(f"Ray Tune ended before the search finished (stage {race.get('stage')!r}); "
+                           f"`vae-search resume {experiment.path}` continues it")
+    prune_checkpoints(location)
     write_tables(experiment)
+    experiment.record["done"] = True
+    experiment.record["wall_time_s"] = experiment.record.get("wall_time_s", 0.0) + time.perf_counter() - started
+    experiment.save()
     experiment.upload()
+    log(f"run done in {time.perf_counter() - started:.1f} s; racing stopped: {_reason_words(race)}")
+    return race
 
 
-def _trainable(experiment: Experiment, splits):
+def _trainable(config: SearchConfig, splits):
     from ray import tune
 
     from search.trial import run_trial
 
-    config = experiment.config
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
     return tune.with_resources(tune.with_parameters(run_trial, splits=splits), resources)
 
 
-def _constants(config: SearchConfig) -> dict[str, Any]:
+def _constants(config: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
+    """The trial config's fixed part; the searcher adds phase, stage, latent_dim, lr and seed.
+    The data keys name the data the trials were shipped (the real source, never `auto`)."""
     return {
+        "dataset": data["source"],
+        "data_dir": data["data_dir"],
+        "max_train": config.max_train,
         "beta": config.beta,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "channels": list(config.channels),
         "hidden_dim": config.hidden_dim,
-        "dataset": config.dataset,
-        "data_dir": config.data_dir,
-        "max_train": config.max_train,
         "threads": config.threads,
         "use_gpu": config.gpus_per_trial > 0,
     }
+
+
+def tune_config(experiment: Experiment):
+    """The one TuneConfig of a run: the staged searcher decides how many trials there are."""
+    from ray import tune
+
+    from search.scheduling import scheduler
+    from search.searcher import StagedSearcher
+
+    config = experiment.config
+    searcher = StagedSearcher(config, journal=experiment.path / JOURNAL_FILE, race_file=experiment.path / RACE_FILE)
+    return tune.TuneConfig(
+        metric=METRIC,
+        mode=MODE,
+        search_alg=searcher,
+        scheduler=scheduler(config),
+        num_samples=-1,  # until the searcher says FINISHED
+        max_concurrent_trials=config.max_concurrent,
+        reuse_actors=True,
+        trial_dirname_creator=_trial_dirname,
+    )
+
+
+def run_config(experiment: Experiment):
+    from ray import tune
+
+    from search.progress import Progress
+
+    root = experiment.record.get("storage_uri") or str(experiment.path)
+    return tune.RunConfig(
+        name=TUNE_DIR,
+        storage_path=root,
+        failure_config=tune.FailureConfig(max_failures=experiment.config.max_failures),
+        # Keep every checkpoint while the run lasts: Ray's experiment-state snapshot can lag
+        # the newest checkpoint, and with num_to_keep it may point at one already deleted, so
+        # a driver killed at that moment would lose a finished trial. Pruned when the run ends.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        callbacks=[Progress()],
+        verbose=0,
+    )
 
 
 def _allow_pending_trials(config: SearchConfig) -> None:
@@ -150,209 +205,34 @@ def _allow_pending_trials(config: SearchConfig) -> None:
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(2, slots)))
 
 
-def _run_phase(experiment: Experiment, phase: str, splits, log: Callable[[str], None]) -> None:
-    from ray import tune
-
-    _allow_pending_trials(experiment.config)
-    location = experiment.phase_location(phase)
-    trainable = _trainable(experiment, splits)
-    if tune.Tuner.can_restore(location):
-        log(f"{phase} phase: restoring {location}")
-        tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = _new_tuner(experiment, phase, trainable)
-    grid = tuner.fit()
-    prune_checkpoints(location)
-    if phase == "search":
-        from search.searcher import close_orphans
-
-        close_orphans(experiment.path / "optuna.journal")
-    errors = [r.error for r in grid if r.error is not None]
-    if errors and len(errors) == len(grid):
-        raise RuntimeError(f"every {phase} trial failed; first error: {errors[0]}")
-
-
-def prune_checkpoints(phase_location: str) -> int:
-    """Delete all but each trial's latest checkpoint; returns how many were deleted."""
+def prune_checkpoints(location: str) -> None:
+    """Delete all but each trial's latest checkpoint."""
     from search.storage import delete_dir, subdirs
 
-    deleted = 0
-    for trial in subdirs(phase_location, "trial_"):
+    for trial in subdirs(location, "trial_"):
         for old in subdirs(trial, "checkpoint_")[:-1]:
             delete_dir(old)
-            deleted += 1
-    return deleted
-
-
-def _new_tuner(experiment: Experiment, phase: str, trainable):
-    from ray import tune
-
-    config = experiment.config
-    constants = {**_constants(config), "phase": phase}
-    if phase == "search":
-        tune_config = tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
-            search_alg=_searcher(config, experiment.path),
-            scheduler=_scheduler(config),
-            num_samples=config.trials,
-            max_concurrent_trials=config.max_concurrent,
-            reuse_actors=True,
-            trial_dirname_creator=_trial_dirname,
-        )
-        param_space = {**constants, "seed": config.seed}
-    else:
-        points = experiment.record["seeds_points"]
-        tune_config = tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
-            num_samples=1,
-            max_concurrent_trials=config.max_concurrent,
-            reuse_actors=True,
-            trial_dirname_creator=_trial_dirname,
-        )
-        param_space = {**constants, "point": tune.grid_search(points)}
-    run_config = tune.RunConfig(
-        name=phase,
-        storage_path=experiment.tune_root,
-        failure_config=tune.FailureConfig(max_failures=config.max_failures),
-        # Keep every checkpoint while the phase runs: Ray's experiment-state snapshot can lag
-        # the newest checkpoint, and with num_to_keep it may point at one already deleted, so
-        # a driver killed at that moment would lose a finished trial. Pruned when the phase ends.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        callbacks=[_progress(phase)],
-        verbose=0,
-    )
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _searcher(config: SearchConfig, path: Path):
-    from search.searcher import PruneAwareOptunaSearch
-
-    return PruneAwareOptunaSearch(config, storage_path=path / "optuna.journal")
-
-
-def _scheduler(config: SearchConfig):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if config.scheduler == "fifo":
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=config.epochs,
-        grace_period=min(config.grace_period, config.epochs),
-        reduction_factor=config.reduction_factor,
-    )
-
-
-def _seeds_points(experiment: Experiment) -> list[dict[str, Any]]:
-    """For each latent size, its best search learning rate, once per seed."""
-    from search.table import best_lr_by_latent_dim, phase_rows
-
-    config = experiment.config
-    rows = phase_rows(experiment, "search")
-    best = best_lr_by_latent_dim(rows, config)
-    return [
-        {"latent_dim": dim, "lr": best[dim], "seed": config.seed + 1 + k}
-        for dim in config.latent_dims
-        for k in range(config.seeds)
-    ]
-
-
-def write_tables(experiment: Experiment) -> tuple[Path, Path]:
+def write_tables(experiment: Experiment) -> None:
     from search.table import history_frame, trials_frame
 
     trials = trials_frame(experiment)
     history = history_frame(experiment)
-    return (
-        atomic_write_text(experiment.path / TRIALS_FILE, trials.to_csv(index=False)),
-        atomic_write_text(experiment.path / HISTORY_FILE, history.to_csv(index=False)),
-    )
+    atomic_write_text(experiment.path / TRIALS_FILE, trials.to_csv(index=False))
+    atomic_write_text(experiment.path / HISTORY_FILE, history.to_csv(index=False))
 
 
-def _progress_line(phase: str, trial) -> str:
-    r = trial.last_result or {}
-    head = f"  {phase} trial {trial.trial_id}: latent {r.get('latent_dim')} lr {r.get('lr', math.nan):.2e}"
-    if r.get("diverged"):
-        return f"{head} diverged"
-    return (f"{head} seed {r.get('seed')} epochs {r.get('training_iteration')}/{r.get('max_epochs')} "
-            f"val PSNR {r.get('psnr_mean', math.nan):.2f} dB")
-
-
-def _progress(phase: str):
-    """A Tune callback printing one line per finished trial (instead of Tune's tables).
-
-    It holds only the phase name: Tune pickles callbacks into tuner.pkl."""
-    from ray import tune
-
-    class Progress(tune.Callback):
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            print(_progress_line(phase, trial), flush=True)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            print(f"  {phase} trial {trial.trial_id}: failed ({trial.error_file})", flush=True)
-
-    return Progress()
-
-
-CONNECT_TIMEOUT_S = 5.0
-
-
-def check_address(address: str) -> None:
-    """Fail in seconds, not minutes, when HOST:PORT (or ray://HOST:PORT) does not answer."""
-    import socket
-
-    if address == "auto" or address.startswith("local"):
-        return  # ray.init finds (or fails to find) a cluster on this machine by itself
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UsageError(f"--address must be auto, HOST:PORT or ray://HOST:PORT but got {address!r}")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        raise UsageError(f"cannot reach the Ray cluster at --address {address}: {exc.strerror or exc}") from None
-
-
-def quiet_logs() -> None:
-    """One line per finished trial instead of Tune's tables and Ray's info logs."""
-    import optuna
-
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no status tables
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def start_ray(config: SearchConfig, address: str | None) -> bool:
-    """Join `address`, or start a local Ray (explicit CPUs, no dashboard, token auth kept on).
-
-    Returns True when this process started Ray (and so must shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet_logs()
-    common = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
-    if address:
-        check_address(address)
-        try:
-            ray.init(address=address, **common)
-        except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme
-            raise UsageError(f"cannot reach the Ray cluster at --address {address}: {' '.join(str(exc).split())[:300]}") from None
-        return True
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
-        # Ray binds a local instance's ports on every interface; without its token anyone on
-        # the network could run code on this machine (CVE-2023-48022, "ShadowRay").
-        raise UsageError("RAY_AUTH_MODE=disabled would leave the local Ray's ports open without authentication; unset it")
-    ray.init(num_cpus=config.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if config.gpus_per_trial > gpus:
-        ray.shutdown()
-        raise UsageError(
-            f"--gpus-per-trial {config.gpus_per_trial:g} but the local Ray has {gpus:g} GPU(s); "
-            "use --gpus-per-trial 0, or --address a cluster with GPUs"
-        )
-    return True
+def _reason_words(race: dict[str, Any]) -> str:
+    reason = race.get("stop_reason")
+    if reason == "confidence":
+        return f"confidence {race.get('confidence', 0):.2f} reached the target {race.get('target', 0):.2f}"
+    if reason == "max-seeds":
+        return f"every contender has --max-seeds trials (confidence {race.get('confidence', 0):.2f})"
+    if reason == "budget":
+        return f"--max-trials spent (confidence {race.get('confidence', 0):.2f})"
+    return str(reason)

@@ -1,8 +1,10 @@
-"""Output folders written all at once: build in a hidden sibling, rename into place at the end."""
+"""Output folders written all at once (build in a hidden sibling, rename into place), and the
+small files a run leaves for other commands to read."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 import time
@@ -33,3 +35,11 @@ def new_folder(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_race(path: str | Path) -> dict:
+    """The racing state a run wrote (`race.json`); empty when there is none yet."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}

@@ -1,27 +1,48 @@
-"""Optuna inside Ray Tune: TPE (seeded) over latent size x learning rate.
+"""One searcher for the whole run: the Optuna search, then the seeds trials, then racing.
 
-Two things on top of Ray's `OptunaSearch`:
-- every latent size is enqueued once first (at the geometric middle of the lr range), so
-  each size is measured even when TPE would rather skip it;
-- a trial that the scheduler (ASHA) stopped early is told to Optuna as PRUNED, with its
-  per-epoch values, instead of COMPLETE with a value from an early epoch.
-The study lives in a journal file in the experiment folder, so `optuna.load_study` and
-`optuna-dashboard` can read it. The journal can be newer than the searcher state Ray Tune
-pickled before a driver was killed: on resume, results for an Optuna trial that the journal
-already holds as finished are ignored rather than raised.
+Stages, all inside one Ray Tune experiment (no barrier between them):
+
+1. **search**: `--trials` trials proposed by Optuna's TPE sampler (seeded). Every latent size
+   is enqueued first at the geometric middle of the lr range, so each size is measured; TPE
+   proposes from the very next trial on (`n_startup_trials=0`: the enqueued points are the
+   start-up design, so the search never falls back to random sampling). `constant_liar` keeps
+   parallel proposals apart. A trial that ASHA stopped is told to Optuna as PRUNED with its
+   per-epoch values, a diverged one with the PSNR it reported (0 dB), an errored one as FAIL.
+2. **seeds**: once the search budget is handed out, a free slot goes to a latent size whose
+   search trials have all finished: its best learning rate (most epochs trained, then highest
+   PSNR) retrained with new seeds, `--seeds` times, for all epochs.
+3. **racing**: once every seeds trial has finished, the selection rule is evaluated on the
+   completed seeds trials (`analysis.racing.assess`, the same code `analyze` uses). While the
+   decision confidence is below `--confidence`, the next trial goes to the contender with the
+   fewest trials, up to `--max-seeds` per size and `--max-trials` in all.
+
+The study lives in `optuna.journal` in the experiment folder (`optuna.load_study`,
+`optuna-dashboard` read it). The racing state is written to `race.json` after every change.
+Ray Tune saves this searcher with its experiment state, so `Tuner.restore` brings back the
+stages; the journal can be newer than that snapshot, so results for Optuna trials the journal
+already holds as finished are ignored, and trials asked after the snapshot are closed as FAIL
+(an enqueued point among them is enqueued again).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
+import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
 from search.config import SearchConfig
+from analysis.layout import METRIC, MODE, STAGES
+from vae.files import atomic_write_text
 
 STUDY_NAME = "vae-search"
+RUNNING = "running"
 
 
 def journal_storage(path: str | Path) -> optuna.storages.JournalStorage:
@@ -30,56 +51,241 @@ def journal_storage(path: str | Path) -> optuna.storages.JournalStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-class PruneAwareOptunaSearch(OptunaSearch):
-    def __init__(self, config: SearchConfig, *, storage_path: str | Path) -> None:
-        low, high = config.lr_range
-        space = {
-            "latent_dim": optuna.distributions.CategoricalDistribution(list(config.latent_dims)),
-            "lr": optuna.distributions.FloatDistribution(low, high, log=True),
-        }
-        middle = math.sqrt(low * high)
-        super().__init__(
-            space=space,
-            metric="psnr_mean",
-            mode="max",
-            points_to_evaluate=[{"latent_dim": d, "lr": middle} for d in config.latent_dims],
-            sampler=optuna.samplers.TPESampler(seed=config.seed),
-            study_name=STUDY_NAME,
-            storage=journal_storage(storage_path),
-        )
-        self._full_epochs = config.epochs
+def make_sampler(seed: int) -> optuna.samplers.TPESampler:
+    """TPE from the first proposal after the enqueued points (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=0, multivariate=True, constant_liar=True)
+
+
+class StagedSearcher(Searcher):
+    def __init__(self, config: SearchConfig, *, journal: str | Path, race_file: str | Path) -> None:
+        super().__init__(metric=METRIC, mode=MODE)
+        self._config = config
+        self._journal = str(journal)
+        self._race_file = str(race_file)
+        self._trials: dict[str, dict[str, Any]] = {}  # Tune trial id -> what this searcher knows of it
+        self._seeds_lr: dict[int, float] = {}  # latent size -> the lr its seeds trials use (fixed once chosen)
+        self._race: dict[str, Any] = {"stage": STAGES[0]}
+        self._restored = False
+        self._study: optuna.Study | None = None
+
+    # -- Ray Tune's Searcher interface ---------------------------------------------------------
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # metric and mode are fixed; param_space holds constants only
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        config = self._config
+        if self._race.get("stop_reason"):
+            return Searcher.FINISHED
+        if self._count("search") < config.trials:
+            return self._ask_search(trial_id)
+        for dim in config.latent_dims:
+            if self._running("search", dim):
+                continue
+            handed = self._count("seeds", dim)
+            if handed < config.seeds:
+                self._set_stage("seeds")
+                return self._hand_out(trial_id, "seeds", dim)
+        if self._running("search") or self._running("seeds"):
+            return None  # racing needs every seeds trial's result
+        return self._race_step(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        try:
-            super().on_trial_result(trial_id, result)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # already recorded before the driver restarted
+        entry = self._trials.get(trial_id)
+        if entry is None or entry["stage"] != "search" or result.get("diverged"):
+            return
+        step, value = int(result.get("training_iteration", 0)), result.get(METRIC)
+        if step > entry.get("reported", 0) and value is not None and math.isfinite(value):
+            entry["reported"] = step
+            try:
+                optuna.trial.Trial(self._open(), entry["storage_id"]).report(float(value), step)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                pass  # finished in the journal before the driver restarted
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        try:
-            self._complete(trial_id, result, error)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            self._completed_trials.add(trial_id)
-
-    def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
-        stopped_early = (
-            not error
-            and result is not None
-            and not result.get("diverged", False)
-            and result.get("training_iteration", self._full_epochs) < self._full_epochs
-        )
-        if stopped_early and trial_id not in self._completed_trials:
-            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
+        entry = self._trials.get(trial_id)
+        if entry is None:
             return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        result = result or {}
+        epochs = int(result.get("training_iteration", 0) or 0)
+        if error:
+            outcome = "errored"
+        elif result.get("diverged"):
+            outcome = "diverged"
+        elif epochs < self._config.epochs:
+            outcome = "stopped"
+        else:
+            outcome = "completed"
+        entry.update(state=outcome, epochs=epochs, psnr=result.get(METRIC))
+        if entry["stage"] == "search":
+            self._tell(entry, outcome)
+        else:
+            self._assess()
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self._state(), handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            state = pickle.load(handle)
+        self._trials, self._seeds_lr, self._race = state["trials"], state["seeds_lr"], state["race"]
+        self._restored = True
+        self._study = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_study": None}  # the study reopens from the journal
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def _ask_search(self, trial_id: str) -> dict[str, Any]:
+        low, high = self._config.lr_range
+        space = {
+            "latent_dim": optuna.distributions.CategoricalDistribution(list(self._config.latent_dims)),
+            "lr": optuna.distributions.FloatDistribution(low, high, log=True),
+        }
+        trial = self._open().ask(space)
+        entry = self._record(trial_id, "search", int(trial.params["latent_dim"]), float(trial.params["lr"]), self._config.seed)
+        entry.update(storage_id=trial._trial_id, number=trial.number)
+        return self._trial_config(entry)
+
+    def _hand_out(self, trial_id: str, stage: str, dim: int) -> dict[str, Any]:
+        if dim not in self._seeds_lr:
+            self._seeds_lr[dim] = self._best_lr(dim)
+        seed = self._config.seed + 1 + self._count("seeds", dim) + self._count("racing", dim)
+        return self._trial_config(self._record(trial_id, stage, dim, self._seeds_lr[dim], seed))
+
+    def _race_step(self, trial_id: str) -> dict[str, Any] | str | None:
+        config = self._config
+        self._set_stage("racing")
+        race = self._assess()
+        if race.latent_dim is None:
+            reason = "no completed seeds trial"
+        elif race.confidence >= config.confidence:
+            reason = "confidence"
+        else:
+            handed = {d: self._count("seeds", d) + self._count("racing", d) for d in race.contenders}
+            room = [d for d in race.contenders if handed[d] < config.max_seeds]
+            budget_left = config.max_trials is None or len(self._trials) < config.max_trials
+            if room and budget_left:
+                ses = self._race.get("se", {})
+                dim = min(room, key=lambda d: (handed[d], -(ses.get(str(d)) or math.inf), d))
+                return self._hand_out(trial_id, "racing", dim)
+            reason = "budget" if room else "max-seeds"
+        if self._running():
+            return None  # a result still to come may change the decision
+        self._race.update(stage="done", stop_reason=reason)
+        self._write_race()
+        return Searcher.FINISHED
+
+    def _assess(self):
+        from analysis.racing import assess, mean_se
+
+        values: dict[int, list[float]] = {}
+        for entry in self._trials.values():
+            if entry["stage"] != "search" and entry["state"] == "completed" and entry.get("psnr") is not None:
+                values.setdefault(entry["latent_dim"], []).append(float(entry["psnr"]))
+        config = self._config
+        race = assess(values, rule=config.rule, tolerance_db=config.tolerance_db, seed=config.seed)
+        self._race.update(
+            latent_dim=race.latent_dim,
+            confidence=round(race.confidence, 4),
+            contenders=list(race.contenders),
+            n_trials={str(d): len(v) for d, v in values.items()},
+            mean={str(d): mean_se(v)[0] for d, v in values.items()},
+            se={str(d): _finite(mean_se(v)[1]) for d, v in values.items()},
+            target=config.confidence,
+            rule=config.rule,
+        )
+        self._write_race()
+        return race
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _record(self, trial_id: str, stage: str, dim: int, lr: float, seed: int) -> dict[str, Any]:
+        entry = {"stage": stage, "latent_dim": dim, "lr": lr, "seed": seed, "state": RUNNING}
+        self._trials[trial_id] = entry
+        return entry
+
+    def _trial_config(self, entry: dict[str, Any]) -> dict[str, Any]:
+        phase = "search" if entry["stage"] == "search" else "seeds"
+        return {"phase": phase, "stage": entry["stage"], "latent_dim": entry["latent_dim"], "lr": entry["lr"], "seed": entry["seed"]}
+
+    def _count(self, stage: str, dim: int | None = None) -> int:
+        return sum(1 for e in self._trials.values() if e["stage"] == stage and (dim is None or e["latent_dim"] == dim))
+
+    def _running(self, stage: str | None = None, dim: int | None = None) -> bool:
+        return any(
+            e["state"] == RUNNING and (stage is None or e["stage"] == stage) and (dim is None or e["latent_dim"] == dim)
+            for e in self._trials.values()
+        )
+
+    def _best_lr(self, dim: int) -> float:
+        """The lr of the size's best search trial: most epochs trained first (an early-stopped
+        trial is not compared with a finished one), then highest PSNR; else the lr range's middle."""
+        usable = [
+            e for e in self._trials.values()
+            if e["stage"] == "search" and e["latent_dim"] == dim and e["state"] in ("completed", "stopped")
+            and e.get("psnr") is not None and math.isfinite(e["psnr"])
+        ]
+        if not usable:
+            low, high = self._config.lr_range
+            return math.sqrt(low * high)
+        return max(usable, key=lambda e: (e["epochs"], e["psnr"]))["lr"]
+
+    def _set_stage(self, stage: str) -> None:
+        if self._race.get("stage") != stage and STAGES.index(stage) > STAGES.index(self._race.get("stage", STAGES[0])):
+            self._race["stage"] = stage
+            self._write_race()
+
+    def _write_race(self) -> None:
+        self._race["updated_at"] = time.time()
+        atomic_write_text(self._race_file, json.dumps(self._race, indent=2) + "\n")
+
+    def _state(self) -> dict[str, Any]:
+        return {"trials": self._trials, "seeds_lr": self._seeds_lr, "race": self._race}
+
+    # -- the Optuna study -----------------------------------------------------------------------
+
+    def _open(self) -> optuna.Study:
+        if self._study is None:
+            self._study = optuna.create_study(
+                study_name=STUDY_NAME,
+                storage=journal_storage(self._journal),
+                sampler=make_sampler(self._config.seed),
+                direction="maximize",
+                load_if_exists=True,
+            )
+            if not self._study.get_trials(deepcopy=False):
+                middle = math.sqrt(self._config.lr_range[0] * self._config.lr_range[1])
+                for dim in self._config.latent_dims:
+                    self._study.enqueue_trial({"latent_dim": dim, "lr": middle})
+            if self._restored:
+                self._close_orphans()
+        return self._study
+
+    def _close_orphans(self) -> None:
+        """Study trials asked after Ray Tune's last snapshot: no Tune trial will report them."""
+        known = {e.get("storage_id") for e in self._trials.values() if e["stage"] == "search"}
+        for trial in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if trial._trial_id in known:
+                continue
+            self._study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            if "fixed_params" in trial.system_attrs:
+                self._study.enqueue_trial(trial.system_attrs["fixed_params"])
+
+    def _tell(self, entry: dict[str, Any], outcome: str) -> None:
+        study = self._open()
+        # skip_if_finished: the journal may already hold it, told before the driver restarted
+        if outcome == "errored":
+            study.tell(entry["number"], state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        elif outcome == "stopped":
+            study.tell(entry["number"], state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+        else:  # completed, or diverged with the 0 dB it reported
+            study.tell(entry["number"], float(entry["psnr"]), skip_if_finished=True)
 
 
-def close_orphans(storage_path: str | Path) -> int:
-    """Mark study trials still RUNNING after the search phase as FAIL (asked by a driver that
-    was killed before Tune saved them); returns how many."""
-    study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(storage_path))
-    orphans = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
-    for trial in orphans:
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    return len(orphans)
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

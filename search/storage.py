@@ -1,13 +1,31 @@
 """Where Ray Tune keeps an experiment: a local (or shared) folder, or a cloud URI such as
-s3://bucket/prefix or gs://bucket/prefix, through pyarrow's filesystems as Ray Tune does."""
+s3://bucket/prefix or gs://bucket/prefix, through pyarrow's filesystems as Ray Tune does.
+
+A URI may carry options in its query string, as pyarrow documents for S3-compatible stores
+(`s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http`): paths join before the query,
+and every location derived from a URI keeps its query.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+STORAGE_CHECK_TIMEOUT_S = 30.0
+
 
 def is_uri(location: str) -> bool:
     return "://" in location
+
+
+def join(location: str, name: str) -> str:
+    """`location/name`, keeping a URI's query string at the end."""
+    base, sep, query = location.partition("?")
+    return f"{base.rstrip('/')}/{name}{sep}{query}"
+
+
+def parent(location: str) -> str:
+    base, sep, query = location.partition("?")
+    return f"{base.rstrip('/').rsplit('/', 1)[0]}{sep}{query}"
 
 
 def _fs(location: str):
@@ -34,7 +52,7 @@ def subdirs(location: str, prefix: str) -> list[str]:
         return []
     found = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=False))
     names = sorted(info.base_name for info in found if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(prefix))
-    return [f"{location.rstrip('/')}/{name}" for name in names]
+    return [join(location, name) for name in names]
 
 
 def delete_dir(location: str) -> None:
@@ -43,11 +61,14 @@ def delete_dir(location: str) -> None:
 
 
 def as_location(reference: str, fs_path: str) -> str:
-    """A path inside the filesystem of `reference`, as a location of the same kind."""
+    """A path inside the filesystem of `reference`, as a location of the same kind (with its query)."""
     if not is_uri(reference):
         return fs_path
     scheme = reference.split("://", 1)[0]
-    return f"{scheme}://{fs_path.lstrip('/')}" if scheme != "file" else f"file://{fs_path}"
+    _, sep, query = reference.partition("?")
+    if scheme == "file":
+        return f"file://{fs_path}{sep}{query}"
+    return f"{scheme}://{fs_path.lstrip('/')}{sep}{query}"
 
 
 def copy(source: str, destination: str) -> None:
@@ -56,3 +77,24 @@ def copy(source: str, destination: str) -> None:
 
     pyarrow.fs.copy_files(source if is_uri(source) else str(Path(source).resolve()),
                           destination if is_uri(destination) else str(Path(destination).resolve()))
+
+
+def check_new_location(uri: str, *, timeout_s: float = STORAGE_CHECK_TIMEOUT_S) -> None:
+    """Raise UsageError unless the store answers within `timeout_s` and `uri` does not exist yet."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from vae.errors import UsageError
+
+    where = parent(uri)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        taken = pool.submit(is_dir, uri).result(timeout=timeout_s)
+    except FutureTimeout:
+        raise UsageError(f"--storage {where}: no answer within {timeout_s:g} s (is the bucket or endpoint reachable?)") from None
+    except Exception as exc:  # unknown scheme, missing credentials, unreachable bucket
+        raise UsageError(f"--storage {where}: {' '.join(str(exc).split())[:300]}") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if taken:
+        raise UsageError(f"{uri} already exists; choose another --name (nothing was overwritten)")

@@ -1,6 +1,7 @@
 """The trial table: Ray Tune's experiment state -> one row per trial (`trials.csv`).
 
-Columns (contract): trial_id, phase, status, latent_dim, lr, beta, seed, epochs, val_loss,
+Columns (contract, names in `analysis.layout`): trial_id, phase (search|seeds), stage
+(search|seeds|racing), status, latent_dim, lr, beta, seed, epochs, val_loss,
 mse_mean, psnr_mean, mse_digit_0..9, psnr_digit_0..9, node, device, time_s; and also
 max_epochs, train_loss, host, train_time_s, checkpoint, error.
 
@@ -18,17 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.layout import COLUMNS, COMPLETED, DIGIT_COLUMNS, DIVERGED, ERRORED, HISTORY_COLUMNS, STOPPED, TRIALS_FILE
 from vae.errors import UsageError
-
-DIGITS = range(10)
-COLUMNS = (
-    ["trial_id", "phase", "status", "latent_dim", "lr", "beta", "seed", "epochs", "max_epochs",
-     "val_loss", "train_loss", "mse_mean", "psnr_mean"]
-    + [f"mse_digit_{d}" for d in DIGITS]
-    + [f"psnr_digit_{d}" for d in DIGITS]
-    + ["node", "host", "device", "threads", "train_images", "data_digest", "time_s", "train_time_s", "started_at", "finished_at", "checkpoint", "error"]
-)
-HISTORY_COLUMNS = ["trial_id", "phase", "latent_dim", "lr", "seed", "epoch", "train_loss", "val_loss", "mse_mean", "psnr_mean", "time_s"]
 
 
 def _analysis(location: str):
@@ -48,32 +40,32 @@ def _checkpoint_ref(experiment, phase_location: str, checkpoint) -> str | None:
     return str(Path(checkpoint.path).resolve().relative_to(Path(experiment.path).resolve()))
 
 
-def phase_rows(experiment, phase: str) -> list[dict[str, Any]]:
-    """One dict per trial of a phase, from Ray Tune's experiment state."""
+def trial_rows(experiment) -> list[dict[str, Any]]:
+    """One dict per trial, from Ray Tune's experiment state."""
     from search.storage import is_dir
 
     config = experiment.config
-    location = experiment.phase_location(phase)
+    location = experiment.tune_location
     if not is_dir(location):
         return []
     rows = []
     for trial in _analysis(location).trials:
         result = trial.last_result or {}
         tconf = dict(trial.config)
-        tconf.update(tconf.pop("point", {}) or {})
         epochs = int(result.get("training_iteration", 0) or 0)
         max_epochs = int(tconf.get("epochs", config.epochs))
         if trial.status == "ERROR":
-            status = "errored"
+            status = ERRORED
         elif result.get("diverged"):
-            status = "diverged"
+            status = DIVERGED
         elif trial.status == "TERMINATED":
-            status = "completed" if epochs >= max_epochs else "stopped"
+            status = COMPLETED if epochs >= max_epochs else STOPPED
         else:
             status = trial.status.lower()
         row = {
             "trial_id": trial.trial_id,
-            "phase": phase,
+            "phase": tconf.get("phase", "search"),
+            "stage": tconf.get("stage", tconf.get("phase", "search")),
             "status": status,
             "latent_dim": int(tconf["latent_dim"]),
             "lr": float(tconf["lr"]),
@@ -94,8 +86,10 @@ def phase_rows(experiment, phase: str) -> list[dict[str, Any]]:
             "checkpoint": _checkpoint_ref(experiment, location, trial.checkpoint),
             "error": _error_text(trial, result),
         }
-        for key in ["val_loss", "train_loss", "mse_mean", "psnr_mean"] + [c for c in COLUMNS if "_digit_" in c]:
-            row[key] = result.get(key, math.nan) if status in ("completed", "stopped") else math.nan
+        # a diverged trial shows the PSNR it reported, which is what Optuna was told (0 dB)
+        shown = status in (COMPLETED, STOPPED, DIVERGED)
+        for key in ["val_loss", "train_loss", "mse_mean", "psnr_mean"] + DIGIT_COLUMNS:
+            row[key] = result.get(key, math.nan) if shown else math.nan
         rows.append(row)
     return rows
 
@@ -112,24 +106,9 @@ def _error_text(trial, result: dict) -> str | None:
     return lines[-1][:300] if lines else "error"
 
 
-def best_lr_by_latent_dim(rows: list[dict[str, Any]], config) -> dict[int, float]:
-    """Per latent size, the lr of its best search trial: most epochs trained first (an
-    early-stopped trial is not compared with a finished one), then highest PSNR.
-    A size without a usable trial gets the geometric middle of the lr range."""
-    low, high = config.lr_range
-    best: dict[int, float] = {}
-    for dim in config.latent_dims:
-        usable = [r for r in rows if r["latent_dim"] == dim and r["status"] in ("completed", "stopped") and math.isfinite(r["psnr_mean"])]
-        if usable:
-            best[dim] = max(usable, key=lambda r: (r["epochs"], r["psnr_mean"]))["lr"]
-        else:
-            best[dim] = math.sqrt(low * high)
-    return best
-
-
 def trials_frame(experiment) -> pd.DataFrame:
-    rows = [row for phase in ("search", "seeds") for row in phase_rows(experiment, phase)]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(trial_rows(experiment), columns=COLUMNS)
+    return frame.sort_values("started_at", kind="stable", na_position="last").reset_index(drop=True)
 
 
 def history_frame(experiment) -> pd.DataFrame:
@@ -137,18 +116,19 @@ def history_frame(experiment) -> pd.DataFrame:
     from search.storage import is_dir
 
     frames = []
-    for phase in ("search", "seeds"):
-        location = experiment.phase_location(phase)
-        if not is_dir(location):
-            continue
-        for trial_id, frame in _analysis(location).trial_dataframes.items():
+    location = experiment.tune_location
+    if is_dir(location):
+        analysis = _analysis(location)
+        stages = {t.trial_id: (t.config.get("phase", "search"), t.config.get("stage", "search")) for t in analysis.trials}
+        for trial_id, frame in analysis.trial_dataframes.items():
             if frame is None or frame.empty:
                 continue
             # Tune logs results at least once: a trial restored from an older checkpoint
             # reports those epochs again (with equal values, training is deterministic)
             if "epoch" in frame.columns:
                 frame = frame.drop_duplicates(subset=["epoch"], keep="last")
-            frame = frame.assign(trial_id=trial_id, phase=phase)
+            phase, stage = stages.get(trial_id, ("search", "search"))
+            frame = frame.assign(trial_id=trial_id, phase=phase, stage=stage)
             frames.append(frame.reindex(columns=HISTORY_COLUMNS))
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -157,7 +137,7 @@ def history_frame(experiment) -> pd.DataFrame:
 
 def read_trials(experiment: str | Path) -> pd.DataFrame:
     path = Path(experiment).expanduser()
-    file = path / "trials.csv"
+    file = path / TRIALS_FILE
     if not path.is_dir():
         raise UsageError(f"experiment {path} does not exist")
     if not file.is_file():
@@ -172,7 +152,7 @@ def read_trials(experiment: str | Path) -> pd.DataFrame:
     return table
 
 
-_SHOWN = ["trial_id", "phase", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean", "psnr_mean", "device", "time_s"]
+_SHOWN = ["trial_id", "stage", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean", "psnr_mean", "device", "time_s"]
 
 
 def format_trials(table: pd.DataFrame, *, sort: str, top: int | None, fmt: str) -> str:

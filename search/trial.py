@@ -21,7 +21,7 @@ from vae.errors import UsageError
 _TRAIN_KEYS = {"lr", "beta", "epochs", "batch_size", "seed"}
 _MODEL_KEYS = {"latent_dim", "channels", "hidden_dim"}
 _DATA_KEYS = {"dataset", "data_dir", "max_train"}
-_TRIAL_KEYS = {"phase", "threads", "use_gpu"}
+_TRIAL_KEYS = {"phase", "stage", "threads", "use_gpu"}
 
 
 def build_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str]:

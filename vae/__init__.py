@@ -19,6 +19,7 @@ _EXPORTS = {
     "Split": "vae.data",
     "Splits": "vae.data",
     "load_data": "vae.data",
+    "digest": "vae.data",
     "DataError": "vae.errors",
     "UsageError": "vae.errors",
     "ConvVAE": "vae.model",

@@ -52,12 +52,14 @@ class Splits:
     notice: str | None = None  # one line for the user (e.g. why `auto` fell back)
 
 
-def load_data(config: DataConfig) -> Splits:
-    """Load the source named by `config.dataset` into memory and split it."""
+def load_data(config: DataConfig, *, download: bool = True) -> Splits:
+    """Load the source named by `config.dataset` into memory and split it.
+
+    `download=False`: MNIST only from the files in `config.data_dir` (what `resume` needs)."""
     if config.dataset == "sample":
         splits = _load_sample(config)
     elif config.dataset == "mnist":
-        splits = _load_mnist(config, download=True)
+        splits = _load_mnist(config, download=download)
     else:
         splits = _load_auto(config)
     if config.max_train is not None and config.max_train < len(splits.train):
@@ -190,3 +192,14 @@ def _stratified_take(split: Split, n: int, seed: int) -> Split:
 def _take(split: Split, index: np.ndarray) -> Split:
     idx = torch.from_numpy(index)
     return Split(split.images[idx].contiguous(), split.labels[idx].contiguous())
+
+
+def digest(splits: Splits) -> str:
+    """SHA-256 over every split's images and labels: the same digest means the same data."""
+    import hashlib
+
+    hasher = hashlib.sha256()
+    for split in (splits.train, splits.val, splits.test):
+        hasher.update(split.images.contiguous().numpy().tobytes())
+        hasher.update(split.labels.contiguous().numpy().tobytes())
+    return hasher.hexdigest()

@@ -11,25 +11,30 @@ import torch
 import vae
 from tests.search.helpers import run_cli
 
-FIGURES = ["mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history"]
+FIGURES = ["mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history",
+           "race"]
 
 
 def test_selection_json_follows_the_contract(analyzed):
     path, result = analyzed
     selection = json.loads((path / "selection.json").read_text())
-    assert {"latent_dim", "rule", "best_trial_id", "per_latent_dim", "test"} <= set(selection)
+    assert {"latent_dim", "rule", "best_trial_id", "per_latent_dim", "test", "confidence", "stop_reason"} <= set(selection)
+    assert 0 <= selection["confidence"] <= 1
+    assert selection["stop_reason"] == json.loads((path / "race.json").read_text())["stop_reason"]
     assert selection["latent_dim"] in (2, 8)
     assert "one standard error" in selection["rule"] or "fewer than two seeds" in selection["rule"]
+    trials = pd.read_csv(path / "trials.csv")
+    seeds = trials[(trials["phase"] == "seeds") & (trials["status"] == "completed")].groupby("latent_dim").size()
     for entry in selection["per_latent_dim"]:
         assert {"latent_dim", "n_trials", "psnr_mean", "psnr_se", "mse_mean"} <= set(entry)
-        assert entry["n_trials"] == 2
+        assert entry["n_trials"] == seeds[entry["latent_dim"]]
     test = selection["test"]
     assert len(test["mse_by_digit"]) == 10 and len(test["psnr_by_digit"]) == 10
     assert 8 < test["psnr_mean"] < 25
     trials = pd.read_csv(path / "trials.csv")
     chosen = trials[trials["trial_id"] == selection["best_trial_id"]].iloc[0]
     assert chosen["phase"] == "seeds" and chosen["latent_dim"] == selection["latent_dim"]
-    assert f"chosen latent size: {selection['latent_dim']}" in result.stdout
+    assert f"chosen latent size: {selection['latent_dim']} (confidence {selection['confidence']:.2f})" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == f"report: {path / 'report.html'}"
 
 

@@ -18,7 +18,7 @@ def _kill_first_trial_worker(driver, experiment, *, deadline_s=120):
     """Wait until some search trial has a checkpoint, then SIGKILL the worker running trials."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if list((experiment / "search").glob("trial_*/checkpoint_*")):
+        if list((experiment / "tune").glob("trial_*/checkpoint_*")):
             for pid in session_processes(driver.pid):
                 try:
                     if psutil.Process(pid).cmdline()[0].startswith("ray::ImplicitFunc"):
@@ -39,7 +39,7 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path):
     assert driver.returncode == 0, stderr[-3000:]
     table = pd.read_csv(tmp_path / "crash" / "trials.csv")
     assert (table["status"] == "completed").all() and (table["epochs"] == 6).all()
-    retried = list((tmp_path / "crash" / "search").glob("trial_*/error.txt"))
+    retried = list((tmp_path / "crash" / "tune").glob("trial_*/error.txt"))
     assert retried, "the killed trial left no failure record"
     assert "Failure # 1" in retried[0].read_text()
     # it resumed from its checkpoint: history has each epoch exactly once

@@ -1,0 +1,169 @@
+"""The Ray session of `run` and `resume`: start or join Ray, catch SIGINT/SIGTERM, shut down.
+
+Signals: the first SIGINT (Ctrl-C) or SIGTERM (a job scheduler, `timeout`, a spot-instance
+preemption) asks Ray Tune to stop the way its own Ctrl-C does: it saves the experiment state
+one last time, and running trials stay resumable from their latest checkpoint. The command
+then exits with 128 + the signal's number (130, 143) and says how to resume. A second signal
+stops at once; `resume` still works, from the last saved state. Ray's own SIGTERM handler in
+the driver (a C++ stack dump) is replaced while the session lasts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Iterator
+
+from search.config import SearchConfig
+from vae.errors import UsageError
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal; the experiment is saved and can be resumed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class _Signals:
+    """Which stop signal arrived (process-wide by nature: signals are)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.forwarded = False
+        self.in_tune = False  # inside Tuner.fit, where Ray Tune stops gracefully on SIGUSR1
+
+    def handle(self, signum: int, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt  # the second signal: stop at once
+        self.received = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after saving the experiment state "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+        if not self.in_tune:
+            raise KeyboardInterrupt
+
+    def forward_to_tune(self) -> None:
+        """Called from inside Ray Tune's loop: ask it to stop gracefully (its SIGUSR1 handler)."""
+        if self.received is not None and not self.forwarded:
+            self.forwarded = True
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+SIGNALS = _Signals()
+
+
+@contextlib.contextmanager
+def tune_running() -> Iterator[None]:
+    """Around Tuner.fit: a stop signal is forwarded to Ray Tune, and `Interrupted` raised after it."""
+    if SIGNALS.received is not None:
+        raise Interrupted(SIGNALS.received)
+    SIGNALS.in_tune = True
+    try:
+        yield
+    finally:
+        SIGNALS.in_tune = False
+    if SIGNALS.received is not None:
+        raise Interrupted(SIGNALS.received)
+
+
+def check_address(address: str) -> None:
+    """Fail in seconds, not minutes, when HOST:PORT (or ray://HOST:PORT) does not answer."""
+    if address == "auto" or address.startswith("local"):
+        return  # ray.init finds (or fails to find) a cluster on this machine by itself
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--address must be auto, HOST:PORT or ray://HOST:PORT but got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at --address {address}: {exc.strerror or exc}") from None
+
+
+def check_local_resources(config: SearchConfig) -> None:
+    """A trial that no node of a local Ray could run would wait for ever: refuse it up front."""
+    cpus = config.num_cpus or os.cpu_count() or 1
+    if config.cpus_per_trial > cpus:
+        raise UsageError(
+            f"--cpus-per-trial {config.cpus_per_trial:g} but the local Ray has {cpus} CPU(s); "
+            "lower it, or --address a cluster with larger nodes"
+        )
+
+
+def quiet_logs() -> None:
+    """One line per finished trial instead of Tune's tables and Ray's info logs."""
+    import optuna
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no status tables
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards SIGINT and SIGTERM to Tune
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _start(config: SearchConfig, address: str | None) -> bool:
+    """Join `address`, or start a local Ray (explicit CPUs, no dashboard, token auth kept on).
+
+    Returns True when this process started Ray (and so must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet_logs()
+    common = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+    if address:
+        check_address(address)
+        try:
+            ray.init(address=address, **common)
+        except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme
+            raise UsageError(f"cannot reach the Ray cluster at --address {address}: {' '.join(str(exc).split())[:300]}") from None
+        return True
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        # Ray binds a local instance's ports on every interface; without its token anyone on
+        # the network could run code on this machine (CVE-2023-48022, "ShadowRay").
+        raise UsageError("RAY_AUTH_MODE=disabled would leave the local Ray's ports open without authentication; unset it")
+    check_local_resources(config)
+    ray.init(num_cpus=config.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if config.gpus_per_trial > gpus:
+        ray.shutdown()
+        raise UsageError(
+            f"--gpus-per-trial {config.gpus_per_trial:g} but the local Ray has {gpus:g} GPU(s); "
+            "use --gpus-per-trial 0, or --address a cluster with GPUs"
+        )
+    return True
+
+
+@contextlib.contextmanager
+def ray_session(config: SearchConfig, address: str | None) -> Iterator[None]:
+    """Ray up (started here or joined) with SIGINT/SIGTERM caught; Ray shut down at the end if
+    this process started it."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    started = False
+    try:
+        signal.signal(signal.SIGINT, SIGNALS.handle)
+        signal.signal(signal.SIGTERM, SIGNALS.handle)
+        started = _start(config, address)
+        # ray.init installs a SIGTERM handler of its own in the driver: ours again, and a
+        # harmless SIGUSR1 until Ray Tune installs its handler for it
+        signal.signal(signal.SIGTERM, SIGNALS.handle)
+        signal.signal(signal.SIGINT, SIGNALS.handle)
+        signal.signal(signal.SIGUSR1, lambda *_: None)
+        yield
+    finally:
+        if started:
+            import ray
+
+            with contextlib.suppress(KeyboardInterrupt):
+                ray.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
