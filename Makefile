@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test bench install clean
+.PHONY: run test test-fast lint bench install clean
 
 install: $(STAMP)
 
@@ -25,6 +25,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The unit layer only: no Ray started, no end-to-end command (about a minute).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 # Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 45 min here.
 bench: $(STAMP)

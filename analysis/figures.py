@@ -1,9 +1,12 @@
-"""Figures: each function takes data and returns a matplotlib Figure; nothing here saves files."""
+"""Figures: each function takes data and an optional matplotlib `ax` (a new Figure's when not
+given) and returns the Axes it drew on, as Optuna's and scikit-learn's plots do; nothing here
+saves files. `reconstructions` draws a grid, so it takes and returns a Figure."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 DIGITS = list(range(10))
@@ -14,13 +17,16 @@ def _figure(width: float = 8.0, height: float = 4.5) -> Figure:
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
-def metric_by_digit(summary: pd.DataFrame, metric: str, *, chosen: int | None = None) -> Figure:
+def _axes(ax: Axes | None, width: float, height: float) -> Axes:
+    return ax if ax is not None else _figure(width, height).add_subplot()
+
+
+def metric_by_digit(summary: pd.DataFrame, metric: str, *, chosen: int | None = None, ax: Axes | None = None) -> Axes:
     """Grouped bars: per digit, one bar per latent size, error bars = SE over seeds."""
     if metric not in ("psnr", "mse"):
         raise ValueError(f"metric must be 'psnr' or 'mse' but got {metric!r}")
     rows = summary[summary["n_trials"] > 0].sort_values("latent_dim")
-    fig = _figure(9.0, 4.5)
-    ax = fig.add_subplot()
+    ax = _axes(ax, 9.0, 4.5)
     width = 0.8 / max(1, len(rows))
     for i, row in enumerate(rows.itertuples()):
         values = [getattr(row, f"{metric}_digit_{d}") for d in DIGITS]
@@ -36,14 +42,13 @@ def metric_by_digit(summary: pd.DataFrame, metric: str, *, chosen: int | None = 
         ax.set_ylim(bottom=max(0.0, float(low) - 2.0))
     ax.legend(ncols=min(4, max(1, len(rows))), fontsize="small")
     ax.grid(axis="y", alpha=0.3)
-    return fig
+    return ax
 
 
-def psnr_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "") -> Figure:
+def psnr_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", ax: Axes | None = None) -> Axes:
     """Mean PSNR ± SE against latent size, the chosen size marked."""
     rows = summary[summary["n_trials"] > 0].sort_values("latent_dim")
-    fig = _figure(6.5, 4.2)
-    ax = fig.add_subplot()
+    ax = _axes(ax, 6.5, 4.2)
     ax.errorbar(rows["latent_dim"], rows["psnr_mean"], yerr=np.nan_to_num(rows["psnr_se"]), marker="o", capsize=4)
     pick = rows[rows["latent_dim"] == chosen]
     ax.scatter(pick["latent_dim"], pick["psnr_mean"], s=200, facecolors="none", edgecolors="C3", linewidths=2,
@@ -56,14 +61,13 @@ def psnr_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "") -> Fig
         ax.text(0.01, 0.01, rule.split(":")[0], transform=ax.transAxes, fontsize="small", color="0.4")
     ax.legend()
     ax.grid(alpha=0.3)
-    return fig
+    return ax
 
 
-def loss_curves(history: pd.DataFrame, *, latent_dim: int) -> Figure:
+def loss_curves(history: pd.DataFrame, *, latent_dim: int, ax: Axes | None = None) -> Axes:
     """Training and validation loss per epoch of the seeds trials of one latent size."""
     rows = history[(history["phase"] == "seeds") & (history["latent_dim"] == latent_dim)]
-    fig = _figure(6.5, 4.2)
-    ax = fig.add_subplot()
+    ax = _axes(ax, 6.5, 4.2)
     for i, (_, group) in enumerate(rows.groupby("trial_id", sort=True)):
         group = group.sort_values("epoch")
         seed = int(group["seed"].iloc[0])
@@ -74,25 +78,25 @@ def loss_curves(history: pd.DataFrame, *, latent_dim: int) -> Figure:
     ax.set_title(f"Loss curves, latent size {latent_dim}")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    return fig
+    return ax
 
 
-def latent_tsne(embedding: np.ndarray, labels: np.ndarray, *, latent_dim: int) -> Figure:
+def latent_tsne(embedding: np.ndarray, labels: np.ndarray, *, latent_dim: int, ax: Axes | None = None) -> Axes:
     """2-D t-SNE embedding of latent means, coloured by digit. `embedding`: (N, 2)."""
-    fig = _figure(6.0, 5.5)
-    ax = fig.add_subplot()
+    ax = _axes(ax, 6.0, 5.5)
     scatter = ax.scatter(embedding[:, 0], embedding[:, 1], c=labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
-    fig.colorbar(scatter, ax=ax, ticks=DIGITS, label="digit")
+    ax.figure.colorbar(scatter, ax=ax, ticks=DIGITS, label="digit")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"t-SNE of test-set latent means (latent size {latent_dim})")
-    return fig
+    return ax
 
 
-def reconstructions(originals: np.ndarray, from_mean: np.ndarray, from_sample: np.ndarray, labels: np.ndarray) -> Figure:
+def reconstructions(originals: np.ndarray, from_mean: np.ndarray, from_sample: np.ndarray, labels: np.ndarray,
+                    *, fig: Figure | None = None) -> Figure:
     """Rows: originals, reconstructions from the posterior mean, from a sampled z. (N, 28, 28) each."""
     n = len(originals)
-    fig = _figure(1.0 * n + 1.2, 3.6)
+    fig = fig if fig is not None else _figure(1.0 * n + 1.2, 3.6)
     grid = fig.subplots(3, n, squeeze=False)
     names = ("original", "posterior mean", "sampled z")
     for r, images in enumerate((originals, from_mean, from_sample)):
@@ -108,13 +112,12 @@ def reconstructions(originals: np.ndarray, from_mean: np.ndarray, from_sample: n
     return fig
 
 
-def search_history(trials: pd.DataFrame) -> Figure:
+def search_history(trials: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """Search phase: each trial's PSNR in the order trials finished, and the best so far."""
     rows = trials[(trials["phase"] == "search") & trials["psnr_mean"].notna()].copy()
     order = "finished_at" if "finished_at" in rows and rows["finished_at"].notna().all() else "trial_id"
     rows = rows.sort_values(order)
-    fig = _figure(6.5, 4.2)
-    ax = fig.add_subplot()
+    ax = _axes(ax, 6.5, 4.2)
     x = np.arange(1, len(rows) + 1)
     full = (rows["status"] == "completed").to_numpy()
     ax.scatter(x[full], rows["psnr_mean"].to_numpy()[full], label="trial (all epochs)", zorder=3)
@@ -126,13 +129,12 @@ def search_history(trials: pd.DataFrame) -> Figure:
     ax.set_title("Search history")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    return fig
+    return ax
 
 
-def race(history: pd.DataFrame, *, chosen: int | None = None, confidence: float | None = None) -> Figure:
+def race(history: pd.DataFrame, *, chosen: int | None = None, confidence: float | None = None, ax: Axes | None = None) -> Axes:
     """Each latent size's mean PSNR ± SE as seeds trials were added (`analysis.racing.race_history`)."""
-    fig = _figure(6.5, 4.2)
-    ax = fig.add_subplot()
+    ax = _axes(ax, 6.5, 4.2)
     for i, (dim, group) in enumerate(history.groupby("latent_dim", sort=True)):
         group = group.sort_values("step")
         x, y = group["step"].to_numpy(), group["psnr_mean"].to_numpy(dtype=float)
@@ -148,4 +150,4 @@ def race(history: pd.DataFrame, *, chosen: int | None = None, confidence: float 
     ax.set_title(title)
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    return fig
+    return ax

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import html
 import math
 
 import pandas as pd
+from markupsafe import Markup
 
 from analysis.selection import Selection
 
@@ -42,51 +42,40 @@ def render(
     source: str,
     confidence: float | None = None,
     stop_reason: str | None = None,
+    provenance: dict | None = None,
 ) -> str:
-    """The whole page as a string; `figures` maps a figure name to PNG bytes."""
-    e = html.escape
+    """The whole page as a string; `figures` maps a figure name to PNG bytes. `provenance`:
+    command, preset, settings, data, versions and compute (see `search.analyze_cmd`)."""
     summary_table = summary[["latent_dim", "n_trials", "psnr_mean", "psnr_se", "mse_mean", "mse_se", "best_trial_id"]]
-    digit_rows = "".join(
-        f"<tr><td>{d}</td><td>{test['mse_by_digit'][d]:.4f}</td><td>{test['psnr_by_digit'][d]:.2f}</td></tr>" for d in range(10)
-    )
     shown = [c for c in ("trial_id", "phase", "stage", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean",
                           "psnr_mean", "device", "time_s") if c in trials.columns]
-    figures_html = "".join(
-        f'<figure id="fig-{e(key)}"><img alt="{e(key)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{e(FIGURE_CAPTIONS.get(key, key))}</figcaption></figure>"
-        for key, png in figures.items()
+    ordered = trials.sort_values(["phase", "latent_dim", "psnr_mean"], ascending=[True, True, False])[shown]
+    return _template().render(
+        style=_STYLE,
+        name=name,
+        source=source,
+        selection=selection,
+        confidence=confidence,
+        stop_reason=stop_reason,
+        test=test,
+        summary_table=Markup(_table(summary_table)),
+        trials_table=Markup(_table(ordered)),
+        figures=[{"key": key, "caption": FIGURE_CAPTIONS.get(key, key), "data": base64.b64encode(png).decode()}
+                 for key, png in figures.items()],
+        provenance=provenance,
     )
-    notes = "".join(f"<li>{e(n)}</li>" for n in selection.notes)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>vae-search: {e(name)}</title><style>{_STYLE}</style></head>
-<body>
-<h1>vae-search report: {e(name)}</h1>
-<p class="note">data source: {e(source)}; metrics are means over the ten digits (each digit weighs the same).</p>
-<p class="decision" id="decision">Chosen latent size: <strong id="chosen-latent-dim">{selection.latent_dim}</strong>{_confidence(confidence, stop_reason)}</p>
-<p id="rule"><strong>Rule.</strong> {e(selection.rule)}.</p>
-{f'<ul class="note">{notes}</ul>' if notes else ''}
-<h2>Chosen model on the test split</h2>
-<p>Trial {e(str(selection.best_trial_id))}: MSE {test['mse_mean']:.4f}, PSNR {test['psnr_mean']:.2f} dB (never used for the choice).</p>
-<table><tr><th>digit</th><th>MSE</th><th>PSNR (dB)</th></tr>{digit_rows}</table>
-<h2>Per latent size (seeds phase, validation split)</h2>
-<div class="scroll">{_table(summary_table)}</div>
-<h2>Figures</h2>
-{figures_html}
-<h2>All trials</h2>
-<div class="scroll">{_table(trials.sort_values(["phase", "latent_dim", "psnr_mean"], ascending=[True, True, False])[shown])}</div>
-</body></html>
-"""
 
 
-def _confidence(confidence: float | None, stop_reason: str | None) -> str:
-    if confidence is None:
-        return ""
-    why = f"; racing stopped: {html.escape(stop_reason)}" if stop_reason else ""
-    return (f' <span class="note">(decision confidence <strong id="confidence">{confidence:.2f}</strong>: the share of '
-            f"bootstrap resamples of the seeds in which the rule picks this size{why})</span>")
+def _template():
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    environment = Environment(loader=PackageLoader("analysis", "templates"), autoescape=select_autoescape(["j2", "html"]))
+    return environment.get_template("report.html.j2")
 
 
 def _table(frame: pd.DataFrame) -> str:
+    """pandas' own HTML table (cells escaped by pandas), numbers formatted for reading."""
+
     def fmt(value):
         if isinstance(value, float):
             if math.isnan(value):

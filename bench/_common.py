@@ -31,11 +31,12 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def phase_seconds(stdout: str, phase: str) -> float:
+def run_seconds(stdout: str) -> float:
+    """The Tune experiment's wall time, from the `run done in N s` line."""
     for line in stdout.splitlines():
-        if line.startswith(f"{phase} phase done in"):
-            return float(line.split(" in ")[1].split()[0])
-    raise ValueError(f"no '{phase} phase done' line in the output")
+        if line.startswith("run done in"):
+            return float(line.split(" in ")[1].split()[0].rstrip(";"))
+    raise ValueError("no 'run done in' line in the output")
 
 
 def write(name: str, figures: dict) -> Path:

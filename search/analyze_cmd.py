@@ -78,7 +78,8 @@ def analyze(args: argparse.Namespace) -> int:
         result = {**selection.to_dict(), "confidence": round(race.confidence, 4), "stop_reason": stop_reason,
                   "contenders": list(race.contenders), "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
         html = render(name=experiment.path.name, selection=selection, summary=summary, trials=trials, test=test,
-                      figures=pngs, source=splits.source, confidence=race.confidence, stop_reason=stop_reason)
+                      figures=pngs, source=splits.source, confidence=race.confidence, stop_reason=stop_reason,
+                      provenance=_provenance(experiment, trials))
 
         # everything is computed: now write, each file atomically, best_model/ swapped in whole
         _export_model(folder, experiment.path / "best_model")
@@ -111,7 +112,11 @@ def _local_checkpoint(experiment, reference: str):
         yield Path(folder)
 
 
-def _png(figure) -> bytes:
+def _png(drawing) -> bytes:
+    """PNG bytes of a Figure, or of the Figure an Axes belongs to."""
+    from matplotlib.figure import Figure
+
+    figure = drawing if isinstance(drawing, Figure) else drawing.figure
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -134,3 +139,26 @@ def _export_model(checkpoint: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _provenance(experiment, trials) -> dict:
+    """How the run was made, for the report: command, settings, data, versions, compute."""
+    record, config = experiment.record, experiment.config
+    data = record.get("data") or {}
+    sizes = data.get("sizes", {})
+    wall = record.get("wall_time_s")
+    return {
+        "command": record.get("command", "(not recorded)"),
+        "preset": record.get("preset") or "?",
+        "settings": config.to_dict(),
+        "data": (f"{data.get('source', record.get('source', '?'))} in {data.get('data_dir', config.data_dir)}: "
+                 f"{sizes.get('train', '?')} train / {sizes.get('val', '?')} validation / {sizes.get('test', '?')} test; "
+                 f"sha256 {str(data.get('digest', '?'))[:16]}…"),
+        "versions": ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {"ray": record.get("ray_version", "?")}).items()),
+        "compute": {
+            "trials": len(trials),
+            "epochs": int(trials["epochs"].fillna(0).sum()),
+            "core_seconds": float(trials["time_s"].fillna(0).sum() * config.cpus_per_trial),
+            "wall_time": f"{wall:.0f} s" if wall else "(not recorded)",
+        },
+    }

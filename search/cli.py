@@ -78,6 +78,8 @@ def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--max-failures", type=types.non_negative_int, default=None, help="retries of a crashing trial (default 2)")
     parser.add_argument("--num-cpus", type=types.positive_int, default=None, help="CPUs of the local Ray (default: all); ignored with --address")
     parser.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:10001")
+    parser.add_argument("--pending-timeout", type=types.positive_float, default=None,
+                        help="give up when trials wait this many seconds for resources while none runs (default 600)")
     parser.add_argument("--storage", default=None, help="folder holding experiments (default: ./results)")
     parser.add_argument("--name", default=None, help="experiment name (default: search-<time>); must be new")
     parser.add_argument("--seed", type=types.int_value, default=None)
@@ -126,6 +128,19 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     return trials(args)
 
 
+def _add_status(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser("status", help="where a run stands: stage, trials, best so far, confidence, ETA")
+    parser.add_argument("experiment", help="the experiment folder, or its storage URI (URI/NAME)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from search.commands import status
+
+    return status(args)
+
+
 def _add_analyze(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from analysis.rules import RULES
 
@@ -146,6 +161,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.Argume
     "run": (_add_run, _cmd_run),
     "resume": (_add_resume, _cmd_resume),
     "trials": (_add_trials, _cmd_trials),
+    "status": (_add_status, _cmd_status),
     "analyze": (_add_analyze, _cmd_analyze),
     "train": (_add_train, _cmd_train),
 }

@@ -15,7 +15,7 @@ from vae.errors import UsageError
 _RUN_FLAGS = (
     "dataset", "data_dir", "max_train", "latent_dims", "lr_range", "beta", "epochs", "batch_size", "trials",
     "seeds", "max_seeds", "confidence", "max_trials", "rule", "tolerance_db", "scheduler", "cpus_per_trial",
-    "gpus_per_trial", "max_concurrent", "max_failures", "num_cpus", "seed",
+    "gpus_per_trial", "max_concurrent", "max_failures", "num_cpus", "seed", "pending_timeout",
 )
 
 LOCAL_RESULTS = "results"
@@ -50,11 +50,16 @@ def _writable(folder: Path, flag: str) -> Path:
     return folder
 
 
+def run_config(args: argparse.Namespace) -> SearchConfig:
+    """The parsed `run` flags over their preset, validated (UsageError when they do not fit)."""
+    return resolve(args.preset, {name: getattr(args, name) for name in _RUN_FLAGS})
+
+
 def run(args: argparse.Namespace) -> int:
     from search import experiment as exp
     from search.session import check_address, check_local_resources
 
-    config = resolve(args.preset, {name: getattr(args, name) for name in _RUN_FLAGS})
+    config = run_config(args)
     if args.name is not None and (not args.name.strip() or "/" in args.name or args.name in (".", "..")):
         raise UsageError(f"--name must be a plain folder name but got {args.name!r}")
     if not args.address:
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.address:
         check_address(args.address)
     splits, data = load_splits(config)  # bad data fails here, before anything is written
-    return _execute(config, args.address, splits, lambda: exp.create(config, path, data=data, address=args.address,
+    return _execute(config, args.address, splits, lambda: exp.create(config, path, data=data, address=args.address, preset=args.preset,
                                                                       storage_uri=storage_uri))
 
 
@@ -78,6 +83,12 @@ def resume(args: argparse.Namespace) -> int:
     from search import experiment as exp
 
     experiment = exp.Experiment.open(args.experiment)
+    if experiment.done:  # nothing to run: no data, no Ray
+        from analysis.layout import RACE_FILE
+        from search.output import read_race
+
+        _report(experiment.path, read_race(experiment.path / RACE_FILE))
+        return 0
     splits, _ = load_splits(experiment.config, pinned=experiment.record)
     return _execute(experiment.config, args.address, splits, lambda: experiment)
 
@@ -95,13 +106,18 @@ def _execute(config: SearchConfig, address: str | None, splits, get_experiment) 
         except BaseException as exc:
             exc.experiment_path = experiment.path  # for the resume hint in search.cli
             raise
-    _print_table(experiment.path)
+    _report(experiment.path, race)
+    return 0
+
+
+def _report(path: Path, race: dict[str, Any]) -> None:
+    """The trial table, the decision, and as the last line where the experiment is."""
+    _print_table(path)
     if race.get("latent_dim") is not None:
         print(f"chosen latent size: {race['latent_dim']} (confidence {race.get('confidence', 0):.2f})")
     else:
         print(f"chosen latent size: none ({race.get('stop_reason', 'no completed seeds trial')})")
-    print(f"experiment: {experiment.path}")
-    return 0
+    print(f"experiment: {path}")
 
 
 def data_record(splits, data_dir: str, max_train: int | None) -> dict[str, Any]:
@@ -151,6 +167,16 @@ def trials(args: argparse.Namespace) -> int:
     if args.phase:
         table = table[table["phase"] == args.phase]
     sys.stdout.write(format_trials(table, sort=args.sort, top=args.top, fmt=args.format))
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    import json
+
+    from search.status import format_status, read
+
+    current = read(args.experiment)
+    sys.stdout.write(json.dumps(current, indent=2) + "\n" if args.format == "json" else format_status(current))
     return 0
 
 

@@ -46,6 +46,7 @@ class SearchConfig:
     seed: int = 0
     num_cpus: int | None = None  # CPUs of a local Ray started by the tool (None: all)
     max_failures: int = 2  # retries of a crashing trial, from its last checkpoint
+    pending_timeout: float = 600.0  # seconds trials may wait for resources while none runs (autoscaler time)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latent_dims", tuple(self.latent_dims))
@@ -86,6 +87,8 @@ class SearchConfig:
             f"gpus_per_trial must be 0, a fraction <= 1 or a whole number but got {self.gpus_per_trial}",
         )
         _check(self.max_concurrent is None or self.max_concurrent >= 1, f"max_concurrent must be >= 1 but got {self.max_concurrent}")
+        _check(math.isfinite(self.pending_timeout) and self.pending_timeout > 0,
+               f"pending_timeout must be a positive number of seconds but got {self.pending_timeout}")
         _check(self.num_cpus is None or self.num_cpus >= 1, f"num_cpus must be >= 1 but got {self.num_cpus}")
         if self.num_cpus is not None:
             _check(

@@ -60,6 +60,13 @@ class Experiment:
 
         return join(self.record.get("storage_uri") or str(self.path), TUNE_DIR)
 
+    def upload_file(self, name: str) -> None:
+        """With a cloud --storage, copy one of the driver's files there now."""
+        from search.storage import upload_file
+
+        if self.record.get("storage_uri"):
+            upload_file(self.path / name, self.record["storage_uri"])
+
     def upload(self) -> None:
         """With a cloud --storage, copy the driver's files (tables, run.json, study, report) there too."""
         from search.storage import copy
@@ -69,22 +76,47 @@ class Experiment:
 
 
 def create(config: SearchConfig, path: Path, *, data: dict[str, Any], address: str | None,
-           storage_uri: str | None = None) -> Experiment:
+           storage_uri: str | None = None, preset: str | None = None) -> Experiment:
+    import platform
+
+    import optuna
     import ray
+    import torch
 
     path.mkdir(parents=True)
     record = {
         "storage_uri": storage_uri,
+        "preset": preset,
         "config": config.to_dict(),
+        "command": reproduce_command(config, preset),
         "data": data,
         "address": address,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "ray_version": ray.__version__,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+                     "optuna": optuna.__version__},
         "done": False,
     }
     experiment = Experiment(path, config, record)
     experiment.save()
     return experiment
+
+
+def reproduce_command(config: SearchConfig, preset: str | None) -> str:
+    """A `vae-search run` command line that sets every search value to what this run resolved."""
+    import shlex
+
+    values = config.to_dict()
+    parts = ["vae-search", "run", "--preset", preset or "quick"]
+    for key in ("dataset", "data_dir", "max_train", "latent_dims", "lr_range", "beta", "epochs", "batch_size", "trials", "seeds",
+                "max_seeds", "confidence", "max_trials", "rule", "tolerance_db", "scheduler", "cpus_per_trial",
+                "gpus_per_trial", "max_concurrent", "max_failures", "seed"):
+        value = values[key]
+        if value is None:
+            continue
+        text = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, list) else (
+            f"{value:g}" if isinstance(value, float) else str(value))
+        parts += ["--" + key.replace("_", "-"), text]
+    return shlex.join(parts)
 
 
 def execute(experiment: Experiment, splits, *, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -98,7 +130,8 @@ def execute(experiment: Experiment, splits, *, log: Callable[[str], None] = prin
     from ray import tune
 
     started = time.perf_counter()
-    _allow_pending_trials(experiment.config)
+    experiment.upload_file(RUN_FILE)  # `vae-search status URI/NAME` reads it while the run works
+    slots = _allow_pending_trials(experiment.config)
     location = experiment.tune_location
     trainable = _trainable(experiment.config, splits)
     if tune.Tuner.can_restore(location):
@@ -106,7 +139,7 @@ def execute(experiment: Experiment, splits, *, log: Callable[[str], None] = prin
         tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = tune.Tuner(trainable, param_space=_constants(experiment.config, experiment.record["data"]),
-                           tune_config=tune_config(experiment), run_config=run_config(experiment))
+                           tune_config=tune_config(experiment), run_config=run_config(experiment, slots))
     with tune_running():
         tuner.fit()
     race = read_race(experiment.path / RACE_FILE)
@@ -170,10 +203,12 @@ def tune_config(experiment: Experiment):
     )
 
 
-def run_config(experiment: Experiment):
+def run_config(experiment: Experiment, slots: int = 1):
     from ray import tune
 
-    from search.progress import Progress
+    from search.progress import PendingWatch, Progress
+
+    config = experiment.config
 
     root = experiment.record.get("storage_uri") or str(experiment.path)
     return tune.RunConfig(
@@ -184,12 +219,16 @@ def run_config(experiment: Experiment):
         # the newest checkpoint, and with num_to_keep it may point at one already deleted, so
         # a driver killed at that moment would lose a finished trial. Pruned when the run ends.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        callbacks=[Progress()],
+        callbacks=[Progress(str(experiment.path), storage_uri=experiment.record.get("storage_uri"),
+                            minimum_trials=config.trials + config.seeds * len(config.latent_dims), slots=slots,
+                            epochs=config.epochs),
+                   PendingWatch(experiment.config.pending_timeout,
+                                            {"cpu": experiment.config.cpus_per_trial, "gpu": experiment.config.gpus_per_trial})],
         verbose=0,
     )
 
 
-def _allow_pending_trials(config: SearchConfig) -> None:
+def _allow_pending_trials(config: SearchConfig) -> int:
     """With a search algorithm Ray Tune keeps one trial pending at a time: a short trial then
     ends before a second actor is up, and trials run one after another on a 2-CPU machine.
     Allow as many pending trials as the cluster has slots (at least 2); this caps only
@@ -203,6 +242,7 @@ def _allow_pending_trials(config: SearchConfig) -> None:
     if config.max_concurrent:
         slots = min(slots, config.max_concurrent)
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(2, slots)))
+    return max(1, slots)
 
 
 def prune_checkpoints(location: str) -> None:

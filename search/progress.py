@@ -1,17 +1,34 @@
-"""What a run prints while it works: one line per finished trial, instead of Ray Tune's tables.
+"""What a run shows while it works.
 
-The callback is also where a stop signal reaches Ray Tune's loop (`search.session`). It holds
-no state: Ray Tune pickles callbacks with the experiment.
+- one line per finished trial (instead of Ray Tune's tables);
+- on a terminal, one live status line (tqdm): trials done out of the minimum the run will
+  have, running, best PSNR per latent size, the racing decision and confidence, elapsed, ETA;
+- on a non-terminal (a cluster job's log), a heartbeat line at most every 30 s instead;
+- `status.json` in the experiment every few seconds, for `vae-search status` (copied to a
+  cloud `--storage` with `race.json` at each heartbeat).
+
+The callbacks are also where a stop signal reaches Ray Tune's loop (`search.session`). Ray
+Tune pickles callbacks with the experiment: they hold only plain values.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+import time
+from pathlib import Path
 
 from ray import tune
 
-from analysis.layout import METRIC
+from analysis.layout import METRIC, RACE_FILE
 from search import session
+from search.output import read_race
+from search.status import STATUS_FILE, one_line, snapshot
+from vae.files import atomic_write_text
+
+STATUS_EVERY_S = 2.0
+HEARTBEAT_EVERY_S = 30.0
 
 
 def trial_line(trial) -> str:
@@ -25,11 +42,119 @@ def trial_line(trial) -> str:
 
 
 class Progress(tune.Callback):
+    def __init__(self, path: str, *, storage_uri: str | None, minimum_trials: int, slots: int, epochs: int) -> None:
+        self.path = path
+        self.storage_uri = storage_uri
+        self.minimum_trials = minimum_trials
+        self.slots = slots
+        self.epochs = epochs
+        self._reset()
+
+    def _reset(self) -> None:
+        self._started: float | None = None
+        self._written = 0.0
+        self._heartbeat = 0.0
+        self._bar = None
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
     def on_step_begin(self, iteration, trials, **info):
         session.SIGNALS.forward_to_tune()
 
+    def on_step_end(self, iteration, trials, **info):
+        now = time.monotonic()
+        self._started = self._started or now
+        if now - self._written >= STATUS_EVERY_S:
+            self._written = now
+            self._update(trials, now)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        print(trial_line(trial), flush=True)
+        self._print(trial_line(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({trial.error_file})", flush=True)
+        self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({trial.error_file})")
+
+    def on_experiment_end(self, trials, **info):
+        self._update(trials, time.monotonic())
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _print(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def _update(self, trials, now: float) -> None:
+        race = read_race(Path(self.path) / RACE_FILE)
+        status = snapshot([self._describe(t) for t in trials], minimum_trials=self.minimum_trials, slots=self.slots,
+                          elapsed_s=now - (self._started or now), race=race)
+        atomic_write_text(Path(self.path) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+        if sys.stdout.isatty():
+            self._live(status)
+        elif now - self._heartbeat >= HEARTBEAT_EVERY_S:
+            print(f"status: {one_line(status)}", flush=True)
+        if now - self._heartbeat >= HEARTBEAT_EVERY_S:
+            self._heartbeat = now
+            self._upload()
+
+    def _live(self, status: dict) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=status["minimum_trials"], unit="trial", dynamic_ncols=True, leave=False,
+                             bar_format="{n_fmt}/{total_fmt} trials [{elapsed}<{remaining}] {desc}")
+        self._bar.total = status["minimum_trials"]
+        self._bar.n = status["trials"]["done"]
+        self._bar.set_description_str(one_line(status), refresh=True)
+
+    def _describe(self, trial) -> dict:
+        r = trial.last_result or {}
+        return {"status": trial.status, "latent_dim": trial.config.get("latent_dim"), "psnr": r.get(METRIC),
+                "diverged": bool(r.get("diverged")), "full": int(r.get("training_iteration", 0) or 0) >= self.epochs,
+                "seconds": r.get("time_total_s")}
+
+    def _upload(self) -> None:
+        if not self.storage_uri:
+            return
+        from search.storage import upload_file
+
+        for name in (STATUS_FILE, RACE_FILE):
+            if (Path(self.path) / name).is_file():
+                try:
+                    upload_file(Path(self.path) / name, self.storage_uri)
+                except OSError as exc:  # a slow or flaky bucket must not stop the run
+                    print(f"warning: could not copy {name} to {self.storage_uri}: {' '.join(str(exc).split())[:200]}", flush=True)
+
+
+class PendingWatch(tune.Callback):
+    """Give up when trials have waited `timeout_s` for resources while no trial ran: on a
+    cluster no node fits them (an autoscaler had that long to add one)."""
+
+    def __init__(self, timeout_s: float, resources: dict[str, float]) -> None:
+        self.timeout_s = timeout_s
+        self.resources = resources
+        self._since: float | None = None
+
+    def on_step_begin(self, iteration, trials, **info):
+        waiting = any(t.status == "PENDING" for t in trials)
+        if not waiting or any(t.status == "RUNNING" for t in trials):
+            self._since = None
+            return
+        now = time.monotonic()
+        self._since = self._since or now
+        if now - self._since > self.timeout_s:
+            import ray
+
+            have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+            asked = ", ".join(f"{v:g} {k.upper()}" for k, v in self.resources.items() if v)
+            session.SIGNALS.give_up(
+                f"no trial could start within --pending-timeout {self.timeout_s:g} s: each asks for {asked}, "
+                f"the cluster has {have or 'no CPUs or GPUs'} and no node fits; resume the experiment once it does"
+            )

@@ -43,6 +43,7 @@ class _Signals:
         self.received: int | None = None
         self.forwarded = False
         self.in_tune = False  # inside Tuner.fit, where Ray Tune stops gracefully on SIGUSR1
+        self.failure: str | None = None  # why the run gave up (no node can run a trial)
 
     def handle(self, signum: int, frame) -> None:
         if self.received is not None:
@@ -52,6 +53,12 @@ class _Signals:
               "(send it again to stop at once)", file=sys.stderr, flush=True)
         if not self.in_tune:
             raise KeyboardInterrupt
+
+    def give_up(self, message: str) -> None:
+        """Stop Ray Tune gracefully, then fail with `message` (exit code 2)."""
+        if self.failure is None:
+            self.failure = message
+            os.kill(os.getpid(), signal.SIGUSR1)
 
     def forward_to_tune(self) -> None:
         """Called from inside Ray Tune's loop: ask it to stop gracefully (its SIGUSR1 handler)."""
@@ -75,6 +82,8 @@ def tune_running() -> Iterator[None]:
         SIGNALS.in_tune = False
     if SIGNALS.received is not None:
         raise Interrupted(SIGNALS.received)
+    if SIGNALS.failure is not None:
+        raise UsageError(SIGNALS.failure)
 
 
 def check_address(address: str) -> None:

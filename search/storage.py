@@ -98,3 +98,13 @@ def check_new_location(uri: str, *, timeout_s: float = STORAGE_CHECK_TIMEOUT_S) 
         pool.shutdown(wait=False, cancel_futures=True)
     if taken:
         raise UsageError(f"{uri} already exists; choose another --name (nothing was overwritten)")
+
+
+def upload_file(path: str | Path, location: str) -> None:
+    """Copy one local file into the folder at `location` (a URI), keeping its name."""
+    import pyarrow.fs
+
+    fs, folder = pyarrow.fs.FileSystem.from_uri(location)
+    fs.create_dir(folder, recursive=True)  # a no-op on object stores; needed on file://
+    with fs.open_output_stream(f"{folder.rstrip('/')}/{Path(path).name}") as handle:
+        handle.write(Path(path).read_bytes())

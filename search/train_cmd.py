@@ -12,11 +12,11 @@ from search.output import default_name, new_folder
 DEFAULT_DATA_DIR = "data"
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from vae import DataConfig, ModelConfig, TrainConfig, evaluate, load_data, save_model, train
+def train_config(args: argparse.Namespace):
+    """The parsed `train` flags as a validated `TrainConfig` (UsageError when they do not fit)."""
+    from vae import DataConfig, ModelConfig, TrainConfig
 
-    out = Path(args.out) if args.out else Path("results") / default_name("train")
-    config = TrainConfig(
+    return TrainConfig(
         model=ModelConfig(latent_dim=args.latent_dim),
         data=DataConfig(dataset=args.dataset or "auto", data_dir=args.data_dir or DEFAULT_DATA_DIR, max_train=args.max_train),
         lr=args.lr,
@@ -26,6 +26,13 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads or max(1, os.cpu_count() or 1),
     )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from vae import evaluate, load_data, save_model, train
+
+    out = Path(args.out) if args.out else Path("results") / default_name("train")
+    config = train_config(args)
     with new_folder(out) as tmp:  # validates `out` before the data is loaded
         splits = load_data(config.data)
         if splits.notice:

@@ -23,13 +23,12 @@ CONFIG_FILE = "config.json"
 STATE_FILE = "state.pt"
 
 
-def save_model(directory: str | Path, model: ConvVAE, config: TrainConfig) -> Path:
-    """Write `model.pt` and `config.json` into `directory`; returns the folder."""
+def save_model(directory: str | Path, model: ConvVAE, config: TrainConfig) -> None:
+    """Write `model.pt` and `config.json` into `directory`."""
     directory = Path(directory)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_write(directory / MODEL_FILE, lambda handle: torch.save(weights, handle))
     atomic_write_text(directory / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
-    return directory
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -54,11 +53,10 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     return model.eval()
 
 
-def save_state(directory: str | Path, model: ConvVAE, config: TrainConfig, state: dict[str, Any]) -> Path:
+def save_state(directory: str | Path, model: ConvVAE, config: TrainConfig, state: dict[str, Any]) -> None:
     """A training checkpoint: the model folder plus `state.pt` (see `vae.training.TrainState`)."""
     save_model(directory, model, config)
     atomic_write(Path(directory) / STATE_FILE, lambda handle: torch.save(state, handle))
-    return Path(directory)
 
 
 def load_state(directory: str | Path) -> dict[str, Any]:

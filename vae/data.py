@@ -7,7 +7,6 @@ by `DataConfig.split_seed`, so every trial of an experiment sees the same images
 
 from __future__ import annotations
 
-import gzip
 import socket
 import struct
 from dataclasses import dataclass
@@ -130,9 +129,7 @@ def _check_idx(path: Path, ndim: int) -> None:
     """Check an IDX file's header and length before torchvision parses it."""
     if not path.exists():
         raise DataError(f"missing MNIST file {path} (expected the uncompressed IDX file torchvision writes)")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        blob = handle.read()
+    blob = path.read_bytes()
     if len(blob) < 4 + 4 * ndim:
         raise DataError(f"corrupt MNIST file {path}: {len(blob)} bytes, too short for an IDX header")
     zero, dtype_code, dims = struct.unpack(">HBB", blob[:4])
@@ -152,7 +149,7 @@ def _load_sample(config: DataConfig) -> Splits:
     features, targets = mnist_data()
     images = torch.from_numpy(np.asarray(features, dtype=np.float32)).reshape(-1, *IMAGE_SHAPE) / 255.0
     labels = torch.from_numpy(np.asarray(targets, dtype=np.int64))
-    n_train, n_val, n_test = SAMPLE_SPLIT
+    _, n_val, n_test = SAMPLE_SPLIT  # the training split is the rest
     rest, test = _stratified_split(Split(images, labels), n_test, config.split_seed)
     train, val = _stratified_split(rest, n_val, config.split_seed)
     return Splits(train, val, test, "sample")

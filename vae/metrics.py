@@ -6,7 +6,7 @@ Summing the KL over latent dimensions (not averaging) keeps beta's meaning indep
 the latent size: beta = 1 is the ELBO whatever the size.
 
 Metrics (pixels in [0, 1]): per image MSE = mean((x̂ - x)^2) over its pixels,
-PSNR = 10 log10(1 / MSE). Per digit: the mean over that digit's images of each.
+PSNR = 10 log10(1 / max(MSE, 1e-10)), so a perfect reconstruction scores 100 dB, not +inf. Per digit: the mean over that digit's images of each.
 `mse_mean` / `psnr_mean`: the mean of the ten per-digit values.
 """
 
@@ -38,9 +38,12 @@ def mse_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (x_hat - x).pow(2).flatten(1).mean(dim=1)
 
 
+MIN_MSE = 1e-10  # PSNR is capped at 100 dB: an exact reconstruction must not send +inf to ASHA, Optuna or a CSV
+
+
 def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB for a peak of 1: 10 log10(1 / MSE); +inf where MSE is 0."""
-    return 10.0 * torch.log10(1.0 / mse)
+    """PSNR in dB for a peak of 1: 10 log10(1 / MSE), with MSE floored at `MIN_MSE` (so at most 100 dB)."""
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(MIN_MSE))
 
 
 def per_digit_means(values: torch.Tensor, labels: torch.Tensor) -> list[float]:

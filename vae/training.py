@@ -45,7 +45,7 @@ class EpochResult:
     def flat(self) -> dict[str, float]:
         """Scalars only: `mse_digit_0..9`, `psnr_digit_0..9` instead of lists."""
         out: dict[str, float] = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
-        for digit, (mse, psnr) in enumerate(zip(self.mse_by_digit, self.psnr_by_digit)):
+        for digit, (mse, psnr) in enumerate(zip(self.mse_by_digit, self.psnr_by_digit, strict=True)):
             out[f"mse_digit_{digit}"] = mse
             out[f"psnr_digit_{digit}"] = psnr
         return out

@@ -1,25 +1,25 @@
+"""Figure functions on hand-built data: what they draw (series, values, the best-so-far line),
+checked through matplotlib's own objects, and that they draw into a given `ax`."""
+
 import io
 
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis import figures
+from analysis.racing import race_history
 
 
-def _pixels(figure: Figure) -> np.ndarray:
+def _not_blank(drawing):
+    figure = drawing if isinstance(drawing, Figure) else drawing.figure
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     buffer.seek(0)
-    return mpimg.imread(buffer)
-
-
-def _not_blank(figure):
-    assert isinstance(figure, Figure)
-    pixels = _pixels(figure)
-    assert pixels.std() > 0.02  # more than a white canvas with a frame
+    assert mpimg.imread(buffer).std() > 0.02  # more than a white canvas with a frame
 
 
 @pytest.fixture
@@ -35,21 +35,35 @@ def summary():
     return pd.DataFrame(rows)
 
 
-def test_metric_by_digit_has_one_series_per_measured_size(summary):
-    fig = figures.metric_by_digit(summary, "psnr", chosen=10)
-    ax = fig.axes[0]
+def test_metric_by_digit_has_one_bar_per_digit_and_measured_size(summary):
+    ax = figures.metric_by_digit(summary, "psnr", chosen=10)
+    assert isinstance(ax, Axes)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["latent 5", "latent 10 (chosen)", "latent 15"]
-    assert len(ax.patches) == 30
-    _not_blank(fig)
-    _not_blank(figures.metric_by_digit(summary, "mse"))
+    heights = [p.get_height() for p in ax.patches]
+    assert len(heights) == 30
+    assert heights[:10] == pytest.approx([15.0 + d / 5 for d in range(10)])  # latent 5, digits 0..9
+    assert heights[20:] == pytest.approx([18.0 + d / 5 for d in range(10)])
+    _not_blank(ax)
+    mse = figures.metric_by_digit(summary, "mse")
+    assert mse.get_ylabel() == "MSE"
     with pytest.raises(ValueError, match="metric must be"):
         figures.metric_by_digit(summary, "ssim")
 
 
-def test_psnr_vs_latent_marks_the_choice(summary):
-    fig = figures.psnr_vs_latent(summary, chosen=10, rule="one-se: …")
-    assert "chosen: 10" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    _not_blank(fig)
+def test_figures_draw_into_the_axes_they_are_given(summary):
+    figure = Figure()
+    left, right = figure.subplots(1, 2)
+    assert figures.psnr_vs_latent(summary, chosen=10, ax=left) is left
+    assert figures.metric_by_digit(summary, "mse", ax=right) is right
+    assert len(figure.axes) == 2
+
+
+def test_psnr_vs_latent_plots_the_means_and_marks_the_choice(summary):
+    ax = figures.psnr_vs_latent(summary, chosen=10, rule="one-se: …")
+    assert "chosen: 10" in [t.get_text() for t in ax.get_legend().get_texts()]
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [5, 10, 15] and list(y) == pytest.approx([15.0, 17.5, 18.0])  # size 20 has no trial
+    _not_blank(ax)
 
 
 def test_reconstructions_grid():
@@ -57,17 +71,42 @@ def test_reconstructions_grid():
     images = rng.random((10, 28, 28))
     fig = figures.reconstructions(images, images, images, np.arange(10))
     assert len(fig.axes) == 30
+    assert np.array_equal(fig.axes[0].images[0].get_array(), images[0])
     _not_blank(fig)
 
 
-def test_latent_tsne_and_history_and_losses():
+def test_latent_tsne_colours_points_by_digit():
     rng = np.random.default_rng(0)
-    _not_blank(figures.latent_tsne(rng.normal(size=(100, 2)), rng.integers(0, 10, 100), latent_dim=5))
+    labels = rng.integers(0, 10, 100)
+    ax = figures.latent_tsne(rng.normal(size=(100, 2)), labels, latent_dim=5)
+    assert np.array_equal(ax.collections[0].get_array(), labels)
+    _not_blank(ax)
+
+
+def test_loss_curves_draw_train_and_validation_per_seed():
     history = pd.DataFrame({"phase": "seeds", "latent_dim": 5, "trial_id": ["a"] * 3 + ["b"] * 3, "seed": [1] * 3 + [2] * 3,
                             "epoch": [1, 2, 3] * 2, "train_loss": [200, 150, 120] * 2, "val_loss": [190, 140, 125] * 2})
-    fig = figures.loss_curves(history, latent_dim=5)
-    assert len(fig.axes[0].lines) == 4
-    _not_blank(fig)
-    trials = pd.DataFrame({"phase": "search", "status": ["completed", "stopped", "completed"], "psnr_mean": [10.0, 8.0, 12.0],
-                           "trial_id": ["a", "b", "c"], "finished_at": [1.0, 2.0, 3.0]})
-    _not_blank(figures.search_history(trials))
+    ax = figures.loss_curves(history, latent_dim=5)
+    assert len(ax.lines) == 4
+    assert list(ax.lines[1].get_ydata()) == [190, 140, 125]
+    _not_blank(ax)
+
+
+def test_search_history_best_so_far_counts_only_full_trials():
+    trials = pd.DataFrame({"phase": "search", "status": ["completed", "stopped", "completed", "completed"],
+                           "psnr_mean": [10.0, 13.0, 12.0, 11.0], "trial_id": ["a", "b", "c", "d"],
+                           "finished_at": [1.0, 2.0, 3.0, 4.0]})
+    ax = figures.search_history(trials)
+    best = ax.lines[0]
+    assert list(best.get_ydata()) == [10.0, 10.0, 12.0, 12.0]  # the stopped trial's 13 dB is not a full result
+    _not_blank(ax)
+
+
+def test_race_draws_each_sizes_running_mean():
+    rows = [{"trial_id": str(i), "phase": "seeds", "status": "completed", "latent_dim": dim, "psnr_mean": v, "finished_at": float(i)}
+            for i, (dim, v) in enumerate([(5, 10.0), (10, 12.0), (5, 11.0), (10, 12.5)])]
+    ax = figures.race(race_history(pd.DataFrame(rows)), chosen=10, confidence=0.75)
+    assert len(ax.lines) == 2 and "0.75" in ax.get_title()
+    x, y = ax.lines[0].get_data()  # latent 5: after steps 1..4
+    assert list(x) == [1, 2, 3, 4] and list(y) == pytest.approx([10.0, 10.0, 10.5, 10.5])
+    _not_blank(ax)

@@ -11,6 +11,8 @@ import torch
 import vae
 from tests.search.helpers import run_cli
 
+pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+
 FIGURES = ["mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history",
            "race"]
 

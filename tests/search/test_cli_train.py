@@ -9,6 +9,8 @@ import torch
 
 import vae
 
+pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+
 
 def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "search", *args], capture_output=True, text=True, cwd=cwd)

@@ -6,6 +6,8 @@ import pytest
 
 from tests.search.helpers import run_cli
 
+pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+
 
 @pytest.fixture
 def cluster():
@@ -64,7 +66,7 @@ def test_fractional_gpus_pack_trials_on_one_gpu(gpu_cluster, tmp_path):
     assert (table["device"] == "cpu").all()
     # two trials at 0.5 GPU each run at the same time on the one GPU
     spans = table.sort_values("started_at")[["started_at", "finished_at"]].to_numpy()
-    assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
 
 
 def test_local_ray_without_gpus_refuses_gpu_trials(tmp_path):
@@ -72,3 +74,13 @@ def test_local_ray_without_gpus_refuses_gpu_trials(tmp_path):
                      "--storage", str(tmp_path), "--name", "nogpu")
     assert result.returncode == 2 and "GPU" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "nogpu").exists()
+
+
+def test_a_trial_no_node_fits_gives_up_after_the_pending_timeout(cluster, tmp_path):
+    # two 1-CPU nodes: a 2-CPU trial never starts (an autoscaler could have added a node)
+    result = run_cli("run", "--preset", "smoke", "--address", cluster.address, "--cpus-per-trial", "2",
+                     "--pending-timeout", "8", "--storage", str(tmp_path), "--name", "stuck")
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--pending-timeout 8 s" in lines[0] and "2 CPU" in lines[0], result.stderr[-2000:]
+    assert not (tmp_path / "stuck" / "trials.csv").exists()

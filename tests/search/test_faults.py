@@ -13,6 +13,8 @@ import pytest
 
 from tests.search.helpers import cli_process, run_cli, session_processes
 
+pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+
 
 def _kill_first_trial_worker(driver, experiment, *, deadline_s=120):
     """Wait until some search trial has a checkpoint, then SIGKILL the worker running trials."""
@@ -32,7 +34,7 @@ def _kill_first_trial_worker(driver, experiment, *, deadline_s=120):
 
 def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path):
     args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1500", "--trials", "2",
-            "--seeds", "1", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "crash")
+            "--seeds", "1", "--max-seeds", "1", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "crash")
     with cli_process(*args) as driver:
         assert _kill_first_trial_worker(driver, tmp_path / "crash")
         stdout, stderr = driver.communicate(timeout=300)
@@ -49,7 +51,7 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path):
 
 def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(tmp_path):
     args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1500", "--trials", "2",
-            "--seeds", "2", "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fail")
+            "--seeds", "2", "--max-seeds", "2", "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fail")
     with cli_process(*args) as driver:
         assert _kill_first_trial_worker(driver, tmp_path / "fail")
         stdout, stderr = driver.communicate(timeout=300)
@@ -99,18 +101,17 @@ def test_local_ray_refuses_a_client_without_its_token():
     import ray
 
     from search.config import SearchConfig
-    from search.experiment import start_ray
+    from search.session import ray_session
 
-    assert start_ray(SearchConfig(num_cpus=1), None)
-    try:
+    with ray_session(SearchConfig(num_cpus=1), None):
+        assert ray.is_initialized()
         address = ray.get_runtime_context().gcs_address
         code = ("import ray, sys\ntry:\n    ray.init(address=sys.argv[1], logging_level='ERROR')\n    print('CONNECTED')\n"
                 "except Exception as exc:\n    print('REFUSED', type(exc).__name__)")
         env = {**os.environ, "RAY_AUTH_TOKEN": "not-the-token"}
         stranger = subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True, text=True, timeout=180)
         assert "REFUSED" in stranger.stdout, stranger.stdout + stranger.stderr[-2000:]
-    finally:
-        ray.shutdown()
+    assert not ray.is_initialized()  # the session shut down the Ray it started
 
 
 def test_run_refuses_to_start_ray_without_authentication(tmp_path):

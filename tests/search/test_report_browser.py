@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from tests.search.helpers import cli_process, run_cli
 
+pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+
 
 def test_cpus_per_trial_sets_threads_and_limits_concurrency(tmp_path):
     result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--cpus-per-trial", "2", "--trials", "2",
@@ -17,7 +19,7 @@ def test_cpus_per_trial_sets_threads_and_limits_concurrency(tmp_path):
     assert (table["threads"] == 2).all()
     # two CPUs on the node and two per trial: trials never overlap in time
     spans = table.sort_values("started_at")[["started_at", "finished_at"]].to_numpy()
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert start >= end - 0.05
 
 
@@ -52,15 +54,15 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path):
         assert len(row) == 1 and row["psnr_mean"].iloc[0] == pytest.approx(psnr, abs=0.006)
 
 
-def test_resume_of_a_finished_experiment_changes_nothing(tmp_path):
-    assert run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(tmp_path), "--name", "e").returncode == 0
-    before = (tmp_path / "e" / "trials.csv").read_text()
-    again = run_cli("resume", str(tmp_path / "e"))
+def test_resume_of_a_finished_experiment_changes_nothing(smoke):
+    path, _ = smoke
+    before = {name: (path / name).read_bytes() for name in ("trials.csv", "history.csv", "run.json", "race.json")}
+    again = run_cli("resume", str(path))
     assert again.returncode == 0, again.stderr[-2000:]
-    assert (tmp_path / "e" / "trials.csv").read_text() == before
-    clash = run_cli("run", "--preset", "smoke", "--storage", str(tmp_path), "--name", "e")
+    assert again.stdout.strip().splitlines()[-1] == f"experiment: {path}"
+    clash = run_cli("run", "--preset", "smoke", "--storage", str(path.parent), "--name", path.name)
     assert clash.returncode == 2 and "already exists" in clash.stderr
-    assert (tmp_path / "e" / "trials.csv").read_text() == before
+    assert {name: (path / name).read_bytes() for name in before} == before
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ import pytest
 from search.table import COLUMNS
 from tests.search.helpers import run_cli
 
+pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+
 DIMS = (2, 8)
 
 

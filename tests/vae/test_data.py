@@ -20,7 +20,7 @@ def _check_split(split, n=None):
 def test_sample_source_splits_stratified_and_fixed():
     first = load_data(DataConfig(dataset="sample"))
     assert first.source == "sample"
-    for split, n in zip((first.train, first.val, first.test), SAMPLE_SPLIT):
+    for split, n in zip((first.train, first.val, first.test), SAMPLE_SPLIT, strict=True):
         _check_split(split, n)
         assert torch.bincount(split.labels, minlength=10).tolist() == [n // 10] * 10
     second = load_data(DataConfig(dataset="sample"))

@@ -40,7 +40,11 @@ def test_psnr_of_known_mse_and_perfect_reconstruction():
     assert torch.allclose(psnr_from_mse(torch.tensor([0.01, 0.001])), torch.tensor([20.0, 30.0]))
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(mse_per_image(x, x), torch.zeros(2))
-    assert torch.isinf(psnr_from_mse(mse_per_image(x, x))).all()
+    perfect = psnr_from_mse(mse_per_image(x, x))
+    assert torch.isfinite(perfect).all() and torch.equal(perfect, torch.full((2,), 100.0))  # capped, never +inf
+    labels = torch.arange(2)
+    metrics = digit_metrics(x, x, labels)
+    assert all(v == 100.0 for v in metrics["psnr_by_digit"][:2])
 
 
 def test_per_digit_metrics_weigh_each_digit_equally():
