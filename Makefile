@@ -33,10 +33,10 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-# Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 45 min here.
+# Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 90 min here.
 bench: $(STAMP)
 	cd bench && ../$(PY) train_loop.py && ../$(PY) scheduling.py && ../$(PY) parallel.py && \
-		../$(PY) parallel.py --preset quick --max-train 4000 --epochs 2 --tag quick && ../$(PY) search_quality.py
+		../$(PY) fixed_cost.py && ../$(PY) driver_scale.py && ../$(PY) search_quality.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,6 +1,8 @@
 """Targets 4, 5 and 6 from the same runs of the quick preset:
 
-4. ASHA versus FIFO: the same chosen latent size, with ASHA training <= 60% of FIFO's epochs.
+4. ASHA versus FIFO: the same chosen latent size in >= 4 of 5 seeds, ASHA training fewer
+   epochs; racing (min 2, max 4 seeds per size) reaching its confidence with fewer seeds
+   trials than fixed seeds (4 per size, --fixed-repeats runs) need for the same confidence.
 5. Quality on the official MNIST test set (../shared/mnist-test, when present): the chosen
    model beats PCA with as many components, fitted on the same training images, by >= 3 dB
    mean PSNR; the best latent-size-15 model reaches >= 19.5 dB.
@@ -20,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from _common import MNIST_TEST, ROOT, cli, median, write
+from _common import MNIST_TEST, cli, median, write
 
 
 def official_test() -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -60,7 +62,8 @@ def pca_psnr(train_images, k, images, labels) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fixed-repeats", type=int, default=2, help="runs with fixed seeds (4 per size) to compare racing with")
     args = parser.parse_args()
     from vae import DataConfig, load_data, load_model
 
@@ -78,8 +81,11 @@ def main() -> None:
                 table = pd.read_csv(experiment / "trials.csv")
                 selection = json.loads((experiment / "selection.json").read_text())
                 search = table[table["phase"] == "search"]
+                race = json.loads((experiment / "race.json").read_text())
                 record[scheduler] = {
                     "chosen_latent_dim": selection["latent_dim"],
+                    "confidence": selection["confidence"], "stop_reason": race.get("stop_reason"),
+                    "seeds_trials": int((table["phase"] == "seeds").sum()),
                     "search_epochs": int(search["epochs"].sum()),
                     "total_epochs": int(table["epochs"].sum()),
                     "run_s": run_wall, "analyze_s": analyze_wall,
@@ -87,13 +93,12 @@ def main() -> None:
                 if scheduler == "asha" and test is not None:
                     run_json = json.loads((experiment / "run.json").read_text())
                     cfg = run_json["config"]
-                    data_dir = Path(cfg["data_dir"]) if Path(cfg["data_dir"]).is_absolute() else ROOT / cfg["data_dir"]
-                    splits = load_data(DataConfig(dataset=run_json["source"], data_dir=str(data_dir),
-                                                  max_train=cfg["max_train"]))
+                    splits = load_data(DataConfig(dataset=run_json["data"]["source"], data_dir=run_json["data"]["data_dir"],
+                                                  max_train=cfg["max_train"]), download=False)
                     images, labels = test
                     chosen = selection["latent_dim"]
                     record["quality"] = {
-                        "train_source": run_json["source"], "train_images": len(splits.train),
+                        "train_source": run_json["data"]["source"], "train_images": len(splits.train),
                         "chosen_latent_dim": chosen,
                         "vae_psnr": model_psnr(load_model(experiment / "best_model"), images, labels),
                         "pca_psnr": pca_psnr(splits.train.images, chosen, images, labels),
@@ -103,15 +108,31 @@ def main() -> None:
                         best15 = seeds15.loc[seeds15["psnr_mean"].idxmax(), "checkpoint"]
                         record["quality"]["latent15_vae_psnr"] = model_psnr(load_model(experiment / best15), images, labels)
                         record["quality"]["latent15_pca_psnr"] = pca_psnr(splits.train.images, 15, images, labels)
+            if rep < args.fixed_repeats:  # the same search, then 4 seeds per size and no racing
+                name = f"fixed-{rep}"
+                cli("run", "--preset", "quick", "--seed", str(rep), "--seeds", "4", "--max-seeds", "4",
+                    "--storage", storage, "--name", name)
+                cli("analyze", str(Path(storage) / name))
+                table = pd.read_csv(Path(storage) / name / "trials.csv")
+                selection = json.loads((Path(storage) / name / "selection.json").read_text())
+                record["fixed4"] = {"chosen_latent_dim": selection["latent_dim"], "confidence": selection["confidence"],
+                                    "seeds_trials": int((table["phase"] == "seeds").sum())}
             runs.append(record)
             print(json.dumps(record), flush=True)
+            write("search_quality_partial", {"runs": runs})
 
     asha_epochs = median([r["asha"]["search_epochs"] for r in runs])
     fifo_epochs = median([r["fifo"]["search_epochs"] for r in runs])
     figures = {
         "repeats": args.repeats, "runs": runs,
+        "racing": {
+            "asha_confidence": [r["asha"]["confidence"] for r in runs],
+            "asha_seeds_trials": [r["asha"]["seeds_trials"] for r in runs],
+            "asha_stop_reasons": [r["asha"]["stop_reason"] for r in runs],
+            "fixed4": [r.get("fixed4") for r in runs if "fixed4" in r],
+        },
         "asha_vs_fifo": {
-            "target": "same chosen latent size; ASHA search epochs <= 60% of FIFO's",
+            "target": "same chosen latent size in >= 4 of 5 seeds; ASHA search epochs <= 60% of FIFO's",
             "same_choice": [r["asha"]["chosen_latent_dim"] == r["fifo"]["chosen_latent_dim"] for r in runs],
             "asha_search_epochs_median": asha_epochs, "fifo_search_epochs_median": fifo_epochs,
             "search_epoch_ratio": asha_epochs / fifo_epochs,

@@ -105,9 +105,27 @@ def _execute(config: SearchConfig, address: str | None, splits, get_experiment) 
             race = exp.execute(experiment, splits)
         except BaseException as exc:
             exc.experiment_path = experiment.path  # for the resume hint in search.cli
+            _mark_stopped(experiment, exc)
             raise
     _report(experiment.path, race)
     return 0
+
+
+def _mark_stopped(experiment, exc: BaseException) -> None:
+    """Tell `vae-search status` that this run stopped (and why) rather than let it go stale."""
+    import json
+    import time
+
+    from search.status import STATUS_FILE
+    from vae.files import atomic_write_text
+
+    file = experiment.path / STATUS_FILE
+    try:
+        current = json.loads(file.read_text()) if file.is_file() else {}
+        current.update(stopped=type(exc).__name__ if not str(exc) else str(exc), updated_at=time.time())
+        atomic_write_text(file, json.dumps(current, indent=2) + "\n")
+    except (OSError, ValueError):
+        pass  # the run is stopping anyway; status then reports it by its age
 
 
 def _report(path: Path, race: dict[str, Any]) -> None:

@@ -120,6 +120,9 @@ class StagedSearcher(Searcher):
             outcome = "completed"
         entry.update(state=outcome, epochs=epochs, psnr=result.get(METRIC))
         if entry["stage"] == "search":
+            # a result on which the scheduler stopped the trial comes here, not to on_trial_result
+            if not error:
+                self.on_trial_result(trial_id, result)
             self._tell(entry, outcome)
         else:
             self._assess()
@@ -262,6 +265,7 @@ class StagedSearcher(Searcher):
                 middle = math.sqrt(self._config.lr_range[0] * self._config.lr_range[1])
                 for dim in self._config.latent_dims:
                     self._study.enqueue_trial({"latent_dim": dim, "lr": middle})
+                self._write_race()  # stage "search", for `vae-search status`
             if self._restored:
                 self._close_orphans()
         return self._study

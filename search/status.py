@@ -108,6 +108,9 @@ def read(experiment: str) -> dict[str, Any]:
         out["eta_s"] = 0.0
     elif not status:
         out["state"] = "not started"
+    elif status.get("stopped"):
+        out["state"] = "stopped"
+        out["seconds_since_update"] = round(time.time() - float(status.get("updated_at", 0)), 1)
     else:
         age = time.time() - float(status.get("updated_at", 0))
         out["state"] = "running" if age < STALE_S else "stopped"
@@ -119,8 +122,9 @@ def read(experiment: str) -> dict[str, Any]:
 
 def format_status(status: dict[str, Any]) -> str:
     lines = [f"experiment: {status['experiment']}", f"state: {status['state']}"
-             + (f" (no update for {status['seconds_since_update']:.0f} s: the driver may have stopped; "
-                f"`vae-search resume` continues it)" if status["state"] == "stopped" else "")]
+             + (f" ({status['stopped']}; `vae-search resume {status['experiment']}` continues it)" if status.get("stopped")
+                else f" (no update for {status['seconds_since_update']:.0f} s: the driver may have stopped; "
+                f"`vae-search resume {status['experiment']}` continues it)" if status["state"] == "stopped" else "")]
     if "trials" in status:
         lines.append(one_line(status))
         t = status["trials"]

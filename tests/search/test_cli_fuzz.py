@@ -55,7 +55,7 @@ def _outcome(argv):
         return exc
 
 
-settings.register_profile("cli", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("cli", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @settings(settings.get_profile("cli"))

@@ -33,24 +33,24 @@ def _kill_first_trial_worker(driver, experiment, *, deadline_s=120):
 
 
 def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path):
-    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1500", "--trials", "2",
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "4", "--max-train", "1000", "--trials", "2",
             "--seeds", "1", "--max-seeds", "1", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "crash")
     with cli_process(*args) as driver:
         assert _kill_first_trial_worker(driver, tmp_path / "crash")
         stdout, stderr = driver.communicate(timeout=300)
     assert driver.returncode == 0, stderr[-3000:]
     table = pd.read_csv(tmp_path / "crash" / "trials.csv")
-    assert (table["status"] == "completed").all() and (table["epochs"] == 6).all()
+    assert (table["status"] == "completed").all() and (table["epochs"] == 4).all()
     retried = list((tmp_path / "crash" / "tune").glob("trial_*/error.txt"))
     assert retried, "the killed trial left no failure record"
     assert "Failure # 1" in retried[0].read_text()
     # it resumed from its checkpoint: history has each epoch exactly once
     history = pd.read_csv(tmp_path / "crash" / "history.csv")
-    assert (history.groupby("trial_id")["epoch"].apply(lambda e: sorted(e) == list(range(1, 7)))).all()
+    assert (history.groupby("trial_id")["epoch"].apply(lambda e: sorted(e) == list(range(1, 5)))).all()
 
 
 def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(tmp_path):
-    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1500", "--trials", "2",
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "4", "--max-train", "1000", "--trials", "2",
             "--seeds", "2", "--max-seeds", "2", "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fail")
     with cli_process(*args) as driver:
         assert _kill_first_trial_worker(driver, tmp_path / "fail")

@@ -39,13 +39,18 @@ def test_report_shows_figures_and_chosen_size_in_chromium(analyzed, tmp_path):
                 " shown: i.getBoundingClientRect().width > 100}))"
             )
             chosen = page.inner_text("#chosen-latent-dim")
+            confidence = page.inner_text("#confidence")
+            command = page.inner_text("#command")
             decision = page.inner_text("#decision")
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()
-    names = {"mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history"}
+    names = {"mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history",
+             "race"}
     assert {i["alt"] for i in images} == names
     assert all(i["ok"] and i["shown"] for i in images), images
     assert chosen == str(selection["latent_dim"])
+    assert confidence == f"{selection['confidence']:.2f}"
+    assert command.startswith("vae-search run --preset smoke")
     assert "Chosen latent size" in decision
     assert (tmp_path / "report.png").stat().st_size > 50_000

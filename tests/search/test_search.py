@@ -27,7 +27,7 @@ def test_run_prints_the_decision_then_the_experiment_path_last(smoke):
 
 def test_the_run_is_one_tune_experiment(smoke):
     path, _ = smoke
-    assert sorted(p.name for p in path.iterdir() if p.is_dir()) == ["tune"]
+    assert sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in ("figures", "best_model")) == ["tune"]
     assert len(list((path / "tune").glob("experiment_state-*.json"))) == 1
     table = pd.read_csv(path / "trials.csv")
     assert len(list((path / "tune").glob("trial_*"))) == len(table)
@@ -148,3 +148,21 @@ def test_ray_tune_can_restore_and_read_the_experiment(smoke):
         assert len(grid) == n and grid.num_errors == 0
         assert all("psnr_mean" in r.metrics for r in grid)
         assert all(list(Path(r.path).glob("events.out.tfevents.*")) for r in grid)  # TensorBoard logs
+
+
+def test_status_of_a_finished_run(smoke):
+    path, _ = smoke
+    table = pd.read_csv(path / "trials.csv")
+    shown = json.loads(run_cli("status", str(path), "--format", "json").stdout)
+    assert shown["state"] == "done" and shown["stage"] == "done" and shown["eta_s"] == 0
+    assert shown["trials"]["done"] == len(table) and shown["trials"]["running"] == 0
+    assert set(shown["best_psnr"]) == {str(d) for d in DIMS}
+    best = table[table["status"].isin(["completed", "stopped"])].groupby("latent_dim")["psnr_mean"].max()
+    for dim in DIMS:
+        assert shown["best_psnr"][str(dim)] == pytest.approx(best[dim])
+    race = json.loads((path / "race.json").read_text())
+    assert shown["latent_dim"] == race["latent_dim"] and shown["confidence"] == race["confidence"]
+    text = run_cli("status", str(path)).stdout
+    assert "state: done" in text and f"decision: latent size {race['latent_dim']}" in text
+    missing = run_cli("status", str(path / "nope"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
