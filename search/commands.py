@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
         check_new_location(storage_uri)
     if args.address:
         check_address(args.address)
-    splits, data = load_splits(config)  # bad data fails here, before anything is written
-    return _execute(config, args.address, splits, lambda: exp.create(config, path, data=data, address=args.address, preset=args.preset,
-                                                                      storage_uri=storage_uri))
+    return _execute(config, args.address, lambda: load_splits(config),
+                    lambda data: exp.create(config, path, data=data, address=args.address, preset=args.preset,
+                                            storage_uri=storage_uri))
 
 
 def resume(args: argparse.Namespace) -> int:
@@ -89,24 +89,34 @@ def resume(args: argparse.Namespace) -> int:
 
         _report(experiment.path, read_race(experiment.path / RACE_FILE))
         return 0
-    splits, _ = load_splits(experiment.config, pinned=experiment.record)
-    return _execute(experiment.config, args.address, splits, lambda: experiment)
+    return _execute(experiment.config, args.address, lambda: load_splits(experiment.config, pinned=experiment.record),
+                    lambda data: experiment)
 
 
-def _execute(config: SearchConfig, address: str | None, splits, get_experiment) -> int:
-    """Start or join Ray, run the experiment to its end, print the decision and where it is."""
+def _execute(config: SearchConfig, address: str | None, load, get_experiment) -> int:
+    """Start or join Ray while the data loads, run the experiment to its end, print the decision
+    and where it is. Bad data fails before anything is written (the experiment is created after)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from search import experiment as exp
     from search.session import ray_session
 
-    with ray_session(config, address):
-        experiment = get_experiment()
-        print(f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if interrupted)", flush=True)
-        try:
-            race = exp.execute(experiment, splits)
-        except BaseException as exc:
-            exc.experiment_path = experiment.path  # for the resume hint in search.cli
-            _mark_stopped(experiment, exc)
-            raise
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-data")
+    loading = pool.submit(load)  # reading and splitting the data overlaps Ray's start
+    try:
+        with ray_session(config, address):
+            splits, data = loading.result()
+            experiment = get_experiment(data)
+            print(f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if interrupted)",
+                  flush=True)
+            try:
+                race = exp.execute(experiment, splits)
+            except BaseException as exc:
+                exc.experiment_path = experiment.path  # for the resume hint in search.cli
+                _mark_stopped(experiment, exc)
+                raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     _report(experiment.path, race)
     return 0
 
