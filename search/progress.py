@@ -37,8 +37,9 @@ def trial_line(trial) -> str:
     head = f"  {stage} trial {trial.trial_id}: latent {r.get('latent_dim')} lr {r.get('lr', math.nan):.2e}"
     if r.get("diverged"):
         return f"{head} diverged"
-    return (f"{head} seed {r.get('seed')} epochs {r.get('training_iteration')}/{r.get('max_epochs')} "
-            f"val PSNR {r.get(METRIC, math.nan):.2f} dB")
+    tail = " (had finished before the restart; not trained again)" if r.get("restored") else ""
+    return (f"{head} seed {r.get('seed')} epochs {r.get('epoch', r.get('training_iteration'))}/{r.get('max_epochs')} "
+            f"val PSNR {r.get(METRIC, math.nan):.2f} dB{tail}")
 
 
 class Progress(tune.Callback):

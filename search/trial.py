@@ -78,6 +78,12 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
             state = TrainState.from_dict(train_config, load_weights(folder, train_config.device), load_state(folder))
 
     train_time = sum(r.time_s for r in state.history) if state else 0.0
+    if state is not None and state.epoch >= train_config.epochs:
+        # It had finished, but Ray Tune's saved experiment state (a snapshot every ~10 s) was
+        # older when the driver stopped: report the final epoch again, train nothing.
+        tune.report({**state.history[-1].flat(), **where, "train_time_s": train_time, "diverged": False,
+                     "threads": torch.get_num_threads(), "finished_at": time.time(), "restored": True})
+        return
 
     def report(result, current: TrainState) -> None:
         nonlocal train_time
