@@ -275,7 +275,7 @@ def _trial_dirname(trial) -> str:
 def write_tables(experiment: Experiment) -> None:
     from search.table import history_frame, trials_frame
 
-    trials = trials_frame(experiment)
+    trials = trials_frame(experiment, finished=True)
     history = history_frame(experiment)
     atomic_write_text(experiment.path / TRIALS_FILE, trials.to_csv(index=False))
     atomic_write_text(experiment.path / HISTORY_FILE, history.to_csv(index=False))

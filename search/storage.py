@@ -28,7 +28,8 @@ def parent(location: str) -> str:
     return f"{base.rstrip('/').rsplit('/', 1)[0]}{sep}{query}"
 
 
-def _fs(location: str):
+def filesystem(location: str):
+    """(pyarrow filesystem, path inside it) for a local path or a URI."""
     import pyarrow.fs
 
     if is_uri(location):
@@ -39,7 +40,7 @@ def _fs(location: str):
 def is_dir(location: str) -> bool:
     import pyarrow.fs
 
-    fs, path = _fs(location)
+    fs, path = filesystem(location)
     return fs.get_file_info(path).type == pyarrow.fs.FileType.Directory
 
 
@@ -47,7 +48,7 @@ def subdirs(location: str, prefix: str) -> list[str]:
     """Full locations (URIs for a URI) of the sub-folders of `location` whose names start with `prefix`."""
     import pyarrow.fs
 
-    fs, path = _fs(location)
+    fs, path = filesystem(location)
     if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
         return []
     found = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=False))
@@ -56,7 +57,7 @@ def subdirs(location: str, prefix: str) -> list[str]:
 
 
 def delete_dir(location: str) -> None:
-    fs, path = _fs(location)
+    fs, path = filesystem(location)
     fs.delete_dir(path)
 
 

@@ -40,8 +40,13 @@ def _checkpoint_ref(experiment, phase_location: str, checkpoint) -> str | None:
     return str(Path(checkpoint.path).resolve().relative_to(Path(experiment.path).resolve()))
 
 
-def trial_rows(experiment) -> list[dict[str, Any]]:
-    """One dict per trial, from Ray Tune's experiment state."""
+def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
+    """One dict per trial, from Ray Tune's experiment state.
+
+    `finished`: the run has ended, so no trial can still be running. Ray Tune (2.60) can leave a
+    trial whose worker died marked RUNNING in its saved state (it re-reads a trial's state only
+    when it marks it for saving, and skips that for a trial whose actor is already gone); such
+    a trial is reported `errored`, with the last line of the error.txt Tune wrote for it."""
     from search.storage import is_dir
 
     config = experiment.config
@@ -54,7 +59,8 @@ def trial_rows(experiment) -> list[dict[str, Any]]:
         tconf = dict(trial.config)
         epochs = int(result.get("training_iteration", 0) or 0)
         max_epochs = int(tconf.get("epochs", config.epochs))
-        if trial.status == "ERROR":
+        stale_error = finished and trial.status in ("RUNNING", "PENDING", "PAUSED") and _read_error(location, trial)
+        if trial.status == "ERROR" or stale_error:
             status = ERRORED
         elif result.get("diverged"):
             status = DIVERGED
@@ -84,7 +90,7 @@ def trial_rows(experiment) -> list[dict[str, Any]]:
             "time_s": result.get("time_total_s"),
             "train_time_s": result.get("train_time_s"),
             "checkpoint": _checkpoint_ref(experiment, location, trial.checkpoint),
-            "error": _error_text(trial, result),
+            "error": _last_line(stale_error) if stale_error else _error_text(trial, result),
         }
         # a diverged trial shows the PSNR it reported, which is what Optuna was told (0 dB)
         shown = status in (COMPLETED, STOPPED, DIVERGED)
@@ -92,6 +98,25 @@ def trial_rows(experiment) -> list[dict[str, Any]]:
             row[key] = result.get(key, math.nan) if shown else math.nan
         rows.append(row)
     return rows
+
+
+def _read_error(location: str, trial) -> str | None:
+    """The error.txt in the trial's folder at `location`, or None."""
+    import pyarrow.fs
+
+    from search.storage import filesystem, join
+
+    fs, path = filesystem(join(location, f"trial_{trial.trial_id}"))
+    file = f"{path.rstrip('/')}/error.txt"
+    if fs.get_file_info(file).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(file) as handle:
+        return handle.read().decode("utf-8", "replace") or "error"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "error"
 
 
 def _error_text(trial, result: dict) -> str | None:
@@ -106,8 +131,8 @@ def _error_text(trial, result: dict) -> str | None:
     return lines[-1][:300] if lines else "error"
 
 
-def trials_frame(experiment) -> pd.DataFrame:
-    frame = pd.DataFrame(trial_rows(experiment), columns=COLUMNS)
+def trials_frame(experiment, *, finished: bool = False) -> pd.DataFrame:
+    frame = pd.DataFrame(trial_rows(experiment, finished=finished), columns=COLUMNS)
     return frame.sort_values("started_at", kind="stable", na_position="last").reset_index(drop=True)
 
 
