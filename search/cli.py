@@ -77,7 +77,7 @@ def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--max-concurrent", type=types.positive_int, default=None)
     parser.add_argument("--max-failures", type=types.non_negative_int, default=None, help="retries of a crashing trial (default 2)")
     parser.add_argument("--num-cpus", type=types.positive_int, default=None, help="CPUs of the local Ray (default: all); ignored with --address")
-    parser.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:10001")
+    parser.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT")
     parser.add_argument("--pending-timeout", type=types.positive_float, default=None,
                         help="give up when trials wait this many seconds for resources while none runs (default 600)")
     parser.add_argument("--storage", default=None, help="folder holding experiments (default: ./results)")

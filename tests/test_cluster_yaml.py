@@ -21,7 +21,7 @@ def test_cluster_config_is_valid_for_rays_launcher(name, provider):
     starts = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
     assert "RAY_AUTH_MODE=token" in starts and "disabled" not in starts
     assert "--dashboard-host=0.0.0.0" not in starts
-    assert any('pip install -e "$HOME/vae-search[cluster]"' in c for c in config["setup_commands"])  # Ray Client too
+    assert any('pip install -e "$HOME/vae-search[cluster]"' in c for c in config["setup_commands"])
 
 
 def test_schema_catches_a_broken_config():
