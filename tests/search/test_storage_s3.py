@@ -2,6 +2,7 @@
 end, through pyarrow's S3 filesystem as a real bucket would be used. The endpoint is given in
 the URI's query string, pyarrow's documented way for S3-compatible stores."""
 
+import json
 import os
 import signal
 import socket
@@ -81,6 +82,12 @@ def test_run_killed_resume_and_analyze_on_an_s3_bucket(s3, tmp_path):
             trial, rest = key.split("/checkpoint_", 1)
             per_trial.setdefault(trial, set()).add(rest.split("/")[0])
     assert len(per_trial) == len(table) and all(len(kept) == 1 for kept in per_trial.values())
+    # `status` reads the experiment straight from the bucket, as from another machine
+    remote = run_cli("status", f"s3://{BUCKET}/runs/cloud?endpoint_override=127.0.0.1:{port}&scheme=http", "--format", "json",
+                     cwd=tmp_path)
+    assert remote.returncode == 0, remote.stderr[-2000:]
+    shown = json.loads(remote.stdout)
+    assert shown["state"] == "done" and shown["trials"]["done"] == len(table)
     clash = run_cli("run", "--preset", "smoke", "--storage", uri, "--name", "cloud", cwd=tmp_path / "results")
     assert clash.returncode == 2 and "already exists" in clash.stderr
 
