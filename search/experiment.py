@@ -44,14 +44,19 @@ class Experiment:
             config = SearchConfig.from_dict(record["config"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise UsageError(f"corrupt {run_file}: {exc}") from None
-        return cls(path, config, record)
+        experiment = cls(path, config, record)
+        if "phases_done" in record and not experiment.done:
+            raise UsageError(f"{path} was started by an earlier vae-search (a search and a seeds phase) and cannot be "
+                             "resumed by this one; start a new run")
+        return experiment
 
     def save(self) -> None:
         atomic_write_text(self.path / RUN_FILE, json.dumps(self.record, indent=2) + "\n")
 
     @property
     def done(self) -> bool:
-        return bool(self.record.get("done"))
+        # an experiment of an earlier release (two Tune experiments) is done when both phases are
+        return bool(self.record.get("done")) or {"search", "seeds"} <= set(self.record.get("phases_done", ()))
 
     @property
     def tune_location(self) -> str:

@@ -127,16 +127,23 @@ def test_run_rejects_bad_input_before_writing_anything(tmp_path, args, needle):
     assert not (tmp_path / "store").exists()
 
 
-@pytest.mark.parametrize("make", ["missing", "not-an-experiment", "corrupt"])
+@pytest.mark.parametrize("make", ["missing", "not-an-experiment", "corrupt", "earlier-release"])
 def test_resume_rejects_what_is_not_an_experiment(tmp_path, make):
     target = tmp_path / "x"
     if make != "missing":
         target.mkdir()
     if make == "corrupt":
         (target / "run.json").write_text("{half")
+    if make == "earlier-release":  # half-done by the two-phase release: not resumable, said so
+        from search.config import SearchConfig
+
+        (target / "run.json").write_text(json.dumps({"config": SearchConfig().to_dict(), "phases_done": ["search"]}))
+    before = sorted(p.name for p in target.iterdir()) if target.exists() else None
     result = run_cli("resume", str(target))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert {"missing": "does not exist", "not-an-experiment": "not a vae-search experiment", "corrupt": "corrupt"}[make] in result.stderr
+    assert {"missing": "does not exist", "not-an-experiment": "not a vae-search experiment", "corrupt": "corrupt",
+            "earlier-release": "earlier vae-search"}[make] in result.stderr
+    assert (sorted(p.name for p in target.iterdir()) if target.exists() else None) == before
 
 
 @pytest.mark.parametrize("flag", ["--storage", "--data-dir"])
