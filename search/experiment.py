@@ -125,14 +125,12 @@ def reproduce_command(config: SearchConfig, preset: str | None) -> str:
 
 
 def execute(experiment: Experiment, splits, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or restore and finish) the Tune experiment, then write the tables. Returns the race
-    state. Raises `search.session.Interrupted` when a signal stopped it (nothing is marked done)."""
+    """Run (or restore and finish) the Tune experiment of a run not done yet (`resume` of a done
+    one never gets here), then write the tables. Returns the race state. Raises `search.session.Interrupted` when a signal stopped it (nothing is marked done)."""
+    from ray import tune
+
     from search.output import read_race
     from search.session import tune_running
-
-    if experiment.done:
-        return read_race(experiment.path / RACE_FILE)
-    from ray import tune
 
     started = time.perf_counter()
     experiment.upload_file(RUN_FILE)  # `vae-search status URI/NAME` reads it while the run works
