@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vae.data import Split
+from vae.data import Split, to_unit
 from vae.model import ConvVAE
 
 
 @torch.no_grad()
-def latent_means(model: ConvVAE, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """Posterior means μ of `images` (N, 1, 28, 28): (N, latent_dim)."""
+def latent_means(model: ConvVAE, pixels: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    """Posterior means μ of uint8 `pixels` (N, 1, 28, 28): (N, latent_dim)."""
     model.eval()
-    return torch.cat([model.encode(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]).numpy()
+    return torch.cat([model.encode(to_unit(pixels[i : i + batch_size]))[0] for i in range(0, len(pixels), batch_size)]).numpy()
 
 
 def tsne_embedding(codes: np.ndarray, *, seed: int = 0) -> np.ndarray:
@@ -32,7 +32,7 @@ def stratified_subset(split: Split, n: int, *, seed: int = 0) -> Split:
     labels = split.labels.numpy()
     per_digit = max(1, n // 10)
     index = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == d))[:per_digit] for d in range(10)]))
-    return Split(split.images[index], split.labels[index])
+    return Split(split.pixels[index], split.labels[index])
 
 
 @torch.no_grad()
@@ -42,7 +42,7 @@ def reconstruction_examples(model: ConvVAE, split: Split, *, seed: int = 0) -> t
     model.eval()
     labels = split.labels.numpy()
     index = [int(np.flatnonzero(labels == d)[0]) for d in range(10) if (labels == d).any()]
-    x = split.images[index]
+    x = to_unit(split.pixels[index])
     mu, logvar = model.encode(x)
     z = ConvVAE.sample(mu, logvar, torch.Generator().manual_seed(seed))
     as_array = lambda t: t[:, 0].numpy()

@@ -10,6 +10,7 @@ import argparse
 from _common import write
 from search_quality import model_psnr, official_test, pca_psnr
 from vae import DataConfig, ModelConfig, TrainConfig, load_data, train
+from vae.data import to_unit
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
         rows.append({"beta": beta, "epochs": epochs, "vae_psnr": model_psnr(model, images, labels)})
         print(rows[-1], flush=True)
     write("beta_quality", {"latent_dim": 15, "train_images": len(splits.train),
-                           "pca15_psnr": pca_psnr(splits.train.images, 15, images, labels), "runs": rows})
+                           "pca15_psnr": pca_psnr(to_unit(splits.train.pixels), 15, images, labels), "runs": rows})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from _common import MNIST_TEST, cli, median, write
+from vae.data import to_unit
 
 
 def official_test() -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -101,13 +102,13 @@ def main() -> None:
                         "train_source": run_json["data"]["source"], "train_images": len(splits.train),
                         "chosen_latent_dim": chosen,
                         "vae_psnr": model_psnr(load_model(experiment / "best_model"), images, labels),
-                        "pca_psnr": pca_psnr(splits.train.images, chosen, images, labels),
+                        "pca_psnr": pca_psnr(to_unit(splits.train.pixels), chosen, images, labels),
                     }
                     seeds15 = table[(table["phase"] == "seeds") & (table["latent_dim"] == 15) & (table["status"] == "completed")]
                     if len(seeds15):
                         best15 = seeds15.loc[seeds15["psnr_mean"].idxmax(), "checkpoint"]
                         record["quality"]["latent15_vae_psnr"] = model_psnr(load_model(experiment / best15), images, labels)
-                        record["quality"]["latent15_pca_psnr"] = pca_psnr(splits.train.images, 15, images, labels)
+                        record["quality"]["latent15_pca_psnr"] = pca_psnr(to_unit(splits.train.pixels), 15, images, labels)
             if rep < args.fixed_repeats:  # the same search, then 4 seeds per size and no racing
                 name = f"fixed-{rep}"
                 cli("run", "--preset", "quick", "--seed", str(rep), "--seeds", "4", "--max-seeds", "4",

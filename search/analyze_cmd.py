@@ -61,7 +61,7 @@ def analyze(args: argparse.Namespace) -> int:
         _, test = evaluate(model, splits.test, beta=config.beta)
 
         subset = stratified_subset(splits.test, TSNE_POINTS, seed=config.seed)
-        embedding = tsne_embedding(latent_means(model, subset.images), seed=config.seed)
+        embedding = tsne_embedding(latent_means(model, subset.pixels), seed=config.seed)
         chosen = selection.latent_dim
         pictures = {
             "psnr_vs_latent": figs.psnr_vs_latent(summary, chosen=chosen, rule=selection.rule),

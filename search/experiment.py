@@ -166,7 +166,8 @@ def _trainable(config: SearchConfig, splits):
     from search.trial import run_trial
 
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(run_trial, splits=splits), resources)
+    # trials never see the test split; the images travel as uint8 (vae.data)
+    return tune.with_resources(tune.with_parameters(run_trial, splits=splits.for_training()), resources)
 
 
 def _constants(config: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:

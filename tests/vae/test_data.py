@@ -4,15 +4,16 @@ import torch
 
 from tests.conftest import write_idx
 from vae import DataConfig, DataError, load_data
-from vae.data import SAMPLE_SPLIT
+from vae.data import SAMPLE_SPLIT, to_unit
 
 
 def _check_split(split, n=None):
-    assert split.images.dtype == torch.float32
-    assert split.images.shape[1:] == (1, 28, 28)
+    assert split.pixels.dtype == torch.uint8  # 4x smaller than float32 to hold and to ship
+    assert split.pixels.shape[1:] == (1, 28, 28)
     assert split.labels.dtype == torch.int64
-    assert float(split.images.min()) >= 0.0 and float(split.images.max()) <= 1.0
-    assert float(split.images.max()) == 1.0  # really scaled from 0..255, not all zeros
+    assert int(split.pixels.max()) == 255  # the full 0..255 range, not already scaled or all zeros
+    unit = to_unit(split.pixels[:50])
+    assert unit.dtype == torch.float32 and float(unit.min()) >= 0.0 and float(unit.max()) <= 1.0
     if n is not None:
         assert len(split) == n
 
@@ -24,9 +25,9 @@ def test_sample_source_splits_stratified_and_fixed():
         _check_split(split, n)
         assert torch.bincount(split.labels, minlength=10).tolist() == [n // 10] * 10
     second = load_data(DataConfig(dataset="sample"))
-    assert torch.equal(first.val.images, second.val.images)
+    assert torch.equal(first.val.pixels, second.val.pixels)
     # no image is in two splits
-    flat = lambda s: {row.numpy().tobytes() for row in s.images.flatten(1)}
+    flat = lambda s: {row.numpy().tobytes() for row in s.pixels.flatten(1)}
     assert not flat(first.train) & flat(first.test)
     assert not flat(first.val) & flat(first.test)
 
@@ -103,3 +104,18 @@ def test_wrong_image_size_and_bad_labels_are_errors(mnist_dir):
 def test_data_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DataConfig(**kwargs)
+
+
+def test_digest_hashes_images_as_float_so_pinned_experiments_still_match(sample_splits):
+    """run.json digests written when splits were float32 must still match the uint8 splits."""
+    import hashlib
+
+    from vae import digest
+
+    hasher = hashlib.sha256()
+    for split in (sample_splits.train, sample_splits.val, sample_splits.test):
+        hasher.update(to_unit(split.pixels).numpy().tobytes())
+        hasher.update(split.labels.numpy().tobytes())
+    assert digest(sample_splits) == hasher.hexdigest()
+    changed = load_data(DataConfig(dataset="sample", max_train=999))
+    assert digest(changed) != digest(sample_splits)
