@@ -18,7 +18,7 @@ from vae.data import Splits
 from vae.errors import UsageError
 
 # keys a trial's config may hold; anything else is a bug in the caller and fails loudly
-_TRAIN_KEYS = {"lr", "beta", "epochs", "batch_size", "seed"}
+_TRAIN_KEYS = {"lr", "lr_schedule", "beta", "epochs", "batch_size", "seed"}
 _MODEL_KEYS = {"latent_dim", "channels", "hidden_dim"}
 _DATA_KEYS = {"dataset", "data_dir", "max_train"}
 _TRIAL_KEYS = {"phase", "stage", "threads", "use_gpu"}
@@ -69,13 +69,15 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         "started_at": time.time(),
         # what arrived through the object store (trials never read files): size and a digest
         "train_images": len(splits.train),
-        "data_digest": float(splits.train.pixels.sum(dtype=torch.float64)) / 255.0,
+        # summed in numpy with an int64 accumulator: torch would first copy the pixels to float64
+        "data_digest": int(splits.train.pixels.numpy().sum(dtype="int64")) / 255.0,
     }
     state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retried or restored trial picks up where it stopped
         with checkpoint.as_directory() as folder:
-            state = TrainState.from_dict(train_config, load_weights(folder, train_config.device), load_state(folder))
+            state = TrainState.from_dict(train_config, load_weights(folder, train_config.device), load_state(folder),
+                                         n_train=len(splits.train))
 
     train_time = sum(r.time_s for r in state.history) if state else 0.0
     if state is not None and state.epoch >= train_config.epochs:
