@@ -31,10 +31,10 @@ DIGITS = range(10)
 DIGIT_COLUMNS = [f"mse_digit_{d}" for d in DIGITS] + [f"psnr_digit_{d}" for d in DIGITS]
 COLUMNS = (
     ["trial_id", "phase", "stage", "status", "latent_dim", "lr", "beta", "seed", "epochs", "max_epochs",
-     "val_loss", "train_loss", "mse_mean", "psnr_mean"]
+     "val_loss", "train_loss", "kl", "mse_mean", "psnr_mean"]
     + DIGIT_COLUMNS
     + ["node", "host", "device", "threads", "train_images", "data_digest", "time_s", "train_time_s",
        "started_at", "finished_at", "checkpoint", "error"]
 )
 HISTORY_COLUMNS = ["trial_id", "phase", "stage", "latent_dim", "lr", "seed", "epoch", "train_loss", "val_loss",
-                   "mse_mean", "psnr_mean", "time_s"]
+                   "kl", "mse_mean", "psnr_mean", "time_s"]

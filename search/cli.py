@@ -13,6 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from search import args as types
+from vae.config import LR_SCHEDULES, TrainConfig
 from vae.errors import UsageError
 
 PROG = "vae-search"
@@ -32,10 +33,11 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser("train", help="train one configuration without Ray")
     parser.add_argument("--latent-dim", type=types.positive_int, default=15)
-    parser.add_argument("--lr", type=types.positive_float, default=1e-3)
-    parser.add_argument("--beta", type=types.non_negative_float, default=1.0, help="KL weight (1 = the ELBO)")
-    parser.add_argument("--epochs", type=types.positive_int, default=10)
-    parser.add_argument("--batch-size", type=types.positive_int, default=128)
+    parser.add_argument("--lr", type=types.positive_float, default=None, help=f"peak learning rate (default {TrainConfig.lr:g})")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help=f"default {TrainConfig.lr_schedule}")
+    parser.add_argument("--beta", type=types.non_negative_float, default=None, help="KL weight (1 = the ELBO, the default)")
+    parser.add_argument("--epochs", type=types.positive_int, default=None, help=f"default {TrainConfig.epochs}")
+    parser.add_argument("--batch-size", type=types.positive_int, default=None, help=f"default {TrainConfig.batch_size}")
     parser.add_argument("--max-train", type=types.positive_int, default=None, help="cap on training images")
     parser.add_argument("--seed", type=types.int_value, default=0)
     parser.add_argument("--threads", type=types.positive_int, default=None, help="torch threads (default: all cores)")
@@ -59,7 +61,8 @@ def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _add_data_args(parser)
     parser.add_argument("--max-train", type=types.positive_int, default=None, help="cap on training images (stratified)")
     parser.add_argument("--latent-dims", type=types.latent_dims, default=None, help="comma-separated, e.g. 5,10,15,20")
-    parser.add_argument("--lr-range", type=types.lr_range, default=None, help="LOW,HIGH for the log-uniform learning rate")
+    parser.add_argument("--lr-range", type=types.lr_range, default=None, help="LOW,HIGH for the log-uniform (peak) learning rate")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="onecycle (default) or constant")
     parser.add_argument("--beta", type=types.non_negative_float, default=None, help="KL weight (1 = the ELBO)")
     parser.add_argument("--epochs", type=types.positive_int, default=None, help="epochs per trial")
     parser.add_argument("--batch-size", type=types.positive_int, default=None)

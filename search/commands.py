@@ -13,7 +13,7 @@ from search.output import check_new, default_name
 from vae.errors import UsageError
 
 _RUN_FLAGS = (
-    "dataset", "data_dir", "max_train", "latent_dims", "lr_range", "beta", "epochs", "batch_size", "trials",
+    "dataset", "data_dir", "max_train", "latent_dims", "lr_range", "lr_schedule", "beta", "epochs", "batch_size", "trials",
     "seeds", "max_seeds", "confidence", "max_trials", "rule", "tolerance_db", "scheduler", "cpus_per_trial",
     "gpus_per_trial", "max_concurrent", "max_failures", "num_cpus", "seed", "pending_timeout",
 )

@@ -41,7 +41,8 @@ class Experiment:
             raise UsageError(f"{path} is not a vae-search experiment (no {RUN_FILE})")
         try:
             record = json.loads(run_file.read_text())
-            config = SearchConfig.from_dict(record["config"])
+            # runs made before the learning-rate schedule was a setting trained at a constant rate
+            config = SearchConfig.from_dict({"lr_schedule": "constant", **record["config"]})
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise UsageError(f"corrupt {run_file}: {exc}") from None
         experiment = cls(path, config, record)
@@ -112,7 +113,8 @@ def reproduce_command(config: SearchConfig, preset: str | None) -> str:
 
     values = config.to_dict()
     parts = ["vae-search", "run", "--preset", preset or "quick"]
-    for key in ("dataset", "data_dir", "max_train", "latent_dims", "lr_range", "beta", "epochs", "batch_size", "trials", "seeds",
+    for key in ("dataset", "data_dir", "max_train", "latent_dims", "lr_range", "lr_schedule", "beta", "epochs", "batch_size", "trials",
+                "seeds",
                 "max_seeds", "confidence", "max_trials", "rule", "tolerance_db", "scheduler", "cpus_per_trial",
                 "gpus_per_trial", "max_concurrent", "max_failures", "seed"):
         value = values[key]
@@ -180,6 +182,7 @@ def _constants(config: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
         "beta": config.beta,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
+        "lr_schedule": config.lr_schedule,
         "channels": list(config.channels),
         "hidden_dim": config.hidden_dim,
         "threads": config.threads,

@@ -94,7 +94,7 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
         }
         # a diverged trial shows the PSNR it reported, which is what Optuna was told (0 dB)
         shown = status in (COMPLETED, STOPPED, DIVERGED)
-        for key in ["val_loss", "train_loss", "mse_mean", "psnr_mean"] + DIGIT_COLUMNS:
+        for key in ["val_loss", "train_loss", "kl", "mse_mean", "psnr_mean"] + DIGIT_COLUMNS:
             row[key] = result.get(key, math.nan) if shown else math.nan
         rows.append(row)
     return rows

@@ -16,15 +16,13 @@ def train_config(args: argparse.Namespace):
     """The parsed `train` flags as a validated `TrainConfig` (UsageError when they do not fit)."""
     from vae import DataConfig, ModelConfig, TrainConfig
 
-    return TrainConfig(
+    given = {key: getattr(args, key) for key in ("lr", "lr_schedule", "beta", "epochs", "batch_size")}
+    return TrainConfig(  # flags not given keep TrainConfig's defaults: one recipe, defined once
         model=ModelConfig(latent_dim=args.latent_dim),
         data=DataConfig(dataset=args.dataset or "auto", data_dir=args.data_dir or DEFAULT_DATA_DIR, max_train=args.max_train),
-        lr=args.lr,
-        beta=args.beta,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
         seed=args.seed,
         threads=args.threads or max(1, os.cpu_count() or 1),
+        **{key: value for key, value in given.items() if value is not None},
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from vae.errors import UsageError
 
 DATASETS = ("auto", "mnist", "sample")
+LR_SCHEDULES = ("onecycle", "constant")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -60,7 +61,9 @@ class ModelConfig:
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    lr: float = 1e-3
+    lr: float = 3e-3  # the peak learning rate of the schedule
+    # onecycle: torch's OneCycleLR over all epochs (warm up to `lr`, then anneal); constant: `lr` throughout
+    lr_schedule: str = "onecycle"
     # Weight of the KL term. The KL is summed over latent dimensions (never averaged), so
     # beta = 1 is the ELBO at every latent size and beta means the same thing for all of them.
     beta: float = 1.0
@@ -72,6 +75,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive number but got {self.lr!r}")
+        _check(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} but got {self.lr_schedule!r}")
         _check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0, f"beta must be a number >= 0 but got {self.beta!r}")
         _check(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an integer >= 1 but got {self.epochs!r}")
         _check(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be an integer >= 1 but got {self.batch_size!r}")

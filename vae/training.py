@@ -16,10 +16,10 @@ import torch
 
 from vae.config import TrainConfig
 from vae.data import Split, Splits, to_unit
-from vae.metrics import digit_metrics_from_mse, mse_per_image, vae_loss
+from vae.metrics import digit_metrics_from_mse, kl_divergence, mse_per_image, vae_loss
 from vae.model import ConvVAE
 
-EVAL_BATCH_SIZE = 1000
+EVAL_BATCH_SIZE = 500  # images per evaluation chunk: bounds the activations a trial worker holds
 _VAL_NOISE_SEED = 1234  # validation loss uses the same noise every epoch, so epochs compare
 
 
@@ -41,6 +41,8 @@ class EpochResult:
     mse_mean: float
     psnr_mean: float
     time_s: float  # wall time of this epoch (training + validation)
+    kl: float = math.nan  # mean KL(q(z|x) || N(0, I)) per validation image (NaN in older checkpoints)
+    fit_time_s: float = math.nan  # the training part of time_s (no validation)
 
     def flat(self) -> dict[str, float]:
         """Scalars only: `mse_digit_0..9`, `psnr_digit_0..9` instead of lists."""
@@ -58,6 +60,7 @@ class TrainState:
     config: TrainConfig
     model: ConvVAE
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # stepped once per batch
     history: list[EpochResult] = field(default_factory=list)
 
     @property
@@ -65,24 +68,36 @@ class TrainState:
         return len(self.history)
 
     @classmethod
-    def fresh(cls, config: TrainConfig) -> "TrainState":
+    def fresh(cls, config: TrainConfig, n_train: int) -> "TrainState":
+        """A new model and optimizer; `n_train` (training images) sets the schedule's length."""
         torch.manual_seed(config.seed)
         model = ConvVAE(config.model).to(config.device)
-        return cls(config, model, torch.optim.Adam(model.parameters(), lr=config.lr))
+        # fused: one kernel for the whole update (14% more images/s at batch 32 on one CPU core, bench/recipe.py)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
+        scheduler = None
+        if config.lr_schedule == "onecycle":
+            steps = config.epochs * math.ceil(n_train / config.batch_size)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps)
+        return cls(config, model, optimizer, scheduler)
 
     def to_dict(self) -> dict[str, Any]:
         """Tensors, numbers, strings, lists and dicts only (loads with weights_only=True)."""
-        return {
+        out = {
             "optimizer": self.optimizer.state_dict(),
             "history": [asdict(r) for r in self.history],
             "rng": torch.get_rng_state(),
         }
+        if self.scheduler is not None:
+            out["scheduler"] = self.scheduler.state_dict()
+        return out
 
     @classmethod
-    def from_dict(cls, config: TrainConfig, weights: dict[str, torch.Tensor], values: dict[str, Any]) -> "TrainState":
-        state = cls.fresh(config)
+    def from_dict(cls, config: TrainConfig, weights: dict[str, torch.Tensor], values: dict[str, Any], *, n_train: int) -> "TrainState":
+        state = cls.fresh(config, n_train)
         state.model.load_state_dict(weights)
         state.optimizer.load_state_dict(values["optimizer"])
+        if state.scheduler is not None and "scheduler" in values:
+            state.scheduler.load_state_dict(values["scheduler"])
         state.history = [EpochResult(**r) for r in values["history"]]
         torch.set_rng_state(values["rng"])
         return state
@@ -97,7 +112,7 @@ def train(
 ) -> TrainState:
     """Train until `config.epochs` epochs are done, starting from `state` when given."""
     torch.set_num_threads(config.threads)
-    state = state if state is not None else TrainState.fresh(config)
+    state = state if state is not None else TrainState.fresh(config, len(splits.train))
     device = torch.device(config.device)
     # uint8 on the device (a no-op view on CPU); batches become float32 there
     train_x = splits.train.pixels.to(device)
@@ -105,6 +120,7 @@ def train(
     while state.epoch < config.epochs:
         started = time.perf_counter()
         train_loss = _train_epoch(state, train_x, generator_seed=config.seed * 100_003 + state.epoch)
+        trained = time.perf_counter()
         val_loss, metrics = evaluate(state.model, val, beta=config.beta)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDiverged(
@@ -116,6 +132,7 @@ def train(
             train_loss=train_loss,
             val_loss=val_loss,
             time_s=time.perf_counter() - started,
+            fit_time_s=trained - started,
             **metrics,
         )
         state.history.append(result)
@@ -125,10 +142,12 @@ def train(
 
 
 def _train_epoch(state: TrainState, images: torch.Tensor, *, generator_seed: int) -> float:
-    model, optimizer, config = state.model, state.optimizer, state.config
+    model, optimizer, scheduler, config = state.model, state.optimizer, state.scheduler, state.config
     model.train()
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(generator_seed)).to(images.device)
-    total, count = 0.0, 0
+    # the loss is summed on the device and read once per epoch: no host synchronisation per
+    # batch (a NaN or inf carries through the sum, so divergence is still caught)
+    total = torch.zeros((), device=images.device)
     for start in range(0, len(images), config.batch_size):
         batch = to_unit(images[order[start : start + config.batch_size]])
         logits, mu, logvar = model(batch)
@@ -136,24 +155,27 @@ def _train_epoch(state: TrainState, images: torch.Tensor, *, generator_seed: int
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(batch)
-        count += len(batch)
-        if not math.isfinite(total):
-            return math.nan
-    return total / count
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.detach() * len(batch)
+    return float(total) / len(images)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: ConvVAE, split: Split, *, beta: float) -> tuple[float, dict[str, Any]]:
-    """(mean negative ELBO, per-digit metrics) on `split`; metrics decode the posterior mean."""
+    """(mean negative ELBO, per-digit metrics and the mean KL) on `split`; metrics decode the
+    posterior mean."""
     model.eval()
     generator = torch.Generator(device=split.pixels.device).manual_seed(_VAL_NOISE_SEED)
-    total = 0.0
+    total = torch.zeros((), device=split.pixels.device)
+    kl = torch.zeros((), device=split.pixels.device)
     mse = []
     for start in range(0, len(split), EVAL_BATCH_SIZE):
         x = to_unit(split.pixels[start : start + EVAL_BATCH_SIZE])
         mu, logvar = model.encode(x)
         logits = model.decode_logits(ConvVAE.sample(mu, logvar, generator))
-        total += vae_loss(logits, x, mu, logvar, beta).item() * len(x)
+        total += vae_loss(logits, x, mu, logvar, beta) * len(x)
+        kl += kl_divergence(mu, logvar).sum()
         mse.append(mse_per_image(model.decode(mu), x))
-    return total / len(split), digit_metrics_from_mse(torch.cat(mse).cpu(), split.labels.cpu())
+    metrics = digit_metrics_from_mse(torch.cat(mse).cpu(), split.labels.cpu())
+    return float(total) / len(split), {**metrics, "kl": float(kl) / len(split)}

@@ -35,8 +35,9 @@ def test_seeded_runs_are_reproducible_and_seeds_differ(sample_splits):
     assert [r.val_loss for r in first] != [r.val_loss for r in other]
 
 
-def test_resume_from_checkpoint_matches_an_uninterrupted_run(sample_splits, tmp_path):
-    config = _config(epochs=3)
+@pytest.mark.parametrize("schedule", ["onecycle", "constant"])
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(sample_splits, tmp_path, schedule):
+    config = _config(epochs=3, lr_schedule=schedule)
     straight = train(config, sample_splits).history
 
     def stop_after_two(result, state):
@@ -47,7 +48,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(sample_splits, tmp_
     with pytest.raises(KeyboardInterrupt):
         train(config, sample_splits, on_epoch=stop_after_two)
     torch.manual_seed(999)  # whatever the process did in between
-    restored = TrainState.from_dict(config, load_weights(tmp_path), load_state(tmp_path))
+    restored = TrainState.from_dict(config, load_weights(tmp_path), load_state(tmp_path), n_train=len(sample_splits.train))
     resumed = train(config, sample_splits, state=restored).history
     assert [r.epoch for r in resumed] == [1, 2, 3]
     assert [r.val_loss for r in resumed] == pytest.approx([r.val_loss for r in straight], rel=1e-6)
@@ -82,3 +83,21 @@ def test_from_dict_rejects_unknown_keys_and_round_trips():
         TrainConfig.from_dict({**config.to_dict(), "learning_rate": 1})
     with pytest.raises(ValueError, match="unknown ModelConfig key"):
         TrainConfig.from_dict({"model": {"latent": 3}})
+
+
+def test_onecycle_warms_up_to_the_peak_then_anneals_far_below_it(sample_splits):
+    rates = []
+    config = _config(epochs=3, lr_schedule="onecycle", lr=4e-3)
+    train(config, sample_splits, on_epoch=lambda _r, state: rates.append(state.optimizer.param_groups[0]["lr"]))
+    assert rates[0] > 4e-3 / 25  # OneCycleLR starts at peak / 25: one epoch in, it has warmed up
+    assert max(rates) <= 4e-3
+    assert rates[-1] < 4e-3 / 100  # annealed by the end of the last epoch
+    constant = []
+    train(_config(epochs=2, lr=4e-3, lr_schedule="constant"), sample_splits, on_epoch=lambda _r, state: constant.append(state.optimizer.param_groups[0]["lr"]))
+    assert constant == [4e-3, 4e-3]
+
+
+def test_epoch_results_carry_the_kl_and_the_training_time(sample_splits):
+    result = train(_config(epochs=1), sample_splits).history[0]
+    assert result.kl > 0 and math.isfinite(result.kl)
+    assert 0 < result.fit_time_s < result.time_s
