@@ -33,10 +33,12 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-# Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 90 min here.
+# Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 3.5 hours here;
+# study_budget.py and paper_memory.py need the full MNIST at ../shared/mnist.
 bench: $(STAMP)
-	cd bench && ../$(PY) train_loop.py && ../$(PY) scheduling.py && ../$(PY) parallel.py && \
-		../$(PY) fixed_cost.py && ../$(PY) driver_scale.py && ../$(PY) search_quality.py
+	cd bench && ../$(PY) train_loop.py && ../$(PY) recipe.py --seeds 2 && ../$(PY) scheduling.py && \
+		../$(PY) parallel.py && ../$(PY) fixed_cost.py && ../$(PY) driver_scale.py && ../$(PY) search_quality.py && \
+		../$(PY) study_budget.py && ../$(PY) paper_memory.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

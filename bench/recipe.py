@@ -5,8 +5,8 @@ Every variant runs the same loop (below) with one lever changed from its parent,
 says what that lever buys. Levers: batch size with a matched learning rate, a one-cycle
 learning-rate schedule, one host synchronisation per epoch instead of per batch
 (`loss.item()`), channels-last memory format, Adam's fused CPU kernel, `torch.compile`, and
-model width. The last row runs the product's own `vae.train` with its default recipe, to show
-it trains as fast and as well as the best loop here.
+model width. The last row runs the product's own `vae.train` as a quick-preset trial does
+(half-width model, batch 32, one-cycle, fused Adam), against the first row (the previous recipe).
 
 Images/s: the median over the variant's epochs of training images / training seconds (the
 validation pass is not in it). PSNR: the mean of the ten per-digit PSNRs on the 500 validation
@@ -94,8 +94,14 @@ def loop(v: Variant, splits, epochs: int, seed: int) -> dict:
 
 
 def product(splits, epochs: int, seed: int) -> dict:
-    """vae.train with TrainConfig's defaults (the `vae-search train` recipe) at latent 15."""
-    config = TrainConfig(model=ModelConfig(latent_dim=15), epochs=epochs, seed=seed, threads=1)
+    """vae.train as a quick-preset trial runs it at latent 15: the preset's model and batch
+    size, the schedule's default, and the enqueued (geometric middle) peak learning rate."""
+    from search.config import resolve
+
+    quick = resolve("quick", {})
+    config = TrainConfig(model=ModelConfig(latent_dim=15, channels=quick.channels, hidden_dim=quick.hidden_dim),
+                         lr=math.sqrt(quick.lr_range[0] * quick.lr_range[1]), lr_schedule=quick.lr_schedule,
+                         batch_size=quick.batch_size, epochs=epochs, seed=seed, threads=1)
     state = train(config, splits)
     rates = [len(splits.train) / r.fit_time_s for r in state.history]
     return {"images_per_s": median(rates), "psnr": [r.psnr_mean for r in state.history],
@@ -164,19 +170,20 @@ def main() -> None:
         print(f"{v.name:40s} {row['images_per_s']:7.0f} img/s  PSNR {row['final_psnr']:6.2f} dB  "
               f"train {row['train_s']:6.1f} s  KL {row['final_kl']:5.1f}", flush=True)
     runs = [product(splits, args.epochs, seed) for seed in range(args.seeds)]
-    ours = {"variant": "vae.train defaults", "images_per_s": median([r["images_per_s"] for r in runs]),
+    ours = {"variant": "vae.train, quick preset recipe", "images_per_s": median([r["images_per_s"] for r in runs]),
             "final_psnr": median([r["psnr"][-1] for r in runs]),
             "psnr_by_epoch": [median([r["psnr"][e] for r in runs]) for e in range(args.epochs)],
             "final_kl": median([r["kl"][-1] for r in runs]), "train_s": median([r["train_s"] for r in runs]),
             **{k: runs[0][k] for k in ("batch_size", "lr", "schedule")}}
-    print(f"{'vae.train defaults':40s} {ours['images_per_s']:7.0f} img/s  PSNR {ours['final_psnr']:6.2f} dB  "
+    print(f"{'vae.train, quick preset recipe':40s} {ours['images_per_s']:7.0f} img/s  PSNR {ours['final_psnr']:6.2f} dB  "
           f"train {ours['train_s']:6.1f} s", flush=True)
     base = rows[0] if rows and rows[0]["lever"] == "baseline" else None
     figures = {"images": len(splits.train), "val_images": len(splits.val), "latent_dim": 15, "threads": 1,
                "epochs": args.epochs, "seeds": args.seeds, "variants": rows, "product": ours}
     if base:
         speedup = ours["images_per_s"] / base["images_per_s"]
-        figures |= {"target": "vae.train images/s per core >= 2x today's at batch 32, at equal or better PSNR per epoch",
+        figures |= {"target": "quick-preset trial images/s per core >= 2x the previous recipe's at batch 32, "
+                              "at equal or better PSNR per epoch",
                     "speedup": speedup, "psnr_gain_db": ours["final_psnr"] - base["final_psnr"],
                     "met": speedup >= 2 and all(o >= b - 0.05 for o, b in zip(ours["psnr_by_epoch"], base["psnr_by_epoch"], strict=True))}
     if args.append and (RESULTS / "recipe.json").exists():

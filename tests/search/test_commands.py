@@ -158,3 +158,18 @@ def test_a_storage_or_data_folder_that_is_a_file_is_refused_before_ray_starts(tm
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "is a file" in lines[0]
     assert blocker.read_text() == "not a folder" and not (tmp_path / "store").exists()
+
+
+def test_an_experiment_from_before_the_schedule_setting_keeps_training_at_a_constant_rate(tmp_path):
+    """Resuming a run whose run.json predates `lr_schedule` must not switch its remaining
+    trials to the new default (that would mix two recipes in one comparison)."""
+    from search.config import SearchConfig
+    from search.experiment import Experiment, _constants
+
+    values = SearchConfig().to_dict()
+    del values["lr_schedule"]
+    (tmp_path / "run.json").write_text(json.dumps({"config": values, "done": False}))
+    experiment = Experiment.open(tmp_path)
+    assert experiment.config.lr_schedule == "constant"
+    assert _constants(experiment.config, {"source": "sample", "data_dir": "data"})["lr_schedule"] == "constant"
+    assert SearchConfig().lr_schedule == "onecycle"  # what a new run gets
