@@ -14,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 MNIST_TEST = ROOT.parent / "shared" / "mnist-test"
+MNIST_FULL = ROOT.parent / "shared" / "mnist"
 
 
 def cli(*args: str, cwd: Path | None = None) -> tuple[float, str]:
@@ -52,3 +53,18 @@ def write(name: str, figures: dict) -> Path:
     print(json.dumps(payload, indent=2))
     print(f"wrote {path}")
     return path
+
+
+def unpack_full_mnist(folder: Path) -> Path:
+    """The full MNIST unpacked into FOLDER/data/MNIST/raw (torchvision's layout); returns the
+    data dir to pass as --data-dir. Exits when the copy in ../shared is not there."""
+    if not (MNIST_FULL / "unpack").exists():
+        sys.exit(f"the full MNIST is not at {MNIST_FULL}")
+    data_dir = folder / "data"
+    subprocess.run([str(MNIST_FULL / "unpack"), str(data_dir)], check=True, capture_output=True)
+    return data_dir
+
+
+def checkouts(baseline: Path | None) -> dict[str, Path]:
+    """{"baseline": DIR, "ours": this checkout} in the order to run them, or just ours."""
+    return {"baseline": baseline, "ours": ROOT} if baseline else {"ours": ROOT}

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import psutil
 
-from _common import ROOT, median, write
+from _common import checkouts, median, unpack_full_mnist, write
 
-MNIST = ROOT.parent / "shared" / "mnist"
 GB = 1024**3
 
 SHIPPED = r'''
@@ -102,15 +101,11 @@ def main() -> None:
     parser.add_argument("--run-args", default="--epochs 2 --trials 4 --seeds 1 --max-seeds 1 --latent-dims 5,15 "
                         "--gpus-per-trial 0 --num-cpus 2")
     args = parser.parse_args()
-    if not (MNIST / "unpack").exists():
-        sys.exit(f"the full MNIST is not at {MNIST}")
     run_args = args.run_args.split()
     figures: dict = {"command": f"vae-search run --preset paper --data-dir MNIST {args.run_args}", "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        subprocess.run([str(MNIST / "unpack"), str(data_dir)], check=True, capture_output=True)
-        sides = {"baseline": args.baseline, "ours": ROOT} if args.baseline else {"ours": ROOT}
-        for side, checkout in sides.items():
+        data_dir = unpack_full_mnist(Path(tmp))
+        for side, checkout in checkouts(args.baseline).items():
             runs = []
             for repeat in range(args.repeats):
                 runs.append(measure(checkout, data_dir, run_args, Path(tmp) / f"{side}{repeat}"))

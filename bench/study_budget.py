@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, cli, write
+from _common import checkouts, cli, unpack_full_mnist, write
 
-MNIST = ROOT.parent / "shared" / "mnist"
 STUDY = {5: 16.3, 10: 18.8, 15: 20.5, 20: 18.5}
 TARGET = {d: round(v + 1.5, 1) for d, v in STUDY.items()}
 RUNS = [(5, 15), (10, 15), (15, 15), (20, 15), (15, 5)]  # (latent size, epochs)
@@ -45,10 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict = {"train_images": 48_000, "test": "official MNIST test set (10,000)", "study": STUDY, "target": TARGET}
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        subprocess.run([str(MNIST / "unpack"), str(data_dir)], check=True, capture_output=True)
-        sides = {"baseline": args.baseline, "ours": ROOT} if args.baseline else {"ours": ROOT}
-        for side, checkout in sides.items():
+        data_dir = unpack_full_mnist(Path(tmp))
+        for side, checkout in checkouts(args.baseline).items():
             rows = []
             for latent_dim, epochs in RUNS:
                 started = time.perf_counter()
