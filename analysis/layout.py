@@ -29,9 +29,10 @@ COMPLETED, STOPPED, DIVERGED, ERRORED = "completed", "stopped", "diverged", "err
 
 DIGITS = range(10)
 DIGIT_COLUMNS = [f"mse_digit_{d}" for d in DIGITS] + [f"psnr_digit_{d}" for d in DIGITS]
+METRIC_COLUMNS = ["val_loss", "train_loss", "kl", "mse_mean", "psnr_mean"]  # what a trial reports each epoch
 COLUMNS = (
-    ["trial_id", "phase", "stage", "status", "latent_dim", "lr", "beta", "seed", "epochs", "max_epochs",
-     "val_loss", "train_loss", "kl", "mse_mean", "psnr_mean"]
+    ["trial_id", "phase", "stage", "status", "latent_dim", "lr", "beta", "seed", "epochs", "max_epochs"]
+    + METRIC_COLUMNS
     + DIGIT_COLUMNS
     + ["node", "host", "device", "threads", "train_images", "data_digest", "time_s", "train_time_s",
        "started_at", "finished_at", "checkpoint", "error"]

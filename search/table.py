@@ -19,7 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.layout import COLUMNS, COMPLETED, DIGIT_COLUMNS, DIVERGED, ERRORED, HISTORY_COLUMNS, STOPPED, TRIALS_FILE
+from analysis.layout import (
+    COLUMNS, COMPLETED, DIGIT_COLUMNS, DIVERGED, ERRORED, HISTORY_COLUMNS, METRIC_COLUMNS, STOPPED, TRIALS_FILE,
+)
 from vae.errors import UsageError
 
 
@@ -94,7 +96,7 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
         }
         # a diverged trial shows the PSNR it reported, which is what Optuna was told (0 dB)
         shown = status in (COMPLETED, STOPPED, DIVERGED)
-        for key in ["val_loss", "train_loss", "kl", "mse_mean", "psnr_mean"] + DIGIT_COLUMNS:
+        for key in METRIC_COLUMNS + DIGIT_COLUMNS:
             row[key] = result.get(key, math.nan) if shown else math.nan
         rows.append(row)
     return rows
@@ -127,8 +129,7 @@ def _error_text(trial, result: dict) -> str | None:
     text = getattr(trial, "error_message", None)
     if not text and trial.error_file and Path(trial.error_file).exists():
         text = Path(trial.error_file).read_text()
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "error"
+    return _last_line(text or "")
 
 
 def trials_frame(experiment, *, finished: bool = False) -> pd.DataFrame:
