@@ -1,16 +1,31 @@
-"""Racing: how sure is the choice of latent size, and which sizes need more seeds to make it surer.
+"""Racing: what the tool estimates, how sure it is, and which sizes need more seeds.
 
-Decision confidence: the share of bootstrap resamples in which the selection rule (the same
-`analysis.selection.choose` that `analyze` uses) picks the same latent size as on the data
-itself. One resample draws, for every latent size independently, as many seeds-trial PSNRs
-as it has, with replacement, and recomputes each size's mean and standard error.
+**What it estimates.** The selection rule's answer on the *true* mean PSNR of each latent
+size: the mean that infinitely many seeds would show. For the default rule (`tolerance`) that
+is the smallest latent size whose true mean PSNR is within `tolerance_db` dB of the best size's.
+More seeds make the tool surer of that answer; they do not change it.
 
-Contenders: the latent sizes whose mean ± SE overlaps the rule's decision boundary (one-se:
-best mean − best SE; tolerance: best mean − tolerance), plus the best size itself, whose mean
-and SE place that boundary. A size with a single seed has no SE and is always a contender.
-For `knee`, which has no single boundary, the contenders are the sizes the rule picks in at
-least 1% of the resamples. More seeds for a contender narrow its SE, which is what moves the
-confidence.
+**The model.** A seeds trial's validation PSNR is its size's true mean plus noise. The noise is
+normal with one standard deviation shared by every size, so the variance is pooled: four sizes
+with two seeds each give four degrees of freedom, not one per size. Seed k trains every size
+with the same shuffles and first weights, but bench/seed_spread.py found no pairing in the
+PSNRs (a seed effect explains nothing: F = 0.46, p = 0.80, quick preset, 4 sizes x 6 seeds),
+so the model has no seed effect.
+
+**The confidence.** Under the reference prior (flat on the means, 1/σ on the noise SD) the
+posterior of the noise variance is ν s² / χ²_ν and, given it, each true mean is normal around
+its sample mean: every mean is a Student t with the pooled degrees of freedom ν. The posterior
+probability that the rule's answer on the true means equals the choice (the rule on the sample
+means) is estimated from `n_draws` seeded draws through the very rule `analyze` applies
+(`analysis.selection.answers`). Racing looks after every seeds trial and stops at the first
+look that reaches the target, so that probability is discounted for the looks racing may take
+(`sequential_confidence`): the chance of ever reporting the target for a wrong choice stays
+within 1 − target. bench/calibration.py checks both against simulated races with a known answer.
+
+**Contenders.** The sizes whose role is unsettled: the posterior gives them at least a share
+`_UNSETTLED` of being the answer, or of being the best size (whose mean sets the boundary).
+Racing gives the next seed to the contender with the fewest, until the confidence reaches the
+target, every contender has `--max-seeds`, or the budget is spent (`next_trial`).
 
 Everything here is pure: numbers in, numbers out.
 """
@@ -19,24 +34,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from analysis.selection import choose
+from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB
+from analysis.selection import answers, choose
 from analysis.summary import seeds_trials
 
-N_RESAMPLES = 1000
-_KNEE_SHARE = 0.01
+N_DRAWS = 4000  # posterior draws: Monte-Carlo SD of a 0.9 confidence is 0.005
+_UNSETTLED = 0.01  # a size is a contender while its role has at least this posterior share
+STOP_REASONS = ("confidence", "max-seeds", "budget", "no completed seeds trial")
 
 
 @dataclass(frozen=True)
 class Race:
-    latent_dim: int | None  # the rule's choice on the data (None: no completed seeds trial yet)
-    confidence: float  # share of bootstrap resamples that choose `latent_dim` (0-1)
-    contenders: tuple[int, ...]  # sizes whose mean ± SE overlaps the decision boundary
+    """The decision on the seeds trials so far. Frozen: the searcher, progress, status and the
+    report share it; `to_dict`/`from_dict` are its form in race.json."""
+
+    latent_dim: int | None  # the rule's choice on the sample means (None: no completed seeds trial)
+    confidence: float  # posterior probability that the true means give the same answer (0-1)
+    contenders: tuple[int, ...]  # sizes whose role is still unsettled (see the module docstring)
     n_trials: dict[int, int] = field(default_factory=dict)  # completed seeds trials per size
+    best_latent_dim: int | None = None  # highest sample mean
+    mean: dict[int, float] = field(default_factory=dict)  # sample mean PSNR per size
+    se: dict[int, float | None] = field(default_factory=dict)  # its standard error (pooled SD / sqrt(n))
+    sd: float | None = None  # pooled per-seed SD (dB); None below one degree of freedom
+    df: int = 0  # its degrees of freedom
+    p_answer: dict[int, float] = field(default_factory=dict)  # posterior share of each size being the answer
+    rule: str = DEFAULT_RULE
+    tolerance_db: float = DEFAULT_TOLERANCE_DB
 
     def to_dict(self) -> dict:
         return {
@@ -44,7 +73,55 @@ class Race:
             "confidence": round(self.confidence, 4),
             "contenders": list(self.contenders),
             "n_trials": {str(k): v for k, v in self.n_trials.items()},
+            "best_latent_dim": self.best_latent_dim,
+            "mean": {str(k): v for k, v in self.mean.items()},
+            "se": {str(k): v for k, v in self.se.items()},
+            "sd": self.sd,
+            "df": self.df,
+            "p_answer": {str(k): round(v, 4) for k, v in self.p_answer.items()},
+            "rule": self.rule,
+            "tolerance_db": self.tolerance_db,
         }
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "Race":
+        def keyed(name):
+            return {int(k): v for k, v in (values.get(name) or {}).items()}
+
+        return cls(
+            latent_dim=values.get("latent_dim"), confidence=float(values.get("confidence") or 0.0),
+            contenders=tuple(values.get("contenders") or ()), n_trials=keyed("n_trials"),
+            best_latent_dim=values.get("best_latent_dim"), mean=keyed("mean"), se=keyed("se"), sd=values.get("sd"),
+            df=int(values.get("df") or 0), p_answer=keyed("p_answer"), rule=values.get("rule", DEFAULT_RULE),
+            tolerance_db=float(values.get("tolerance_db", DEFAULT_TOLERANCE_DB)),
+        )
+
+    def equivalent(self) -> tuple[int, ...]:
+        """Sizes whose sample mean is within the tolerance of the best's (tolerance rule only)."""
+        if self.rule != "tolerance" or self.best_latent_dim is None:
+            return ()
+        top = self.mean[self.best_latent_dim]
+        return tuple(d for d in sorted(self.mean) if self.mean[d] >= top - self.tolerance_db)
+
+    def close_call(self) -> str | None:
+        """One sentence when the choice is not the best size: the sizes are practically
+        equivalent and the rule takes the smaller one."""
+        if self.latent_dim is None or self.best_latent_dim is None or self.latent_dim == self.best_latent_dim:
+            return None
+        gap = self.mean[self.best_latent_dim] - self.mean[self.latent_dim]
+        if self.rule == "tolerance":
+            return (f"latent sizes {self.latent_dim} and {self.best_latent_dim} are within {self.tolerance_db:g} dB of each "
+                    f"other ({gap:.2f} dB apart); the rule takes the smaller, {self.latent_dim}")
+        return (f"latent size {self.best_latent_dim} has the highest mean PSNR, {gap:.2f} dB above {self.latent_dim}; "
+                f"the {self.rule} rule takes {self.latent_dim}")
+
+
+@dataclass(frozen=True)
+class NextTrial:
+    """What racing does next: a seed for `latent_dim`, wait for running trials, or stop."""
+
+    latent_dim: int | None = None
+    stop_reason: str | None = None  # one of STOP_REASONS
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -57,55 +134,110 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1) / math.sqrt(len(array)))
 
 
-def values_by_latent_dim(trials: pd.DataFrame) -> dict[int, list[float]]:
-    """The validation psnr_mean of every completed seeds trial, per latent size."""
+def values_by_latent_dim(trials: pd.DataFrame, column: str = "psnr_mean") -> dict[int, list[float]]:
+    """`column` (the validation psnr_mean, or `seed`) of every completed seeds trial, per latent size."""
     usable = seeds_trials(trials)
-    return {int(dim): group["psnr_mean"].astype(float).tolist() for dim, group in usable.groupby("latent_dim")}
+    return {int(dim): group[column].tolist() for dim, group in usable.groupby("latent_dim")}
+
+
+def posterior_means(values: Mapping[int, Sequence[float]], *, n_draws: int = N_DRAWS,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Draws of the true mean PSNRs (shape (n_draws, D), sizes sorted) from their posterior, with
+    the sample means, the pooled per-seed SD and its degrees of freedom ν (seeds trials minus
+    sizes). No degree of freedom (one seed per size): no draws (shape (0, D))."""
+    dims = sorted(d for d, v in values.items() if len(v) > 0)
+    samples = [np.asarray(values[d], dtype=float) for d in dims]
+    means = np.array([x.mean() for x in samples])
+    counts = np.array([len(x) for x in samples])
+    sum_sq = np.array([((x - x.mean()) ** 2).sum() for x in samples])
+    df = int((counts - 1).sum())
+    if df <= 0:
+        return np.empty((0, len(dims))), means, math.nan, 0
+    pooled = float(sum_sq.sum() / df)
+    rng = np.random.default_rng(seed)
+    variance = (df * pooled / rng.chisquare(df, size=n_draws))[:, None]  # σ² | data, one per draw for all sizes
+    z = rng.standard_normal((n_draws, len(dims)))
+    return means + np.sqrt(variance / counts) * z, means, math.sqrt(pooled), df
 
 
 def assess(
     values: Mapping[int, Sequence[float]],
     *,
-    rule: str = "one-se",
-    tolerance_db: float = 0.5,
-    n_resamples: int = N_RESAMPLES,
+    rule: str = DEFAULT_RULE,
+    tolerance_db: float = DEFAULT_TOLERANCE_DB,
     seed: int = 0,
+    horizon: tuple[int, int] | None = None,
+    n_draws: int = N_DRAWS,
 ) -> Race:
-    """The rule's choice on `values` (latent size -> PSNR of each completed seeds trial), its
-    decision confidence and the contenders."""
+    """The rule's choice on `values` (latent size -> PSNR of each completed seeds trial), the
+    decision confidence and the contenders. `horizon`: (--seeds, --max-seeds), the seeds per size
+    between which racing looks; the confidence is discounted for those looks
+    (`sequential_confidence`). None: a single look at fixed seeds, no discount. Deterministic
+    for a given `seed`."""
     dims = np.array(sorted(d for d, v in values.items() if len(v) > 0), dtype=int)
     counts = {int(d): len(values[d]) for d in dims}
     if len(dims) == 0:
-        return Race(None, 0.0, (), counts)
-    stats = [mean_se(values[d]) for d in dims]
-    means = np.array([m for m, _ in stats])
-    ses = np.array([s for _, s in stats])
-    choice = choose(dims, means, ses, rule=rule, tolerance_db=tolerance_db)
+        return Race(None, 0.0, (), counts, rule=rule, tolerance_db=tolerance_db)
+    draws, means, sd, df = posterior_means(values, n_draws=n_draws, seed=seed)
+    ses = np.array([sd / math.sqrt(counts[int(d)]) if df > 0 else math.nan for d in dims])
+    own_ses = np.array([mean_se(values[d])[1] for d in dims])  # what one-se reads: each size's own SE
+    choice = choose(dims, means, own_ses, rule=rule, tolerance_db=tolerance_db)
+    common = dict(n_trials=counts, best_latent_dim=choice.best_latent_dim,
+                  mean={int(d): float(m) for d, m in zip(dims, means, strict=True)},
+                  se={int(d): (float(s) if math.isfinite(s) else None) for d, s in zip(dims, ses, strict=True)},
+                  sd=sd if df > 0 else None, df=df, rule=rule, tolerance_db=tolerance_db)
     if len(dims) == 1:
-        return Race(choice.latent_dim, 1.0, (), counts)
+        return Race(choice.latent_dim, 1.0, (), p_answer={int(dims[0]): 1.0}, **common)
+    if df == 0:  # one seed per size: no spread measured, nothing is settled
+        return Race(choice.latent_dim, 0.0, tuple(int(d) for d in dims), p_answer={}, **common)
+    picked = answers(dims, draws, own_ses, rule=rule, tolerance_db=tolerance_db)
+    best = dims[draws.argmax(axis=1)]
+    p_answer = {int(d): float(np.mean(picked == d)) for d in dims}
+    p_best = {int(d): float(np.mean(best == d)) for d in dims}
+    # the best size's mean sets the boundary of one-se and tolerance (knee has none)
+    sets_boundary = rule != "knee"
+    contenders = tuple(int(d) for d in dims if p_answer[int(d)] >= _UNSETTLED or (sets_boundary and p_best[int(d)] >= _UNSETTLED))
+    posterior = max(p_answer[choice.latent_dim], 0.5 / n_draws) if p_answer[choice.latent_dim] < 1 else 1 - 0.5 / n_draws
+    confidence = sequential_confidence(posterior, horizon)
+    return Race(choice.latent_dim, confidence, contenders, p_answer=p_answer, **common)
 
-    picks = _bootstrap_picks(dims, [np.asarray(values[d], dtype=float) for d in dims], rule, tolerance_db, n_resamples, seed)
-    confidence = float(np.mean(picks == choice.latent_dim))
-    if choice.threshold is None:
-        shares = {int(d): float(np.mean(picks == d)) for d in dims}
-        contenders = {d for d, share in shares.items() if share >= _KNEE_SHARE} | {choice.latent_dim}
-    else:
-        low, high = means - np.nan_to_num(ses, nan=np.inf), means + np.nan_to_num(ses, nan=np.inf)
-        overlaps = (low <= choice.threshold) & (choice.threshold <= high)
-        contenders = {int(d) for d in dims[overlaps]} | {choice.best_latent_dim}
-    return Race(choice.latent_dim, confidence, tuple(sorted(contenders)), counts)
+
+def sequential_confidence(posterior: float, horizon: tuple[int, int] | None) -> float:
+    """The posterior probability of the choice, discounted for racing's repeated looks.
+
+    Racing looks after every seeds trial and stops at the first look that reaches the target, so
+    a wrong choice that wanders over the target by chance stops the race as readily as a right
+    one. The posterior error ε = 1 − posterior corresponds to a one-sided z = Φ⁻¹(1 − ε). A
+    standardised random walk crosses z somewhere while its information grows from t0 to t1 with
+    probability about ε + ln(t1/t0)/2 · z · φ(z) (the level-crossing rate of the Ornstein-Uhlenbeck
+    process W(t)/√t; Siegmund, Sequential Analysis, 1985, ch. 4). With t1/t0 the planned
+    horizon, --max-seeds / --seeds, the same discount applies at every look (a constant
+    boundary, as in Pocock's group-sequential design): the chance of ever reporting the target
+    for a wrong answer stays near 1 − target wherever the truth lies. No horizon (or no room to
+    race): the posterior itself."""
+    if horizon is None or horizon[1] <= horizon[0] or posterior <= 0.5:
+        return posterior
+    normal = NormalDist()
+    z = normal.inv_cdf(posterior)
+    error = (1 - posterior) + math.log(horizon[1] / horizon[0]) / 2 * z * normal.pdf(z)
+    return max(0.0, 1 - error)
 
 
-def _bootstrap_picks(dims, samples, rule, tolerance_db, n_resamples, seed) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    means = np.empty((n_resamples, len(dims)))
-    ses = np.full((n_resamples, len(dims)), np.nan)
-    for j, sample in enumerate(samples):
-        draws = sample[rng.integers(0, len(sample), size=(n_resamples, len(sample)))]
-        means[:, j] = draws.mean(axis=1)
-        if len(sample) >= 2:
-            ses[:, j] = draws.std(axis=1, ddof=1) / math.sqrt(len(sample))
-    return np.array([choose(dims, means[b], ses[b], rule=rule, tolerance_db=tolerance_db).latent_dim for b in range(n_resamples)])
+def next_trial(race: Race, handed: Mapping[int, int], *, target: float, max_seeds: int, budget_left: bool) -> NextTrial:
+    """Racing's next step after `race`: stop (with a reason) or a seed for a contender.
+    `handed`: seeds trials handed out per size so far (running ones included)."""
+    if race.latent_dim is None:
+        return NextTrial(stop_reason="no completed seeds trial")
+    if race.confidence >= target:
+        return NextTrial(stop_reason="confidence")
+    room = [d for d in race.contenders if handed.get(d, 0) < max_seeds]
+    if not room:
+        return NextTrial(stop_reason="max-seeds")
+    if not budget_left:
+        return NextTrial(stop_reason="budget")
+    # fewest seeds first (a comparison's variance falls fastest there), then the least settled role
+    settled = {d: abs(race.p_answer.get(d, 0.0) - 0.5) for d in room}
+    return NextTrial(latent_dim=min(room, key=lambda d: (handed.get(d, 0), settled[d], d)))
 
 
 def race_history(trials: pd.DataFrame) -> pd.DataFrame:

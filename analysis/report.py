@@ -42,10 +42,12 @@ def render(
     source: str,
     confidence: float | None = None,
     stop_reason: str | None = None,
+    close_call: str | None = None,
     provenance: dict | None = None,
 ) -> str:
     """The whole page as a string; `figures` maps a figure name to PNG bytes. `provenance`:
-    command, preset, settings, data, versions and compute (see `search.analyze_cmd`)."""
+    command, preset, settings, data, versions and compute (see `search.analyze_cmd`). `close_call`:
+    one sentence when the chosen size is not the best (`analysis.racing.Race.close_call`)."""
     summary_table = summary[["latent_dim", "n_trials", "psnr_mean", "psnr_se", "mse_mean", "mse_se", "best_trial_id"]]
     shown = [c for c in ("trial_id", "phase", "stage", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean",
                           "psnr_mean", "device", "time_s") if c in trials.columns]
@@ -57,6 +59,7 @@ def render(
         selection=selection,
         confidence=confidence,
         stop_reason=stop_reason,
+        close_call=close_call,
         test=test,
         summary_table=Markup(_table(summary_table)),
         trials_table=Markup(_table(ordered)),

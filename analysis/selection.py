@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.rules import RULES
+from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, RULES
 from vae.errors import UsageError
 
 
@@ -41,7 +41,7 @@ class Selection:
         }
 
 
-def select(summary: pd.DataFrame, *, rule: str = "one-se", tolerance_db: float = 0.5) -> Selection:
+def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: float = DEFAULT_TOLERANCE_DB) -> Selection:
     """Pick a latent size from `analysis.summary.summarize` output."""
     if rule not in RULES:
         raise UsageError(f"rule must be one of {', '.join(RULES)} but got {rule!r}")
@@ -92,14 +92,39 @@ class Choice:
     notes: tuple[str, ...] = ()
 
 
-def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = "one-se", tolerance_db: float = 0.5) -> Choice:
-    """The rule itself, on arrays sorted by latent size (each size with at least one trial).
+def answers(dims: np.ndarray, means: np.ndarray, ses: np.ndarray | None = None, *, rule: str = DEFAULT_RULE,
+            tolerance_db: float = DEFAULT_TOLERANCE_DB) -> np.ndarray:
+    """The rule's answer for each row of `means` (shape (B, D), columns sorted like `dims`).
 
-    Pure and cheap: `select` calls it once, `analysis.racing` once per bootstrap resample."""
-    notes: list[str] = []
-    # ties in the mean go to the smaller size: argmax returns the first, and sizes are sorted
+    Vectorised so that `analysis.racing` applies the very same rule to thousands of posterior
+    draws of the true means at once; `choose` applies it to the observed means. `ses` (shape
+    (D,)) is read by one-se only: that rule's boundary is an estimate's SE, not a property of
+    the true means, which is why its answer drifts as seeds are added."""
+    dims = np.asarray(dims)
+    means = np.atleast_2d(np.asarray(means, dtype=float))
+    best = means.argmax(axis=1)  # ties in the mean go to the smaller size: argmax returns the first
+    rows = np.arange(len(means))
+    if len(dims) == 1:
+        return np.full(len(means), dims[0])
+    if rule == "knee":
+        return dims[_knee_index(dims, means)]
+    if rule == "one-se":
+        best_se = np.asarray(ses, dtype=float)[best]
+        margin = np.where(np.isfinite(best_se), best_se, 0.0)  # no SE: the best itself
+    else:
+        margin = np.full(len(means), float(tolerance_db))
+    within = means >= (means[rows, best] - margin)[:, None]
+    return dims[within.argmax(axis=1)]  # the first (smallest) size within the margin
+
+
+def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = DEFAULT_RULE,
+           tolerance_db: float = DEFAULT_TOLERANCE_DB) -> Choice:
+    """The rule on the observed means (arrays sorted by latent size, each size with a trial),
+    with its words and boundary. `select` calls it; the answer is `answers`' on one row."""
+    means = np.asarray(means, dtype=float)
     index = int(np.argmax(means))
     best_dim, best_mean, best_se = int(dims[index]), float(means[index]), float(ses[index])
+    chosen = int(answers(dims, means, ses, rule=rule, tolerance_db=tolerance_db)[0])
     if len(dims) == 1:
         words = f"only latent size {best_dim} has completed trials, so it is chosen (mean PSNR {best_mean:.2f} dB)"
         return Choice(best_dim, best_dim, words, None)
@@ -113,7 +138,8 @@ def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = 
         threshold = best_mean - best_se
         words = (
             f"smallest latent size whose mean PSNR is within one standard error of the best: best is latent size "
-            f"{best_dim} at {best_mean:.2f} ± {best_se:.2f} dB (mean ± SE over seeds), threshold {threshold:.2f} dB"
+            f"{best_dim} at {best_mean:.2f} ± {best_se:.2f} dB (mean ± SE over seeds), threshold {threshold:.2f} dB; "
+            f"this boundary narrows as seeds are added, so its answer can move toward larger sizes"
         )
     elif rule == "tolerance":
         threshold = best_mean - tolerance_db
@@ -122,27 +148,38 @@ def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = 
             f"{best_dim} at {best_mean:.2f} dB, threshold {threshold:.2f} dB"
         )
     else:
-        chosen, words = _knee(dims, means, best_dim, best_mean, notes)
-        return Choice(chosen, best_dim, words, None, tuple(notes))
-    chosen = int(dims[means >= threshold].min())
+        notes: list[str] = []
+        if len(dims) < 3 or means.max() == means.min():
+            notes.append("knee needs at least three latent sizes with different mean PSNR; fell back to the highest mean")
+            return Choice(chosen, best_dim, f"no knee to find; highest mean PSNR ({best_mean:.2f} dB at latent size {best_dim})",
+                          None, tuple(notes))
+        x = np.asarray(dims, dtype=float)
+        gap = _knee_gaps(x, means[None, :])[0]
+        words = (
+            f"knee of mean PSNR versus latent size (largest gain over the straight line from size {int(x[0])} to "
+            f"{int(x[-1])}, both axes scaled to [0, 1]: {gap.max():.2f})"
+        )
+        return Choice(chosen, best_dim, words, None)
     return Choice(chosen, best_dim, words, threshold)
 
 
-def _knee(dims: np.ndarray, means: np.ndarray, best_dim: int, best_mean: float, notes: list[str]) -> tuple[int, str]:
-    x = np.asarray(dims, dtype=float)
-    y = np.asarray(means, dtype=float)
-    if len(x) < 3 or y.max() == y.min():
-        notes.append("knee needs at least three latent sizes with different mean PSNR; fell back to the highest mean")
-        return best_dim, f"no knee to find; highest mean PSNR ({best_mean:.2f} dB at latent size {best_dim})"
+def _knee_gaps(x: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Height of each point above the chord from the first to the last, both axes scaled to [0, 1]."""
     xn = (x - x.min()) / (x.max() - x.min())
-    yn = (y - y.min()) / (y.max() - y.min())
-    gap = yn - xn  # height above the chord from the first to the last point
-    index = int(gap.argmax())  # first maximum: ties go to the smaller size
-    chosen = int(x[index])
-    return chosen, (
-        f"knee of mean PSNR versus latent size (largest gain over the straight line from size {int(x[0])} to "
-        f"{int(x[-1])}, both axes scaled to [0, 1]: {gap[index]:.2f})"
-    )
+    low, high = means.min(axis=1, keepdims=True), means.max(axis=1, keepdims=True)
+    yn = (means - low) / np.where(high > low, high - low, 1.0)
+    return yn - xn
+
+
+def _knee_index(dims: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Kneedle per row (first maximum: ties go to the smaller size); the best size where no knee
+    can be found (fewer than three sizes, or a flat row)."""
+    best = means.argmax(axis=1)
+    if len(dims) < 3:
+        return best
+    flat = means.max(axis=1) == means.min(axis=1)
+    knee = _knee_gaps(np.asarray(dims, dtype=float), means).argmax(axis=1)
+    return np.where(flat, best, knee)
 
 
 def _num(value) -> float | None:

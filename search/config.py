@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from analysis.rules import RULES
+from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, RULES
 from vae.config import DATASETS, LR_SCHEDULES
 from vae.errors import UsageError
 
@@ -30,8 +30,8 @@ class SearchConfig:
     max_seeds: int = 6  # racing: at most this many seeds trials per latent size
     confidence: float = 0.9  # racing: stop once the decision confidence reaches this
     max_trials: int | None = None  # all trials of the run (search + seeds + racing); None: no cap but max_seeds
-    rule: str = "one-se"  # the selection rule that racing makes sure of (analyze may use another)
-    tolerance_db: float = 0.5  # for rule "tolerance"
+    rule: str = DEFAULT_RULE  # the selection rule that racing makes sure of (analyze may use another)
+    tolerance_db: float = DEFAULT_TOLERANCE_DB  # practical equivalence (dB) for rule "tolerance"
     scheduler: str = "asha"
     grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 2  # ASHA: keep the best 1/rf at each rung

@@ -1,9 +1,10 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.selection import select
+from analysis.selection import answers, choose, select
 from analysis.summary import summarize
 from vae.errors import UsageError
 
@@ -41,7 +42,7 @@ def test_summary_means_and_standard_errors_over_completed_seeds_only():
 def test_one_se_picks_smallest_size_within_one_se_of_best():
     # best: 20 at 20.0 ± 0.5 (values 19.5, 20.5) -> threshold 19.5; 15 at 19.6 qualifies, 10 at 18 does not
     table = _trials({5: [15.0, 15.2], 10: [18.0, 18.0], 15: [19.5, 19.7], 20: [19.5, 20.5]})
-    selection = select(summarize(table))
+    selection = select(summarize(table), rule="one-se")
     assert selection.latent_dim == 15 and selection.best_latent_dim == 20
     assert "one standard error" in selection.rule and "19.50" in selection.rule
     assert [d["latent_dim"] for d in selection.per_latent_dim] == [5, 10, 15, 20]
@@ -92,7 +93,7 @@ def test_ties_go_to_the_smaller_size():
 
 def test_fewer_than_two_seeds_falls_back_to_best_mean_and_says_so():
     table = _trials({5: [15.0], 10: [16.0]})
-    selection = select(summarize(table))
+    selection = select(summarize(table), rule="one-se")
     assert selection.latent_dim == 10
     assert "fewer than two seeds" in selection.rule and "--seeds 2" in " ".join(selection.notes)
 
@@ -107,3 +108,20 @@ def test_nothing_completed_is_a_clear_error():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(UsageError, match=message):
         select(summarize(_trials({5: [1.0, 2.0]})), **kwargs)
+
+
+def test_the_default_rule_is_practical_equivalence_at_the_default_tolerance():
+    # 15 is 0.25 dB below 20 (within 0.3 dB), 10 is 0.35 dB below (not)
+    table = _trials({5: [16.0, 16.0], 10: [18.15, 18.15], 15: [18.25, 18.25], 20: [18.5, 18.5]})
+    selection = select(summarize(table))
+    assert selection.latent_dim == 15 and selection.rule.startswith("tolerance: ") and "within 0.3 dB" in selection.rule
+
+
+@pytest.mark.parametrize("rule", ["tolerance", "one-se", "knee"])
+def test_the_vectorised_rule_gives_choose_answer_on_every_row(rule):
+    rng = np.random.default_rng(3)
+    dims = np.array([2, 5, 10, 20])
+    rows = 17.0 + np.cumsum(rng.uniform(0, 1, size=(200, 4)), axis=1) * rng.uniform(0.1, 1, size=(200, 1))
+    ses = np.array([0.1, 0.2, 0.3, 0.2])
+    expected = [choose(dims, row, ses, rule=rule, tolerance_db=0.4).latent_dim for row in rows]
+    assert answers(dims, rows, ses, rule=rule, tolerance_db=0.4).tolist() == expected

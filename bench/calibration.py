@@ -1,0 +1,231 @@
+"""Does the decision confidence mean what it says? Simulated races with a known answer.
+
+Each scenario fixes the true mean PSNR and the per-seed SD of every latent size. A race draws
+`--seeds` seeds trials per size, then runs the racing loop through the project's own code
+(`analysis.racing.assess` for the decision and `analysis.racing.next_trial` for the next seed),
+one seed at a time, until the confidence reaches `--target`, every contender has `--max-seeds`,
+or nothing is left to do. The right answer is the rule's answer on the true means
+(`analysis.selection.choose` with a zero SE). Per scenario it prints the accuracy, the mean reported
+confidence, P(right | confidence >= c) and the share of races reaching c for c = 0.8, 0.9,
+0.95, and the seeds per size. `--drift` adds the rule's answer at a fixed number of seeds per
+size, without racing, for the rule and for one-se (whose answer moves with the seeds).
+
+With --baseline DIR (another checkout, e.g. `git worktree add /tmp/before REV`), the same races
+run first through that checkout's `assess` and its searcher's racing loop (fewest seeds among
+the contenders, then the largest SE), in a subprocess, side by side in the output.
+
+Scenarios: `tie` (15 and 20 equal: the answer is 15), `boundary` (15 exactly `tolerance_db`
+below 20: the answer is 15, by the rule's >=; no method can be sure here), `clear` (1.3 dB
+steps: 20), and `quick` / `full`, the per-size means and seed SDs measured by
+bench/seed_spread.py on the quick preset and on the full MNIST (means of the full scenario
+from bench/study_budget.py's validation PSNR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from _common import RESULTS, write
+
+LEVELS = (0.8, 0.9, 0.95)
+DIMS = (5, 10, 15, 20)
+
+
+def scenarios(tolerance_db: float) -> dict[str, dict]:
+    """name -> {"means": {dim: dB}, "sds": {dim: dB}, "source": words}."""
+    flat = {d: 0.2 for d in DIMS}
+    out = {
+        "tie": {"means": {5: 16.3, 10: 17.5, 15: 18.5, 20: 18.5}, "sds": flat, "source": "15 and 20 equal"},
+        "boundary": {"means": {5: 16.3, 10: 17.5, 15: 18.5 - tolerance_db, 20: 18.5}, "sds": flat,
+                     "source": "15 exactly tolerance_db below 20"},
+        "clear": {"means": {5: 16.3, 10: 17.6, 15: 18.9, 20: 20.2}, "sds": flat, "source": "1.3 dB steps"},
+    }
+    quick = RESULTS / "seed_spread_quick.json"
+    if quick.exists():
+        spread = json.loads(quick.read_text())["per_latent_dim"]
+        n = len(next(iter(spread.values()))["values"])
+        out["quick"] = {"means": {int(d): v["mean"] for d, v in spread.items()}, "sds": {int(d): v["sd"] for d, v in spread.items()},
+                        "source": f"bench/seed_spread.py quick preset, {n} seeds"}
+        # the measured means are themselves estimates: each race draws its true means from them
+        # (normal, the measured SE), so the truth lands on either side of a nearby boundary
+        out["quick-uncertain"] = {**out["quick"], "truth_se": {d: sd / math.sqrt(n) for d, sd in out["quick"]["sds"].items()},
+                                  "source": f"quick, true means drawn around the measured ones (their SE over {n} seeds)"}
+    budget, full = RESULTS / "study_budget.json", RESULTS / "seed_spread_paper_full.json"
+    if budget.exists() and full.exists():
+        runs = json.loads(budget.read_text())["ours"]["runs"]
+        means = {r["latent_dim"]: r["val_psnr_by_epoch"][-1] for r in runs if r["epochs"] == 15}
+        spread = json.loads(full.read_text())
+        sd = spread["sd_per_seed_unpaired"]
+        out["full"] = {"means": means, "sds": {d: sd for d in means},
+                       "source": f"study_budget.py means (one seed each), pooled seed SD {sd:.3f} dB of seed_spread.py on "
+                                 f"the full MNIST ({spread['seeds']} seeds of {', '.join(spread['per_latent_dim'])})"}
+    return out
+
+
+def _truth(means: dict[int, float], rule: str, tolerance_db: float) -> int:
+    """The rule on the true means (a zero SE: what infinitely many seeds would show)."""
+    from analysis.selection import choose
+
+    dims = np.array(sorted(means))
+    return choose(dims, np.array([means[d] for d in dims]), np.zeros(len(dims)), rule=rule, tolerance_db=tolerance_db).latent_dim
+
+
+def _true_means(scenario: dict, rng: np.random.Generator) -> dict[int, float]:
+    spread = scenario.get("truth_se")
+    return {d: m + (spread[d] * rng.standard_normal() if spread else 0.0) for d, m in scenario["means"].items()}
+
+
+def _step(race, handed: dict[int, int], target: float, max_seeds: int) -> int | None:
+    """The racing loop's decision: the project's `next_trial`, or a checkout's that predates it
+    (its searcher's loop: the contender with the fewest seeds, then the largest SE)."""
+    try:
+        from analysis.racing import next_trial
+    except ImportError:
+        from analysis.racing import mean_se  # noqa: F401 (the baseline's module)
+
+        if race.latent_dim is None or race.confidence >= target:
+            return None
+        room = [d for d in race.contenders if handed[d] < max_seeds]
+        return min(room, key=lambda d: (handed[d], -_BASELINE_SE.get(d, math.inf), d)) if room else None
+    step = next_trial(race, handed, target=target, max_seeds=max_seeds, budget_left=True)
+    return step.latent_dim
+
+
+_BASELINE_SE: dict[int, float] = {}
+
+
+def _race(job: tuple) -> dict:
+    from analysis.racing import assess, mean_se
+
+    scenario, rule, tolerance_db, seeds, max_seeds, target, race_seed = job
+    rng = np.random.default_rng(race_seed)
+    means = _true_means(scenario, rng)
+    dims = sorted(means)
+    values = {d: list(means[d] + scenario["sds"][d] * rng.standard_normal(seeds)) for d in dims}
+    while True:
+        try:
+            race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed, horizon=(seeds, max_seeds))
+        except TypeError:  # a checkout whose assess predates the horizon
+            race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed)
+        _BASELINE_SE.clear()
+        _BASELINE_SE.update({d: (mean_se(v)[1] if len(v) > 1 else math.inf) for d, v in values.items()})
+        dim = _step(race, {d: len(v) for d, v in values.items()}, target, max_seeds)
+        if dim is None:
+            break
+        values[dim].append(means[dim] + scenario["sds"][dim] * rng.standard_normal())
+    return {"right": race.latent_dim == _truth(means, rule, tolerance_db), "confidence": race.confidence,
+            "seeds": sum(len(v) for v in values.values()) / len(dims)}
+
+
+def _fixed(job: tuple) -> dict:
+    """No racing: n seeds per size, the rule's choice and confidence."""
+    from analysis.racing import assess
+
+    scenario, rule, tolerance_db, n, race_seed = job
+    rng = np.random.default_rng(race_seed)
+    means = _true_means(scenario, rng)
+    values = {d: list(means[d] + scenario["sds"][d] * rng.standard_normal(n)) for d in sorted(means)}
+    race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed)
+    return {"right": race.latent_dim == _truth(means, rule, tolerance_db), "confidence": race.confidence}
+
+
+def _summary(rows: list[dict]) -> dict:
+    right = np.array([r["right"] for r in rows])
+    confidence = np.array([r["confidence"] for r in rows])
+    out = {"races": len(rows), "accuracy": float(right.mean()), "mean_confidence": float(confidence.mean()),
+           "calibration_gap": float(confidence.mean() - right.mean())}
+    for level in LEVELS:
+        sure = confidence >= level
+        out[f"share_conf_ge_{level}"] = float(sure.mean())
+        out[f"p_right_given_conf_ge_{level}"] = float(right[sure].mean()) if sure.any() else None
+        out[f"p_wrong_and_conf_ge_{level}"] = float((sure & ~right).mean())
+    if "seeds" in rows[0]:
+        seeds = np.array([r["seeds"] for r in rows])
+        out["seeds_per_size_mean"] = float(seeds.mean())
+        reached = confidence >= 0.9
+        out["seeds_per_size_when_conf_ge_0.9"] = float(seeds[reached].mean()) if reached.any() else None
+    return out
+
+
+def run_engine(args: argparse.Namespace, rules: list[str]) -> dict:
+    """Every scenario through whichever `analysis` package is importable."""
+    import analysis
+
+    results: dict = {"analysis_package": str(Path(analysis.__file__).parent)}
+    with ProcessPoolExecutor(args.workers) as pool:
+        for name, scenario in scenarios(args.tolerance_db).items():
+            for rule in rules:
+                jobs = [(scenario, rule, args.tolerance_db, args.seeds, args.max_seeds, args.target, 10_000 + i) for i in range(args.races)]
+                started = time.perf_counter()
+                summary = {"truth": _truth(scenario["means"], rule, args.tolerance_db),
+                           **_summary(list(pool.map(_race, jobs, chunksize=8)))}
+                summary["seconds"] = time.perf_counter() - started
+                results[f"{name}/{rule}"] = summary
+                print(name, rule, json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}),
+                      flush=True)
+                if args.drift:
+                    for n in (2, 4, 8, 16, 32):
+                        jobs = [(scenario, rule, args.tolerance_db, n, 20_000 + i) for i in range(args.drift_races)]
+                        results[f"{name}/{rule}/fixed{n}"] = _summary(list(pool.map(_fixed, jobs, chunksize=16)))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--races", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per size before racing")
+    parser.add_argument("--max-seeds", type=int, default=8)
+    parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--tolerance-db", type=float, default=None, help="default: the rule's default")
+    parser.add_argument("--drift", action="store_true", help="also the answer at 2..32 fixed seeds per size")
+    parser.add_argument("--drift-races", type=int, default=1000)
+    parser.add_argument("--baseline", type=Path, help="another checkout, run the same way first")
+    parser.add_argument("--baseline-races", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--engine-only", type=Path, help=argparse.SUPPRESS)  # the baseline's subprocess writes here
+    parser.add_argument("--rules", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.tolerance_db is None:
+        try:
+            from analysis.rules import DEFAULT_TOLERANCE_DB
+        except ImportError:
+            DEFAULT_TOLERANCE_DB = 0.3
+        args.tolerance_db = DEFAULT_TOLERANCE_DB
+
+    if args.engine_only:
+        args.engine_only.write_text(json.dumps(run_engine(args, args.rules.split(","))))
+        return
+
+    from analysis.rules import DEFAULT_RULE
+
+    figures: dict = {"settings": {"races": args.races, "seeds": args.seeds, "max_seeds": args.max_seeds, "target": args.target,
+                                  "tolerance_db": args.tolerance_db},
+                     "scenarios": scenarios(args.tolerance_db)}
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "baseline.json"
+            env = {**os.environ, "PYTHONPATH": str(args.baseline.resolve())}
+            command = [sys.executable, str(Path(__file__).resolve()), "--engine-only", str(out), "--rules", f"one-se,{DEFAULT_RULE}",
+                       "--races", str(args.baseline_races), "--seeds", str(args.seeds), "--max-seeds", str(args.max_seeds),
+                       "--target", str(args.target), "--tolerance-db", str(args.tolerance_db), "--workers", str(args.workers)]
+            print("baseline:", args.baseline, flush=True)
+            subprocess.run(command, check=True, env=env, cwd=args.baseline)
+            figures["baseline"] = json.loads(out.read_text())
+    print("ours:", flush=True)
+    figures["ours"] = run_engine(args, [DEFAULT_RULE, "one-se"] if args.drift else [DEFAULT_RULE])
+    write("calibration", figures)
+
+
+if __name__ == "__main__":
+    main()

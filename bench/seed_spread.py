@@ -1,0 +1,110 @@
+"""Seed-to-seed spread of the validation PSNR, and whether a shared seed pairs the latent sizes.
+
+Trains the trial recipe of a preset (the same Tune constants and `search.trial.build_config`
+a run uses) at every latent size with seeds 1..N, two trials at a time, one thread each, and
+reports per size the mean and SD of the validation psnr_mean over seeds, the pooled per-seed
+SD, and the pairing: seed k shuffles the data and initialises the weights the same way at
+every size, so the PSNRs of one seed may move together. Measured as the share of the
+variance that a seed effect explains in the two-way model psnr = size + seed + noise, and as
+the residual SD with and without the seed effect. These figures feed the scenarios of
+`bench/calibration.py` and the default `--tolerance-db`.
+
+    python seed_spread.py --preset quick --seeds 6           # sample digits, as `make run`
+    python seed_spread.py --preset paper --full --epochs 15 --latent-dims 15,20 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from _common import unpack_full_mnist, write
+
+
+def _train_one(job: dict) -> dict:
+    import torch
+
+    from search.trial import build_config
+    from vae import load_data
+    from vae.training import train
+
+    torch.set_num_threads(1)
+    config, _ = build_config(job["trial"])
+    splits = load_data(config.data, download=False)
+    started = time.perf_counter()
+    state = train(config, splits)
+    last = state.history[-1]
+    return {"latent_dim": job["trial"]["latent_dim"], "seed": job["trial"]["seed"], "psnr_mean": last.psnr_mean,
+            "val_loss": last.val_loss, "wall_s": time.perf_counter() - started}
+
+
+def two_way(table: np.ndarray) -> dict:
+    """table[size, seed] (complete). Residual SD of the additive model with and without a
+    seed effect, and the share of the seed-and-noise variance the seed effect explains."""
+    n_sizes, n_seeds = table.shape
+    size_means = table.mean(axis=1, keepdims=True)
+    one_way = table - size_means  # seed effect ignored
+    seed_effect = one_way.mean(axis=0, keepdims=True)
+    resid = one_way - seed_effect
+    sd_unpaired = float(np.sqrt((one_way ** 2).sum() / (n_sizes * (n_seeds - 1))))
+    sd_paired = float(np.sqrt((resid ** 2).sum() / ((n_sizes - 1) * (n_seeds - 1))))
+    # F test of the seed effect: mean square of seeds over the residual mean square
+    ms_seed = float(n_sizes * (seed_effect ** 2).sum() / (n_seeds - 1))
+    ms_resid = sd_paired ** 2
+    from scipy import stats
+
+    f = ms_seed / ms_resid if ms_resid > 0 else float("inf")
+    p = float(stats.f.sf(f, n_seeds - 1, (n_sizes - 1) * (n_seeds - 1)))
+    # intraclass correlation of two sizes' PSNRs at one seed (ANOVA estimator, floored at 0)
+    var_seed = max(0.0, (ms_seed - ms_resid) / n_sizes)
+    icc = var_seed / (var_seed + ms_resid) if var_seed + ms_resid > 0 else 0.0
+    return {"sd_per_seed_unpaired": sd_unpaired, "sd_per_seed_paired": sd_paired, "seed_effect_F": f, "seed_effect_p": p,
+            "pairing_correlation": icc}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="quick", choices=["smoke", "quick", "paper"])
+    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--latent-dims", default=None, help="default: the preset's")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak lr for every trial (the recipe's default)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--full", action="store_true", help="the full MNIST from ../shared/mnist (else the sample digits)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--name", default=None, help="results name (default seed_spread_<preset>[_full])")
+    args = parser.parse_args()
+
+    from search.config import resolve
+    from search.experiment import _constants
+
+    config = resolve(args.preset, {"epochs": args.epochs})
+    dims = [int(d) for d in args.latent_dims.split(",")] if args.latent_dims else list(config.latent_dims)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = {"source": "mnist" if args.full else "sample",
+                "data_dir": str(unpack_full_mnist(Path(tmp))) if args.full else "data"}
+        constants = {**_constants(config, data), "threads": 1, "max_train": None if args.full else config.max_train}
+        jobs = [{"trial": {**constants, "phase": "seeds", "latent_dim": d, "lr": args.lr, "seed": s}}
+                for s in range(1, args.seeds + 1) for d in dims]
+        rows = []
+        with ProcessPoolExecutor(args.workers) as pool:
+            for row in pool.map(_train_one, jobs):
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    table = np.array([[next(r["psnr_mean"] for r in rows if r["latent_dim"] == d and r["seed"] == s)
+                       for s in range(1, args.seeds + 1)] for d in dims])
+    per_size = {str(d): {"mean": float(table[i].mean()), "sd": float(table[i].std(ddof=1)), "values": table[i].round(4).tolist()}
+                for i, d in enumerate(dims)}
+    figures = {"preset": args.preset, "data": "full MNIST (48k train)" if args.full else "sample digits",
+               "epochs": config.epochs, "lr": args.lr, "seeds": args.seeds, "per_latent_dim": per_size,
+               **two_way(table), "median_trial_s": float(np.median([r["wall_s"] for r in rows]))}
+    write(args.name or f"seed_spread_{args.preset}{'_full' if args.full else ''}", figures)
+
+
+if __name__ == "__main__":
+    main()
