@@ -34,21 +34,30 @@ def analyze(args: argparse.Namespace) -> int:
     from analysis.selection import select
     from analysis.summary import summarize
     from search.commands import load_splits
-    from analysis.layout import HISTORY_FILE
+    from analysis.layout import HISTORY_FILE, JOURNAL_FILE
+    from search.driver_lock import refuse_if_running, repair_journal
     from search.experiment import Experiment
     from search.output import read_race
     from search.table import read_trials
     from vae import evaluate, load_model
 
     experiment = Experiment.open(args.experiment)
+    refuse_if_running(experiment.path)
+    notice = repair_journal(experiment.path / JOURNAL_FILE)  # for optuna.load_study and optuna-dashboard
+    if notice:
+        print(f"notice: {notice}")
     config = experiment.config
     trials = read_trials(experiment.path)
     history_file = experiment.path / HISTORY_FILE
     history = pd.read_csv(history_file) if history_file.is_file() else pd.DataFrame(columns=["phase", "latent_dim", "trial_id"])
     summary = summarize(trials, latent_dims=list(config.latent_dims))
-    selection = select(summary, rule=args.rule, tolerance_db=args.tolerance_db)
-    # the confidence of this rule's choice, from whatever seeds trials exist
-    race = assess(values_by_latent_dim(trials), rule=args.rule, tolerance_db=args.tolerance_db, seed=config.seed)
+    rule = args.rule or config.rule
+    tolerance_db = config.tolerance_db if args.tolerance_db is None else args.tolerance_db
+    selection = select(summary, rule=rule, tolerance_db=tolerance_db)
+    # the confidence of this rule's choice, from whatever seeds trials exist, discounted for the
+    # looks racing took exactly as the run's own racing did
+    race = assess(values_by_latent_dim(trials), rule=rule, tolerance_db=tolerance_db, seed=config.seed,
+                  horizon=(config.seeds, config.max_seeds))
     stop_reason = read_race(experiment.path / RACE_FILE).get("stop_reason")
 
     checkpoint = trials.loc[trials["trial_id"] == selection.best_trial_id, "checkpoint"]
@@ -76,10 +85,11 @@ def analyze(args: argparse.Namespace) -> int:
         pngs = {name: _png(figure) for name, figure in pictures.items()}
 
         result = {**selection.to_dict(), "confidence": round(race.confidence, 4), "stop_reason": stop_reason,
-                  "contenders": list(race.contenders), "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
+                  "contenders": list(race.contenders), "close_call": race.close_call(),
+                  "p_answer": {str(d): round(p, 4) for d, p in race.p_answer.items()}, "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
         html = render(name=experiment.path.name, selection=selection, summary=summary, trials=trials, test=test,
                       figures=pngs, source=splits.source, confidence=race.confidence, stop_reason=stop_reason,
-                      provenance=_provenance(experiment, trials))
+                      close_call=race.close_call(), provenance=_provenance(experiment, trials))
 
         # everything is computed: now write, each file atomically, best_model/ swapped in whole
         _export_model(folder, experiment.path / "best_model")
@@ -92,6 +102,8 @@ def analyze(args: argparse.Namespace) -> int:
 
     print(f"chosen latent size: {chosen} (confidence {race.confidence:.2f})")
     print(f"rule: {selection.rule}")
+    if race.close_call():
+        print(f"close call: {race.close_call()}")
     for note in selection.notes:
         print(f"note: {note}")
     print(f"test split: MSE {test['mse_mean']:.4f}, PSNR {test['psnr_mean']:.2f} dB (trial {selection.best_trial_id})")

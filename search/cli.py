@@ -53,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from analysis.rules import RULES
+    from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, RULES
     from search.config import PRESETS, SCHEDULERS
 
     parser = sub.add_parser("run", help="run a search (Ray Tune + Optuna), then the seeds phase")
@@ -72,8 +72,11 @@ def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--confidence", type=types.positive_float, default=None,
                         help="racing: stop once the decision confidence reaches this (0-1, default 0.9)")
     parser.add_argument("--max-trials", type=types.positive_int, default=None, help="cap on all trials of the run (default: none)")
-    parser.add_argument("--rule", choices=RULES, default=None, help="the selection rule racing makes sure of (default one-se)")
-    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None, help="for --rule tolerance (default 0.5 dB)")
+    parser.add_argument("--rule", choices=RULES, default=None,
+                        help=f"the selection rule racing makes sure of (default {DEFAULT_RULE}: the smallest size whose "
+                             "mean PSNR is within --tolerance-db of the best; one-se's answer drifts to larger sizes as seeds are added)")
+    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
+                        help=f"practical equivalence for --rule tolerance (default {DEFAULT_TOLERANCE_DB:g} dB)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="asha (early stopping) or fifo")
     parser.add_argument("--cpus-per-trial", type=types.positive_float, default=None)
     parser.add_argument("--gpus-per-trial", type=types.fraction_or_count, default=None, help="fractions share a GPU, e.g. 0.25")
@@ -148,9 +151,9 @@ def _add_analyze(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from analysis.rules import RULES
 
     parser = _add_experiment("choose the latent size; write selection.json, figures, report.html, best_model/")(sub, "analyze")
-    parser.add_argument("--rule", choices=RULES, default="one-se",
-                        help="one-se (default): smallest size within one standard error of the best mean PSNR")
-    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=0.5, help="for --rule tolerance (default 0.5 dB)")
+    parser.add_argument("--rule", choices=RULES, default=None, help="the selection rule (default: the run's, see run --rule)")
+    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
+                        help="for --rule tolerance (default: the run's)")
     return parser
 
 
@@ -179,8 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from search.session import SIGNALS, Interrupted
+    from search.session import SIGNALS, DiskFull, Interrupted
 
     try:
         args = build_parser().parse_args(argv)
@@ -188,6 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except DiskFull as exc:
+        details = f"; details in {exc.log}" if getattr(exc, "log", None) else ""
+        print(f"{PROG}: stopped: no space left on device in {exc.folder} ({_megabytes(getattr(exc, 'free', 0))} free, "
+              f"the rest of the run needs about {_megabytes(getattr(exc, 'needed', 0))}){details}", file=sys.stderr)
+        if exc.experiment_path is not None:
+            print(f"resume with: vae-search resume {exc.experiment_path}", file=sys.stderr)
+        return 1
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = getattr(exc, "signum", None) or SIGNALS.received or signal.SIGINT
         name = signal.Signals(signum).name

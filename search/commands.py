@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if config.dataset != "sample":
         _writable(Path(config.data_dir).expanduser().resolve(), "--data-dir")
     path, storage_uri = _storage(args.storage, args.name or default_name("search"))
+    if path.is_dir():
+        from search.driver_lock import refuse_if_running
+
+        refuse_if_running(path)  # say that it runs, not merely that the name is taken
     check_new(path)
     if storage_uri:
         from search.storage import check_new_location
@@ -89,36 +93,85 @@ def resume(args: argparse.Namespace) -> int:
 
         _report(experiment.path, read_race(experiment.path / RACE_FILE))
         return 0
+    from search.driver_lock import refuse_if_running
+
+    refuse_if_running(experiment.path)  # before Ray starts; the lock itself is taken in _execute
     return _execute(experiment.config, args.address, lambda: load_splits(experiment.config, pinned=experiment.record),
                     lambda data: experiment)
 
 
 def _execute(config: SearchConfig, address: str | None, load, get_experiment) -> int:
     """Start or join Ray while the data loads, run the experiment to its end, print the decision
-    and where it is. Bad data fails before anything is written (the experiment is created after)."""
+    and where it is. Bad data fails before anything is written (the experiment is created after).
+    The experiment's driver lock is held from then on (`search.driver_lock`)."""
+    import contextlib
     from concurrent.futures import ThreadPoolExecutor
 
+    from analysis.layout import JOURNAL_FILE
     from search import experiment as exp
+    from search.driver_lock import hold, repair_journal
     from search.session import ray_session
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-data")
     loading = pool.submit(load)  # reading and splitting the data overlaps Ray's start
     try:
-        with ray_session(config, address):
+        with ray_session(config, address), contextlib.ExitStack() as owned:
             splits, data = loading.result()
             experiment = get_experiment(data)
+            owned.enter_context(hold(experiment.path))
+            notice = repair_journal(experiment.path / JOURNAL_FILE)
+            if notice:
+                print(f"notice: {notice}", flush=True)
             print(f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if interrupted)",
                   flush=True)
             try:
                 race = exp.execute(experiment, splits)
             except BaseException as exc:
-                exc.experiment_path = experiment.path  # for the resume hint in search.cli
-                _mark_stopped(experiment, exc)
+                stop = _disk_full(experiment, exc)
+                stop.experiment_path = experiment.path  # for the resume hint in search.cli
+                _mark_stopped(experiment, stop)
+                if stop is not exc:
+                    raise stop from None
                 raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     _report(experiment.path, race)
     return 0
+
+
+def _disk_full(experiment, exc: BaseException) -> BaseException:
+    """`exc` itself, or a `DiskFull` carrying what the user needs (free and needed space, a log
+    of the details) when the disk filled up. The details go to EXPERIMENT/driver-error.log, or
+    to the temporary folder when not even that fits."""
+    import shutil
+    import tempfile
+    import traceback
+
+    from search.session import DISK_FULL_LOGS, DiskFull, is_disk_full
+
+    if not isinstance(exc, DiskFull):
+        if not (isinstance(exc, Exception) and is_disk_full(exc)):
+            return exc
+        exc = DiskFull(str(experiment.path), exc)
+    exc.folder = str(experiment.path)  # the folder the user gave (Ray Tune's own messages name sub-folders)
+    trial_errors = [f"--- {f}\n{f.read_text(errors='replace')}" for f in sorted((experiment.path / "tune").glob("trial_*/error.txt"))
+                    if is_disk_full(f.read_text(errors="replace"))]
+    detail = exc.detail
+    text = f"{exc}\n" + ("".join(traceback.format_exception(detail)) if isinstance(detail, BaseException) else f"{detail or ''}\n")
+    text += "".join(f"--- Ray Tune's log\n{t}\n" for t in DISK_FULL_LOGS.texts) + "".join(trial_errors)
+    for folder in (experiment.path, Path(tempfile.gettempdir())):
+        log = folder / ("driver-error.log" if folder == experiment.path else f"vae-search-{experiment.path.name}-error.log")
+        try:
+            log.write_text(text)
+            exc.log = log
+            break
+        except OSError:
+            continue
+    from search.experiment import space_needed
+
+    exc.free = shutil.disk_usage(experiment.path).free
+    exc.needed = space_needed(experiment)
+    return exc
 
 
 def _mark_stopped(experiment, exc: BaseException) -> None:
@@ -140,8 +193,13 @@ def _mark_stopped(experiment, exc: BaseException) -> None:
 
 def _report(path: Path, race: dict[str, Any]) -> None:
     """The trial table, the decision, and as the last line where the experiment is."""
+    from analysis.racing import Race
+
     _print_table(path)
     if race.get("latent_dim") is not None:
+        close_call = Race.from_dict(race).close_call() if race.get("mean") else None
+        if close_call:
+            print(f"close call: {close_call}")
         print(f"chosen latent size: {race['latent_dim']} (confidence {race.get('confidence', 0):.2f})")
     else:
         print(f"chosen latent size: none ({race.get('stop_reason', 'no completed seeds trial')})")

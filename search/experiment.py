@@ -107,6 +107,24 @@ def create(config: SearchConfig, path: Path, *, data: dict[str, Any], address: s
     return experiment
 
 
+def space_needed(experiment: Experiment) -> int:
+    """Bytes the rest of the run needs, about: per trial, a checkpoint per epoch (weights and
+    Adam's two moments, float32, of the largest latent size; all are kept until the run ends)
+    and its results, or the largest trial folder so far if that is more; times the trials
+    still to finish (at least the minimum the run will have)."""
+    from vae.config import ModelConfig
+    from vae.model import ConvVAE
+
+    config = experiment.config
+    model = ConvVAE(ModelConfig(latent_dim=max(config.latent_dims), channels=config.channels, hidden_dim=config.hidden_dim))
+    estimate = config.epochs * 3 * 4 * sum(p.numel() for p in model.parameters()) + 100_000
+    folders = [t for t in (experiment.path / TUNE_DIR).glob("trial_*") if t.is_dir()]
+    largest = max((sum(f.stat().st_size for f in t.rglob("*") if f.is_file()) for t in folders), default=0)
+    finished = sum(1 for t in folders if (t / "result.json").is_file() and '"done": true' in (t / "result.json").read_text())
+    remaining = max(1, config.trials + config.seeds * len(config.latent_dims) - finished)
+    return int(max(estimate, largest) * remaining)
+
+
 def reproduce_command(config: SearchConfig, preset: str | None) -> str:
     """A `vae-search run` command line that sets every search value to what this run resolved."""
     import shlex

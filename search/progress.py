@@ -78,6 +78,12 @@ class Progress(tune.Callback):
         self._print(trial_line(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        error = _error_text(trial)
+        if session.is_disk_full(error):
+            # not the trial's fault: stop the run, keep the trial for its retry on resume
+            self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: no space left to save it; stopping")
+            session.SIGNALS.disk_full(self.path, error)
+            return
         self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({trial.error_file})")
 
     def on_experiment_end(self, trials, **info):
@@ -96,7 +102,12 @@ class Progress(tune.Callback):
         race = read_race(Path(self.path) / RACE_FILE)
         status = snapshot([self._describe(t) for t in trials], minimum_trials=self.minimum_trials, slots=self.slots,
                           elapsed_s=now - (self._started or now), race=race)
-        atomic_write_text(Path(self.path) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+        try:
+            atomic_write_text(Path(self.path) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+        except OSError as exc:
+            if not session.is_disk_full(exc):
+                raise
+            session.SIGNALS.disk_full(self.path, exc)
         if sys.stdout.isatty():
             self._live(status)
         elif now - self._heartbeat >= HEARTBEAT_EVERY_S:
@@ -132,6 +143,20 @@ class Progress(tune.Callback):
                     upload_file(Path(self.path) / name, self.storage_uri)
                 except OSError as exc:  # a slow or flaky bucket must not stop the run
                     print(f"warning: could not copy {name} to {self.storage_uri}: {' '.join(str(exc).split())[:200]}", flush=True)
+
+
+def _error_text(trial) -> str:
+    """What a failed trial raised, as Ray Tune recorded it (empty if it could not be read)."""
+    try:
+        error = trial.get_error()  # the exception Ray Tune unpickled from the trial
+        if error is not None:
+            return str(error)
+    except Exception:  # noqa: BLE001 (an unreadable pickle must not stop the run)
+        pass
+    try:
+        return Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        return ""
 
 
 class PendingWatch(tune.Callback):

@@ -11,10 +11,15 @@ Stages, all inside one Ray Tune experiment (no barrier between them):
 2. **seeds**: once the search budget is handed out, a free slot goes to a latent size whose
    search trials have all finished: its best learning rate (most epochs trained, then highest
    PSNR) retrained with new seeds, `--seeds` times, for all epochs.
-3. **racing**: once every seeds trial has finished, the selection rule is evaluated on the
-   completed seeds trials (`analysis.racing.assess`, the same code `analyze` uses). While the
-   decision confidence is below `--confidence`, the next trial goes to the contender with the
-   fewest trials, up to `--max-seeds` per size and `--max-trials` in all.
+3. **racing**: once every seeds trial has finished, the decision is assessed on the completed
+   seeds trials (`analysis.racing.assess`, the same code `analyze` uses) and
+   `analysis.racing.next_trial` says what comes next: while the decision confidence is below
+   `--confidence`, a seed for the contender with the fewest, up to `--max-seeds` per size and
+   `--max-trials` in all.
+
+Seeds: search trials train with `--seed`; the k-th seeds trial of every latent size with
+`trial_seed(--seed, k)`, so the sizes share seed k within a run (the same shuffles), and
+different `--seed` values are independent replicates (no run shares a trial with another).
 
 The study lives in `optuna.journal` in the experiment folder (`optuna.load_study`,
 `optuna-dashboard` read it). The racing state is written to `race.json` after every change.
@@ -34,6 +39,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from ray.tune.search import Searcher
 
@@ -43,6 +49,13 @@ from vae.files import atomic_write_text
 
 STUDY_NAME = "vae-search"
 RUNNING = "running"
+
+
+def trial_seed(run_seed: int, k: int) -> int:
+    """The seed of every size's k-th seeds trial in the run with `--seed run_seed`: a 32-bit
+    draw from numpy's SeedSequence of (run_seed, k), so runs with different --seed values
+    share no trial (S + k would give --seed 0 and --seed 3 a common seed)."""
+    return int(np.random.SeedSequence([run_seed, k]).generate_state(1)[0])
 
 
 def journal_storage(path: str | Path) -> optuna.storages.JournalStorage:
@@ -157,51 +170,37 @@ class StagedSearcher(Searcher):
     def _hand_out(self, trial_id: str, stage: str, dim: int) -> dict[str, Any]:
         if dim not in self._seeds_lr:
             self._seeds_lr[dim] = self._best_lr(dim)
-        seed = self._config.seed + 1 + self._count("seeds", dim) + self._count("racing", dim)
-        return self._trial_config(self._record(trial_id, stage, dim, self._seeds_lr[dim], seed))
+        k = 1 + self._count("seeds", dim) + self._count("racing", dim)
+        return self._trial_config(self._record(trial_id, stage, dim, self._seeds_lr[dim], trial_seed(self._config.seed, k)))
 
     def _race_step(self, trial_id: str) -> dict[str, Any] | str | None:
+        from analysis.racing import next_trial
+
         config = self._config
         self._set_stage("racing")
         race = self._assess()
-        if race.latent_dim is None:
-            reason = "no completed seeds trial"
-        elif race.confidence >= config.confidence:
-            reason = "confidence"
-        else:
-            handed = {d: self._count("seeds", d) + self._count("racing", d) for d in race.contenders}
-            room = [d for d in race.contenders if handed[d] < config.max_seeds]
-            budget_left = config.max_trials is None or len(self._trials) < config.max_trials
-            if room and budget_left:
-                ses = self._race.get("se", {})
-                dim = min(room, key=lambda d: (handed[d], -(ses.get(str(d)) or math.inf), d))
-                return self._hand_out(trial_id, "racing", dim)
-            reason = "budget" if room else "max-seeds"
+        handed = {d: self._count("seeds", d) + self._count("racing", d) for d in config.latent_dims}
+        budget_left = config.max_trials is None or len(self._trials) < config.max_trials
+        step = next_trial(race, handed, target=config.confidence, max_seeds=config.max_seeds, budget_left=budget_left)
+        if step.latent_dim is not None:
+            return self._hand_out(trial_id, "racing", step.latent_dim)
         if self._running():
             return None  # a result still to come may change the decision
-        self._race.update(stage="done", stop_reason=reason)
+        self._race.update(stage="done", stop_reason=step.stop_reason)
         self._write_race()
         return Searcher.FINISHED
 
     def _assess(self):
-        from analysis.racing import assess, mean_se
+        from analysis.racing import assess
 
         values: dict[int, list[float]] = {}
         for entry in self._trials.values():
             if entry["stage"] != "search" and entry["state"] == "completed" and entry.get("psnr") is not None:
                 values.setdefault(entry["latent_dim"], []).append(float(entry["psnr"]))
         config = self._config
-        race = assess(values, rule=config.rule, tolerance_db=config.tolerance_db, seed=config.seed)
-        self._race.update(
-            latent_dim=race.latent_dim,
-            confidence=round(race.confidence, 4),
-            contenders=list(race.contenders),
-            n_trials={str(d): len(v) for d, v in values.items()},
-            mean={str(d): mean_se(v)[0] for d, v in values.items()},
-            se={str(d): _finite(mean_se(v)[1]) for d, v in values.items()},
-            target=config.confidence,
-            rule=config.rule,
-        )
+        race = assess(values, rule=config.rule, tolerance_db=config.tolerance_db, seed=config.seed,
+                      horizon=(config.seeds, config.max_seeds))
+        self._race.update(race.to_dict(), target=config.confidence)
         self._write_race()
         return race
 
@@ -244,8 +243,15 @@ class StagedSearcher(Searcher):
             self._write_race()
 
     def _write_race(self) -> None:
+        from search.session import SIGNALS, is_disk_full
+
         self._race["updated_at"] = time.time()
-        atomic_write_text(self._race_file, json.dumps(self._race, indent=2) + "\n")
+        try:
+            atomic_write_text(self._race_file, json.dumps(self._race, indent=2) + "\n")
+        except OSError as exc:  # race.json is for `status`; the state itself is in Tune's snapshot
+            if not is_disk_full(exc):
+                raise
+            SIGNALS.disk_full(str(Path(self._race_file).parent), exc)
 
     def _state(self) -> dict[str, Any]:
         return {"trials": self._trials, "seeds_lr": self._seeds_lr, "race": self._race}
@@ -290,6 +296,3 @@ class StagedSearcher(Searcher):
         else:  # completed, or diverged with the 0 dB it reported
             study.tell(entry["number"], float(entry["psnr"]), skip_if_finished=True)
 
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None

@@ -11,11 +11,13 @@ the driver (a C++ stack dump) is replaced while the session lasts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Iterator
 
 from search.config import SearchConfig
@@ -36,6 +38,53 @@ class Interrupted(Exception):
         return 128 + self.signum
 
 
+class DiskFull(Exception):
+    """The disk under the experiment filled up: the run stopped as an interrupted run does."""
+
+    def __init__(self, folder: str, detail: BaseException | str | None = None) -> None:
+        super().__init__(f"no space left on device in {folder}")
+        self.folder = folder
+        self.detail = detail
+        self.experiment_path: Path | None = None  # set by the command that ran the experiment
+        self.log: Path | None = None  # where the details were written
+
+
+def is_disk_full(exc: BaseException | str | None) -> bool:
+    """ENOSPC anywhere in an exception's chain, or in a (remote) error's text."""
+    seen = set()
+    while isinstance(exc, BaseException) and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return isinstance(exc, str) and "No space left on device" in exc
+
+
+class _DiskFullLogs(logging.Filter):
+    """On Ray's log handlers while a session lasts: a record about a full disk (Ray Tune logs a
+    trial's failure and a failed state save with their tracebacks) stops the run instead of
+    filling the console; its text is kept for the details log (`DiskFull.detail`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        if SIGNALS.full is None and not is_disk_full(text):
+            return True  # once the disk is full, what Ray Tune logs next follows from it: to the log too
+        self.texts.append(text)
+        SIGNALS.disk_full(SIGNALS.full or "the experiment's folder", text)
+        return False
+
+
+DISK_FULL_LOGS = _DiskFullLogs()
+
+
 class _Signals:
     """Which stop signal arrived (process-wide by nature: signals are)."""
 
@@ -44,6 +93,8 @@ class _Signals:
         self.forwarded = False
         self.in_tune = False  # inside Tuner.fit, where Ray Tune stops gracefully on SIGUSR1
         self.failure: str | None = None  # why the run gave up (no node can run a trial)
+        self.full: str | None = None  # the folder whose disk filled up
+        self.full_detail: BaseException | str | None = None  # what first said so
 
     def handle(self, signum: int, frame) -> None:
         if self.received is not None:
@@ -58,6 +109,13 @@ class _Signals:
         """Stop Ray Tune gracefully, then fail with `message` (exit code 2)."""
         if self.failure is None:
             self.failure = message
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    def disk_full(self, folder: str, detail: BaseException | str | None = None) -> None:
+        """Stop Ray Tune gracefully (its state is saved where it still fits), then raise DiskFull.
+        A trial whose checkpoint did not fit is then waiting for its retry: resume runs it."""
+        if self.full is None:
+            self.full, self.full_detail = str(folder), detail
             os.kill(os.getpid(), signal.SIGUSR1)
 
     def forward_to_tune(self) -> None:
@@ -78,10 +136,17 @@ def tune_running() -> Iterator[None]:
     SIGNALS.in_tune = True
     try:
         yield
+    except Exception as exc:
+        # a full disk also breaks what Ray Tune reads back afterwards (an empty error pickle)
+        if SIGNALS.full is not None or is_disk_full(exc):
+            raise DiskFull(SIGNALS.full or "the experiment's folder", exc) from None
+        raise
     finally:
         SIGNALS.in_tune = False
     if SIGNALS.received is not None:
         raise Interrupted(SIGNALS.received)
+    if SIGNALS.full is not None:
+        raise DiskFull(SIGNALS.full, SIGNALS.full_detail)
     if SIGNALS.failure is not None:
         raise UsageError(SIGNALS.failure)
 
@@ -115,8 +180,31 @@ def quiet_logs() -> None:
     import optuna
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no status tables
+    # a trial's failure is reported by Ray Tune (the trial line, error.txt); Ray's own copy of the
+    # traceback, printed when a failed call's result is dropped unread, would only repeat it
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards SIGINT and SIGTERM to Tune
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def token_path() -> Path:
+    """The file Ray reads its authentication token from when RAY_AUTH_TOKEN is not set."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def private_token() -> Path | None:
+    """Make the token file that guards Ray readable by its owner only (0600), and Ray's own
+    folder ~/.ray too (0700). Ray 2.60 writes ~/.ray/auth_token with the umask's mode (0644 in a
+    0755 folder here): on a machine whose home directories others can enter, any local user
+    could read it and run code on this Ray as its owner. A folder named by RAY_AUTH_TOKEN_PATH
+    is the user's own choice and is left as it is. Returns the file, or None when there is none."""
+    path = token_path()
+    if not path.is_file():
+        return None  # RAY_AUTH_TOKEN in the environment, or a cluster that holds the token elsewhere
+    path.chmod(0o600)
+    if "RAY_AUTH_TOKEN_PATH" not in os.environ:
+        path.parent.chmod(0o700)
+    return path
 
 
 def _start(config: SearchConfig, address: str | None) -> bool:
@@ -135,6 +223,7 @@ def _start(config: SearchConfig, address: str | None) -> bool:
             ray.init(address=address, **common)
         except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme
             raise UsageError(f"cannot reach the Ray cluster at --address {address}: {' '.join(str(exc).split())[:300]}") from None
+        private_token()
         return True
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         # Ray binds a local instance's ports on every interface; without its token anyone on
@@ -142,6 +231,7 @@ def _start(config: SearchConfig, address: str | None) -> bool:
         raise UsageError("RAY_AUTH_MODE=disabled would leave the local Ray's ports open without authentication; unset it")
     check_local_resources(config)
     ray.init(num_cpus=config.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+    private_token()
     gpus = ray.cluster_resources().get("GPU", 0)
     if config.gpus_per_trial > gpus:
         ray.shutdown()
@@ -167,8 +257,13 @@ def ray_session(config: SearchConfig, address: str | None) -> Iterator[None]:
         signal.signal(signal.SIGTERM, SIGNALS.handle)
         signal.signal(signal.SIGINT, SIGNALS.handle)
         signal.signal(signal.SIGUSR1, lambda *_: None)
+        handlers = [h for name in ("ray", "ray.tune", "") for h in logging.getLogger(name).handlers]
+        for handler in handlers:
+            handler.addFilter(DISK_FULL_LOGS)
         yield
     finally:
+        for handler in [h for name in ("ray", "ray.tune", "") for h in logging.getLogger(name).handlers]:
+            handler.removeFilter(DISK_FULL_LOGS)
         if started:
             import ray
 

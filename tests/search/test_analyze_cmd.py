@@ -24,7 +24,11 @@ def test_selection_json_follows_the_contract(analyzed):
     assert 0 <= selection["confidence"] <= 1
     assert selection["stop_reason"] == json.loads((path / "race.json").read_text())["stop_reason"]
     assert selection["latent_dim"] in (2, 8)
-    assert "one standard error" in selection["rule"] or "fewer than two seeds" in selection["rule"]
+    assert selection["rule"].startswith("tolerance: ") and "within 0.3 dB of the best" in selection["rule"]  # the run's rule
+    race = json.loads((path / "race.json").read_text())
+    # analyze recomputes the run's decision from trials.csv: the same choice and confidence
+    assert (selection["latent_dim"], selection["confidence"]) == (race["latent_dim"], race["confidence"])
+    assert "close_call" in selection and sum(selection["p_answer"].values()) == pytest.approx(1.0)
     trials = pd.read_csv(path / "trials.csv")
     seeds = trials[(trials["phase"] == "seeds") & (trials["status"] == "completed")].groupby("latent_dim").size()
     for entry in selection["per_latent_dim"]:

@@ -43,10 +43,17 @@ def test_resume_after_the_driver_is_killed_while_racing(tmp_path):
     assert any(line for line in finished), "no trial finished before the kill"
     assert driver.returncode == -signal.SIGKILL, "the run ended before racing: nothing was killed"
     assert not (experiment / "trials.csv").exists()
+    # a disk that filled (or a kill) mid-append leaves the journal's last line without its newline
+    torn = b'{"op_code": 6, "worker_id": "gone", "trial_id": 2, "step": 1, "inter'
+    with open(experiment / "optuna.journal", "ab") as journal:
+        journal.write(torn)
 
-    resumed = run_cli("resume", str(experiment))
+    resumed = run_cli("resume", str(experiment))  # the dead driver's lock does not block it
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.strip().splitlines()[-1] == f"experiment: {experiment}"
+    notices = [line for line in resumed.stdout.splitlines() if line.startswith("notice: optuna.journal: its last record was cut")]
+    (aside,) = experiment.glob("optuna.journal.torn-*")
+    assert len(notices) == 1 and aside.name in notices[0] and aside.read_bytes() == torn
     # Tune's saved state lags by up to a second: a trial that finished in that second may train
     # its last epoch again from its saved checkpoint, to the same value; none finished earlier
     again = {line.split()[2].rstrip(":"): float(line.split("val PSNR")[1].split()[0])
@@ -72,6 +79,26 @@ def test_resume_after_the_driver_is_killed_while_racing(tmp_path):
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
     assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
+
+
+def test_a_second_driver_is_refused_while_the_first_works(tmp_path):
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--trials", "2", "--seeds", "1", "--max-seeds", "1",
+            "--storage", str(tmp_path), "--name", "busy")
+    experiment = tmp_path / "busy"
+    with cli_process(*args) as driver:
+        for line in driver.stdout:
+            if line.startswith("experiment:"):
+                break
+        for command in (("resume", str(experiment)), args, ("analyze", str(experiment))):
+            result = run_cli(*command)
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+            assert f"{experiment} is running: driver pid {driver.pid} on " in lines[0]
+            assert f"watch it with `vae-search status {experiment}`" in lines[0] and "resume" not in lines[0]
+        _, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 0, stderr[-3000:]  # the first driver was not disturbed
+    table = pd.read_csv(experiment / "trials.csv")
+    assert len(table) == 4 and table["trial_id"].is_unique  # 2 search + 1 seed per size, trained once
 
 
 def test_resume_of_a_finished_experiment_changes_nothing(smoke):

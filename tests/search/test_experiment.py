@@ -8,6 +8,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from search.searcher import trial_seed
 from search.table import COLUMNS
 from tests.search.helpers import run_cli
 
@@ -23,6 +24,22 @@ def test_run_prints_the_decision_then_the_experiment_path_last(smoke):
     race = json.loads((path / "race.json").read_text())
     assert lines[-2] == f"chosen latent size: {race['latent_dim']} (confidence {race['confidence']:.2f})"
     assert race["stage"] == "done" and race["stop_reason"] in ("confidence", "max-seeds")
+
+
+def test_the_same_command_and_seed_give_the_same_trials_and_choice(tmp_path):
+    # --trials 2 on two sizes: only the enqueued search points, so no proposal depends on which
+    # of two parallel trials finished first
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--trials", "2", "--seed", "5", "--storage", str(tmp_path))
+    for name in ("a", "b"):
+        result = run_cli(*args, "--name", name)
+        assert result.returncode == 0, result.stderr[-3000:]
+    first, second = (pd.read_csv(tmp_path / name / "trials.csv").sort_values(["phase", "latent_dim", "seed", "lr"]) for name in "ab")
+    columns = ["phase", "latent_dim", "lr", "seed", "epochs", "psnr_mean", "val_loss"]
+    pd.testing.assert_frame_equal(first[columns].reset_index(drop=True), second[columns].reset_index(drop=True))
+    races = [json.loads((tmp_path / name / "race.json").read_text()) for name in "ab"]
+    assert (races[0]["latent_dim"], races[0]["confidence"]) == (races[1]["latent_dim"], races[1]["confidence"])
+    seeds = first[first["phase"] == "seeds"]
+    assert set(seeds["seed"]) <= {trial_seed(5, k) for k in range(1, 4)}  # independent of other --seed values
 
 
 def test_the_run_is_one_tune_experiment(smoke):

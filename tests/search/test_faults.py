@@ -2,15 +2,19 @@
 and the local Ray's authentication."""
 
 import os
+import stat
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import optuna
 import pandas as pd
 import psutil
 import pytest
 
+from search.session import token_path
 from tests.search.helpers import cli_process, run_cli, session_processes
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
@@ -111,7 +115,27 @@ def test_local_ray_refuses_a_client_without_its_token():
         env = {**os.environ, "RAY_AUTH_TOKEN": "not-the-token"}
         stranger = subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True, text=True, timeout=180)
         assert "REFUSED" in stranger.stdout, stranger.stdout + stranger.stderr[-2000:]
+        env = {**os.environ, "RAY_AUTH_TOKEN": token_path().read_text().strip()}
+        owner = subprocess.run([sys.executable, "-c", code, address], env=env, capture_output=True, text=True, timeout=180)
+        assert "CONNECTED" in owner.stdout, owner.stdout + owner.stderr[-2000:]  # the token, not something else, decides
     assert not ray.is_initialized()  # the session shut down the Ray it started
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["ray-writes-it", "user-wrote-it"])
+def test_the_token_that_guards_ray_is_readable_by_its_owner_only(tmp_path, existing):
+    home = tmp_path / "home"
+    if existing:  # a token the user made, with the usual umask
+        (home / ".ray").mkdir(parents=True)
+        (home / ".ray" / "auth_token").write_text(uuid.uuid4().hex)
+        (home / ".ray").chmod(0o755)
+        (home / ".ray" / "auth_token").chmod(0o644)
+    code = ("from search.config import SearchConfig\nfrom search.session import ray_session\n"
+            "with ray_session(SearchConfig(num_cpus=1), None):\n    print('UP')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")} | {"HOME": str(home)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert "UP" in result.stdout, result.stderr[-2000:]
+    assert stat.S_IMODE((home / ".ray" / "auth_token").stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / ".ray").stat().st_mode) == 0o700
 
 
 def test_run_refuses_to_start_ray_without_authentication(tmp_path):
@@ -120,3 +144,45 @@ def test_run_refuses_to_start_ray_without_authentication(tmp_path):
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "RAY_AUTH_MODE=disabled" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MB file system (tmpfs), enlarged later by `grow`; needs root (CI runs as root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("this machine does not let a test mount a tmpfs")
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+
+    yield disk, grow
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_run_with_one_message_and_resume_finishes_it(small_disk):
+    disk, grow = small_disk
+    experiment = disk / "full"
+    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(disk), "--name", "full")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert lines[0].startswith(f"vae-search: stopped: no space left on device in {experiment} (0.0 MB free, the rest of the "
+                               "run needs about ")
+    log = Path(lines[0].split("; details in ")[1])
+    try:
+        assert "No space left on device" in log.read_text()
+    finally:
+        log.unlink()
+    assert lines[1] == f"resume with: vae-search resume {experiment}"
+
+    grow()  # space freed
+    resumed = run_cli("resume", str(experiment))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    table = pd.read_csv(experiment / "trials.csv")
+    # no trial was counted as failed for lack of space: 3 search trials, 2-3 seeds per size, all trained
+    assert (table["status"] == "completed").all() and (table["phase"] == "search").sum() == 3
+    assert table[table["phase"] == "seeds"].groupby("latent_dim").size().between(2, 3).all()
