@@ -230,7 +230,9 @@ def _start(config: SearchConfig, address: str | None) -> bool:
         # the network could run code on this machine (CVE-2023-48022, "ShadowRay").
         raise UsageError("RAY_AUTH_MODE=disabled would leave the local Ray's ports open without authentication; unset it")
     check_local_resources(config)
-    ray.init(num_cpus=config.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+    # address="local": a new Ray of our own, even when `ray start` left a cluster (or its address
+    # file, /tmp/ray/ray_current_cluster) on this machine; joining one takes --address
+    ray.init(address="local", num_cpus=config.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
     private_token()
     gpus = ray.cluster_resources().get("GPU", 0)
     if config.gpus_per_trial > gpus:

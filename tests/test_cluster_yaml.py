@@ -22,6 +22,13 @@ def test_cluster_config_is_valid_for_rays_launcher(name, provider):
     assert "RAY_AUTH_MODE=token" in starts and "disabled" not in starts
     assert "--dashboard-host=0.0.0.0" not in starts
     assert any('pip install -e "$HOME/vae-search[cluster]"' in c for c in config["setup_commands"])
+    assert "chmod 700 ~/.ray && chmod 600 ~/.ray/auth_token" in config["setup_commands"]  # the copied token stays private
+    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])  # as tests/search/test_job.py starts it
+
+
+def test_the_cluster_extra_brings_the_job_client_and_the_job_server():
+    (cluster,) = [line for line in (ROOT / "pyproject.toml").read_text().splitlines() if line.startswith("cluster = [")]
+    assert '"ray[default]>=' in cluster  # `ray job submit` on a laptop, the dashboard and job server on the head
 
 
 def test_schema_catches_a_broken_config():

@@ -39,7 +39,7 @@ def test_trials_get_uint8_train_and_val_as_read_only_views_of_the_object_store(s
 
     shipped = sample_splits.for_training()
     assert shipped.test is None and shipped.train is sample_splits.train
-    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, configure_logging=False)
     try:
         ref = ray.put(shipped)
 

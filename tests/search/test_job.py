@@ -1,0 +1,99 @@
+"""The cluster path exactly as the README tells it, on this machine: a real Ray head started as
+cluster.yaml starts it (token authentication, the dashboard and job server on loopback, here
+on random ports), the README's `ray job submit --working-dir .` job that runs the search and the
+analysis, its logs, and a client without the token refused."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.search.helpers import kill_session
+
+pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+
+ROOT = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """`RAY_AUTH_MODE=token ray start --head --dashboard-host=127.0.0.1` (cluster.yaml's head
+    command), in a session of its own so that every process it starts is killed at the end."""
+    port, dashboard = _free_port(), _free_port()
+    # the project's environment, as on a node where cluster.yaml installed it
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = tmp_path_factory.mktemp("head") / "ray-start.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
+                                    f"--dashboard-port={dashboard}", "--num-cpus=2", "--block"],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", dashboard)) == 0:
+                    break
+            assert process.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the head's dashboard never listened:\n{log.read_text()[-3000:]}")
+        yield f"http://127.0.0.1:{dashboard}", env
+    finally:
+        kill_session(process.pid)
+        process.wait()
+
+
+def _job(address: str, env: dict, command: str, *extra: str) -> subprocess.CompletedProcess:
+    """The README's submission, word for word but for the address and the command."""
+    return subprocess.run([RAY, "job", "submit", "--address", address, *extra, "--working-dir", ".", "--", "bash", "-c", command],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_the_readme_job_runs_the_search_and_the_analysis(head, tmp_path):
+    address, env = head
+    experiment = tmp_path / "jobs" / "job-1"
+    command = (f"vae-search run --preset smoke --address auto --storage {experiment.parent} --name job-1 "
+               f"&& vae-search analyze {experiment}")
+    result = _job(address, env, command)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"^  search trial \w+: latent \d+ lr", result.stdout, re.M)  # the per-trial lines reach the client
+    assert f"experiment: {experiment}" in result.stdout and f"report: {experiment / 'report.html'}" in result.stdout
+    assert (experiment / "selection.json").is_file() and (experiment / "best_model" / "model.pt").is_file()
+
+    job_id = re.search(r"Job '(\w+)' submitted successfully", result.stdout + result.stderr).group(1)
+    logs = subprocess.run([RAY, "job", "logs", "--address", address, "--follow", job_id], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert logs.returncode == 0 and re.search(r"^  seeds trial \w+: latent \d+ lr", logs.stdout, re.M), logs.stderr[-2000:]
+
+
+def test_a_job_without_the_token_is_refused(head, tmp_path):
+    address, env = head
+    marker = tmp_path / "ran"
+    result = _job(address, {**env, "RAY_AUTH_TOKEN": "not-the-token"}, f"touch {marker}", "--no-wait")
+    assert result.returncode != 0 and re.search(r"401|[Uu]nauthori[sz]ed|[Aa]uthentication", result.stdout + result.stderr)
+    time.sleep(2)
+    assert not marker.exists()
+
+
+def test_a_local_run_starts_its_own_ray_even_beside_a_running_head(head):
+    # `ray start` left a cluster on this machine (and its address in /tmp/ray/ray_current_cluster):
+    # a run without --address must not join it (and must not fail trying)
+    _, env = head
+    code = ("import ray\nfrom search.config import SearchConfig\nfrom search.session import ray_session\n"
+            "with ray_session(SearchConfig(num_cpus=1), None):\n    print(ray.get_runtime_context().gcs_address)")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    head_gcs = (Path("/tmp/ray") / "ray_current_cluster").read_text().strip()
+    assert result.stdout.strip() and result.stdout.strip() != head_gcs
