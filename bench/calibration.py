@@ -108,14 +108,15 @@ _BASELINE_SE: dict[int, float] = {}
 def _race(job: tuple) -> dict:
     from analysis.racing import assess, mean_se
 
-    scenario, rule, tolerance_db, seeds, max_seeds, target, race_seed = job
+    scenario, rule, tolerance_db, seeds, max_seeds, target, race_seed, discount = job
     rng = np.random.default_rng(race_seed)
     means = _true_means(scenario, rng)
     dims = sorted(means)
     values = {d: list(means[d] + scenario["sds"][d] * rng.standard_normal(seeds)) for d in dims}
     while True:
         try:
-            race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed, horizon=(seeds, max_seeds))
+            race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed,
+                          horizon=(seeds, max_seeds) if discount else None)
         except TypeError:  # a checkout whose assess predates the horizon
             race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed)
         _BASELINE_SE.clear()
@@ -166,7 +167,8 @@ def run_engine(args: argparse.Namespace, rules: list[str]) -> dict:
     with ProcessPoolExecutor(args.workers) as pool:
         for name, scenario in scenarios(args.tolerance_db).items():
             for rule in rules:
-                jobs = [(scenario, rule, args.tolerance_db, args.seeds, args.max_seeds, args.target, 10_000 + i) for i in range(args.races)]
+                jobs = [(scenario, rule, args.tolerance_db, args.seeds, args.max_seeds, args.target, 10_000 + i, not args.no_discount)
+                        for i in range(args.races)]
                 started = time.perf_counter()
                 summary = {"truth": _truth(scenario["means"], rule, args.tolerance_db),
                            **_summary(list(pool.map(_race, jobs, chunksize=8)))}
@@ -193,6 +195,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout, run the same way first")
     parser.add_argument("--baseline-races", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-discount", action="store_true",
+                        help="race on the posterior itself, without the discount for racing's looks (to see what it buys)")
+    parser.add_argument("--name", default="calibration", help="results name (bench/results/NAME.json)")
     parser.add_argument("--engine-only", type=Path, help=argparse.SUPPRESS)  # the baseline's subprocess writes here
     parser.add_argument("--rules", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -210,7 +215,7 @@ def main() -> None:
     from analysis.rules import DEFAULT_RULE
 
     figures: dict = {"settings": {"races": args.races, "seeds": args.seeds, "max_seeds": args.max_seeds, "target": args.target,
-                                  "tolerance_db": args.tolerance_db},
+                                  "tolerance_db": args.tolerance_db, "discount": not args.no_discount},
                      "scenarios": scenarios(args.tolerance_db)}
     if args.baseline:
         with tempfile.TemporaryDirectory() as tmp:
@@ -224,7 +229,7 @@ def main() -> None:
             figures["baseline"] = json.loads(out.read_text())
     print("ours:", flush=True)
     figures["ours"] = run_engine(args, [DEFAULT_RULE, "one-se"] if args.drift else [DEFAULT_RULE])
-    write("calibration", figures)
+    write(args.name, figures)
 
 
 if __name__ == "__main__":

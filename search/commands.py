@@ -45,6 +45,8 @@ def _writable(folder: Path, flag: str) -> Path:
     if not existing.is_dir():
         what = "is a file, not a folder" if existing == folder else f"cannot be created: {existing} is a file"
         raise UsageError(f"{flag} {folder} {what}")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise UsageError(f"{flag} {folder} cannot be written ({existing} is on a read-only file system)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {folder} cannot be written (no write permission on {existing})")
     return folder

@@ -81,6 +81,13 @@ def test_analyze_bad_input(tmp_path, analyzed):
     path, _ = analyzed
     bad_rule = run_cli("analyze", str(path), "--rule", "vibes")
     assert bad_rule.returncode == 2 and "--rule" in bad_rule.stderr
+    foreign = tmp_path / "foreign"
+    shutil.copytree(path, foreign)
+    (foreign / "optuna.journal").write_text("trial,value\n1,2.0\n")
+    result = run_cli("analyze", str(foreign))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"vae-search: error: {foreign / 'optuna.journal'} is not an Optuna journal (its first line is not a journal record); "
+        "restore the experiment's own optuna.journal"]
     unfinished = tmp_path / "unfinished"
     shutil.copytree(path, unfinished)
     (unfinished / "trials.csv").unlink()

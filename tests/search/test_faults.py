@@ -146,15 +146,31 @@ def test_run_refuses_to_start_ray_without_authentication(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def _mount_tmpfs(folder: Path, options: str) -> None:
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("this machine does not let a test mount a tmpfs")
+
+
+def test_a_read_only_storage_is_refused_before_ray_starts(tmp_path):
+    readonly = tmp_path / "ro"
+    _mount_tmpfs(readonly, "ro,size=1m")
+    try:
+        result = run_cli("run", "--preset", "smoke", "--storage", str(readonly), "--name", "x")
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+            f"vae-search: error: --storage {readonly} cannot be written ({readonly} is on a read-only file system)"]
+        assert "Started a local Ray" not in result.stdout + result.stderr and not list(readonly.iterdir())
+    finally:
+        subprocess.run(["umount", "-l", str(readonly)], capture_output=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 1 MB file system (tmpfs), enlarged later by `grow`; needs root (CI runs as root)."""
     disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
-        pytest.skip("this machine does not let a test mount a tmpfs")
+    _mount_tmpfs(disk, "size=1m")
 
     def grow():
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
