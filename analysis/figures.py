@@ -132,9 +132,15 @@ def search_history(trials: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def race(history: pd.DataFrame, *, chosen: int | None = None, confidence: float | None = None, ax: Axes | None = None) -> Axes:
-    """Each latent size's mean PSNR ± SE as seeds trials were added (`analysis.racing.race_history`)."""
+def race(history: pd.DataFrame, *, chosen: int | None = None, confidence: float | None = None,
+         tolerance_db: float | None = None, ax: Axes | None = None) -> Axes:
+    """Each latent size's mean PSNR ± SE as seeds trials were added (`analysis.racing.race_history`);
+    with `tolerance_db`, the tolerance rule's boundary (the best mean − tolerance) at each step."""
     ax = _axes(ax, 6.5, 4.2)
+    if tolerance_db is not None and len(history):
+        boundary = history.groupby("step")["psnr_mean"].max() - tolerance_db
+        ax.step(boundary.index, boundary.to_numpy(), where="mid", color="0.4", linestyle="--", linewidth=1,
+                label=f"best mean − {tolerance_db:g} dB (tolerance)")
     for i, (dim, group) in enumerate(history.groupby("latent_dim", sort=True)):
         group = group.sort_values("step")
         x, y = group["step"].to_numpy(), group["psnr_mean"].to_numpy(dtype=float)

@@ -27,7 +27,7 @@ FIGURE_CAPTIONS = {
     "latent_tsne": "t-SNE of the chosen model's latent means on the test split, coloured by digit.",
     "reconstructions": "Test-split originals, reconstructions from the posterior mean, and from a sampled z.",
     "search_history": "Search stage: each trial's PSNR and the best so far.",
-    "race": "The race: each latent size's mean PSNR ± SE (validation) as seeds trials were added.",
+    "race": "The race: each latent size's mean PSNR ± SE (validation) as seeds trials were added; dashed: the tolerance rule's boundary.",
 }
 
 

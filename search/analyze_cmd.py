@@ -80,7 +80,8 @@ def analyze(args: argparse.Namespace) -> int:
             "latent_tsne": figs.latent_tsne(embedding, subset.labels.numpy(), latent_dim=chosen),
             "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
             "search_history": figs.search_history(trials),
-            "race": figs.race(race_history(trials), chosen=chosen, confidence=race.confidence),
+            "race": figs.race(race_history(trials), chosen=chosen, confidence=race.confidence,
+                              tolerance_db=tolerance_db if rule == "tolerance" else None),
         }
         pngs = {name: _png(figure) for name, figure in pictures.items()}
 
