@@ -23,8 +23,9 @@ run: $(STAMP)
 	last=$$($(PY) -m search run --preset quick $(RUN_ARGS) | tee /dev/stderr | tail -n 1); \
 	$(PY) -m search analyze "$${last#experiment: }"
 
+# Two workers: most of the suite waits on real Ray runs, and the two halves overlap on two cores.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # The unit layer only: no Ray started, no end-to-end command (about a minute).
 test-fast: $(STAMP)

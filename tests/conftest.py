@@ -8,6 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+_SHARED_RUNS = {"smoke", "analyzed"}  # session fixtures that run a real search
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers), every test that reads the shared smoke
+    search goes to one worker (`--dist loadgroup`), so that search runs once, not once per worker."""
+    for item in items:
+        if _SHARED_RUNS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("smoke"))
+
 
 @pytest.fixture(scope="session")
 def sample_splits():

@@ -10,7 +10,7 @@ import pytest
 
 from search.searcher import trial_seed
 from search.table import COLUMNS
-from tests.search.helpers import run_cli
+from tests.search.helpers import cli_process, run_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -28,11 +28,12 @@ def test_run_prints_the_decision_then_the_experiment_path_last(smoke):
 
 def test_the_same_command_and_seed_give_the_same_trials_and_choice(tmp_path):
     # --trials 2 on two sizes: only the enqueued search points, so no proposal depends on which
-    # of two parallel trials finished first
-    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--trials", "2", "--seed", "5", "--storage", str(tmp_path))
-    for name in ("a", "b"):
-        result = run_cli(*args, "--name", name)
-        assert result.returncode == 0, result.stderr[-3000:]
+    # trial finished first; the two runs go side by side, one CPU each
+    args = ("run", "--preset", "smoke", "--num-cpus", "1", "--trials", "2", "--seed", "5", "--storage", str(tmp_path))
+    with cli_process(*args, "--name", "a") as first, cli_process(*args, "--name", "b") as second:
+        for process in (first, second):
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr[-3000:]
     first, second = (pd.read_csv(tmp_path / name / "trials.csv").sort_values(["phase", "latent_dim", "seed", "lr"]) for name in "ab")
     columns = ["phase", "latent_dim", "lr", "seed", "epochs", "psnr_mean", "val_loss"]
     pd.testing.assert_frame_equal(first[columns].reset_index(drop=True), second[columns].reset_index(drop=True))
