@@ -158,6 +158,10 @@ def execute(experiment: Experiment, splits, *, log: Callable[[str], None] = prin
     _snapshot_often()
     location = experiment.tune_location
     trainable = _trainable(experiment.config, splits)
+    if not experiment.record.get("storage_uri"):
+        notice = restore_tune_state(location)
+        if notice:
+            log(f"notice: {notice}")
     if tune.Tuner.can_restore(location):
         log(f"restoring {location}")
         tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=False)
@@ -261,6 +265,66 @@ def run_config(experiment: Experiment, slots: int = 1):
 
 
 _SNAPSHOT_S = 0
+
+
+STATE_BACKUP = ".state-backup"  # in EXPERIMENT/tune: the last complete copy of Ray Tune's state files
+_STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+
+
+def _state_files(tune_dir: Path) -> list[Path]:
+    return sorted(f for pattern in _STATE_FILES for f in tune_dir.glob(pattern))
+
+
+def _complete(path: Path) -> bool:
+    """A state file Ray Tune finished writing: a pickle (whatever its name says) whose opcodes run
+    to its STOP, read without executing anything, or JSON that parses."""
+    import pickletools
+
+    data = path.read_bytes()
+    try:
+        if data[:1] == b"\x80":  # a pickle's protocol opcode
+            for _ in pickletools.genops(data):
+                pass
+        else:
+            json.loads(data)
+        return True
+    except Exception:  # noqa: BLE001 (any decoding error means torn)
+        return False
+
+
+def backup_tune_state(tune_dir: str | Path) -> None:
+    """Copy Ray Tune's state files to tune/.state-backup when all are complete. Tune rewrites them
+    in place: a disk that fills mid-write tears the only copy, and `Tuner.restore` then fails.
+    Each copy is atomic, so a failed one leaves the previous backup whole."""
+    from vae.files import atomic_write_bytes
+
+    tune_dir = Path(tune_dir)
+    files = _state_files(tune_dir)
+    if not files or not all(_complete(f) for f in files):
+        return
+    for f in files:
+        atomic_write_bytes(tune_dir / STATE_BACKUP / f.name, f.read_bytes())
+
+
+def restore_tune_state(tune_dir: str | Path) -> str | None:
+    """Before a restore: put the backup back when a state file is torn. Returns a notice, or None
+    when the state is whole; UsageError when it is torn and there is no backup."""
+    import shutil
+
+    tune_dir = Path(tune_dir)
+    torn = [f for f in _state_files(tune_dir) if not _complete(f)]
+    if not torn:
+        return None
+    backup = _state_files(tune_dir / STATE_BACKUP) if (tune_dir / STATE_BACKUP).is_dir() else []
+    if not backup:
+        raise UsageError(f"Ray Tune's state file {torn[0]} is incomplete (an interrupted write) and there is no backup "
+                         f"in {tune_dir / STATE_BACKUP}; the experiment cannot be resumed")
+    for f in _state_files(tune_dir):
+        f.unlink()
+    for f in backup:
+        shutil.copy2(f, tune_dir / f.name)
+    return (f"Ray Tune's state ({', '.join(f.name for f in torn)}) was cut short by an interrupted write; "
+            f"restored its last complete copy from {STATE_BACKUP}/ (trials finished after it report again from their checkpoints)")
 
 
 def _snapshot_often() -> None:

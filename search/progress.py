@@ -21,8 +21,9 @@ from pathlib import Path
 
 from ray import tune
 
-from analysis.layout import METRIC, RACE_FILE
+from analysis.layout import METRIC, RACE_FILE, TUNE_DIR
 from search import session
+from search.experiment import backup_tune_state
 from search.output import read_race
 from search.status import STATUS_FILE, one_line, snapshot
 from vae.files import atomic_write_text
@@ -104,6 +105,8 @@ class Progress(tune.Callback):
                           elapsed_s=now - (self._started or now), race=race)
         try:
             atomic_write_text(Path(self.path) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+            if not self.storage_uri:
+                backup_tune_state(Path(self.path) / TUNE_DIR)
         except OSError as exc:
             if not session.is_disk_full(exc):
                 raise

@@ -1,6 +1,7 @@
 """One driver per experiment (a real flock, a real killed process) and the torn-journal repair
 (a real Optuna journal)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -94,3 +95,27 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path):
     with pytest.raises(UsageError, match="is not an Optuna journal"):
         repair_journal(path)
     assert path.read_text() == "trial_id,value\n1,2.0\n"  # nothing changed
+
+
+def test_a_torn_tune_state_is_put_back_from_its_last_complete_copy(tmp_path):
+    import pickle
+
+    from search.experiment import STATE_BACKUP, backup_tune_state, restore_tune_state
+
+    tune_dir = tmp_path / "tune"
+    tune_dir.mkdir()
+    state = tune_dir / "experiment_state-2026-01-01_00-00-00.json"
+    searcher = tune_dir / "searcher-state-2026-01-01_00-00-00.pkl"
+    state.write_text(json.dumps({"trials": ["a", "b"]}))
+    searcher.write_bytes(pickle.dumps({"stage": "seeds"}))
+    assert restore_tune_state(tune_dir) is None  # whole: nothing to do
+    with pytest.raises(UsageError, match="no backup"):
+        state.write_text('{"trials": ["a", "b')
+        restore_tune_state(tune_dir)
+    state.write_text(json.dumps({"trials": ["a", "b"]}))
+    backup_tune_state(tune_dir)
+    state.write_text('{"trials": ["a", "b", "c')  # a disk that filled mid-write
+    backup_tune_state(tune_dir)  # a torn state is never backed up over a whole one
+    notice = restore_tune_state(tune_dir)
+    assert state.name in notice and STATE_BACKUP in notice
+    assert json.loads(state.read_text()) == {"trials": ["a", "b"]} and pickle.loads(searcher.read_bytes()) == {"stage": "seeds"}
