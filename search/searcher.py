@@ -31,6 +31,7 @@ already holds as finished are ignored, and trials asked after the snapshot are c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -200,6 +201,9 @@ class StagedSearcher(Searcher):
         config = self._config
         race = assess(values, rule=config.rule, tolerance_db=config.tolerance_db, seed=config.seed,
                       horizon=(config.seeds, config.max_seeds))
+        if self._race.get("stage") in ("search", "seeds") and len(values) < len(config.latent_dims):
+            # sizes still to measure: nothing is decided yet (one size alone would read as certain)
+            race = dataclasses.replace(race, confidence=0.0)
         self._race.update(race.to_dict(), target=config.confidence)
         self._write_race()
         return race

@@ -81,6 +81,9 @@ def test_seeds_wait_for_their_sizes_search_trials_and_use_the_best_lr(tmp_path):
                key=lambda e: (e["epochs"], e["psnr"]))
     assert config["lr"] == best["lr"] and config["seed"] == trial_seed(0, 1)
     assert searcher.suggest("b")["seed"] == trial_seed(0, 2)
+    _finish(searcher, "a", 12.0)  # size 2 measured, size 8 not yet: no decision to be sure of
+    race = json.loads((tmp_path / "race.json").read_text())
+    assert race["latent_dim"] == 2 and race["confidence"] == 0.0 and race["stage"] == "seeds"
     assert searcher.suggest("c") is None  # size 2 has its seeds; size 8's search is still running
 
 
