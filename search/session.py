@@ -201,9 +201,12 @@ def private_token() -> Path | None:
     path = token_path()
     if not path.is_file():
         return None  # RAY_AUTH_TOKEN in the environment, or a cluster that holds the token elsewhere
-    path.chmod(0o600)
-    if "RAY_AUTH_TOKEN_PATH" not in os.environ:
-        path.parent.chmod(0o700)
+    try:
+        path.chmod(0o600)
+        if "RAY_AUTH_TOKEN_PATH" not in os.environ:
+            path.parent.chmod(0o700)
+    except PermissionError:  # another user's file: theirs to protect, and no reason to stop the run
+        print(f"warning: cannot make {path} private (not yours); anyone who can read it can use this Ray", file=sys.stderr)
     return path
 
 
