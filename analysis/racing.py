@@ -96,13 +96,6 @@ class Race:
             tolerance_db=float(values.get("tolerance_db", DEFAULT_TOLERANCE_DB)),
         )
 
-    def equivalent(self) -> tuple[int, ...]:
-        """Sizes whose sample mean is within the tolerance of the best's (tolerance rule only)."""
-        if self.rule != "tolerance" or self.best_latent_dim is None:
-            return ()
-        top = self.mean[self.best_latent_dim]
-        return tuple(d for d in sorted(self.mean) if self.mean[d] >= top - self.tolerance_db)
-
     def close_call(self) -> str | None:
         """One sentence when the choice is not the best size: the sizes are practically
         equivalent and the rule takes the smaller one."""

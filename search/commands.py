@@ -156,8 +156,8 @@ def _disk_full(experiment, exc: BaseException) -> BaseException:
             return exc
         exc = DiskFull(str(experiment.path), exc)
     exc.folder = str(experiment.path)  # the folder the user gave (Ray Tune's own messages name sub-folders)
-    trial_errors = [f"--- {f}\n{f.read_text(errors='replace')}" for f in sorted((experiment.path / "tune").glob("trial_*/error.txt"))
-                    if is_disk_full(f.read_text(errors="replace"))]
+    errors = {f: f.read_text(errors="replace") for f in sorted((experiment.path / "tune").glob("trial_*/error.txt"))}
+    trial_errors = [f"--- {f}\n{text}" for f, text in errors.items() if is_disk_full(text)]
     detail = exc.detail
     text = f"{exc}\n" + ("".join(traceback.format_exception(detail)) if isinstance(detail, BaseException) else f"{detail or ''}\n")
     text += "".join(f"--- Ray Tune's log\n{t}\n" for t in DISK_FULL_LOGS.texts) + "".join(trial_errors)
