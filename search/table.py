@@ -59,7 +59,8 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
     for trial in _analysis(location).trials:
         result = trial.last_result or {}
         tconf = dict(trial.config)
-        epochs = int(result.get("training_iteration", 0) or 0)
+        # the epoch it reached: a trial restored after it had finished reports its last epoch again
+        epochs = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
         max_epochs = int(tconf.get("epochs", config.epochs))
         stale_error = finished and trial.status in ("RUNNING", "PENDING", "PAUSED") and _read_error(location, trial)
         if trial.status == "ERROR" or stale_error:
@@ -138,27 +139,46 @@ def trials_frame(experiment, *, finished: bool = False) -> pd.DataFrame:
 
 
 def history_frame(experiment) -> pd.DataFrame:
-    """One row per trial and epoch, from each trial's progress.csv."""
+    """One row per trial and epoch, from each trial's progress.csv; from its last checkpoint's
+    history when progress.csv lacks epochs the trial reported (Ray Tune copies the driver's logs
+    to the storage path in the background, and a driver killed mid-copy leaves them torn)."""
     from search.storage import is_dir
 
     frames = []
     location = experiment.tune_location
     if is_dir(location):
         analysis = _analysis(location)
-        stages = {t.trial_id: (t.config.get("phase", "search"), t.config.get("stage", "search")) for t in analysis.trials}
-        for trial_id, frame in analysis.trial_dataframes.items():
-            if frame is None or frame.empty:
-                continue
+        logged = analysis.trial_dataframes
+        for trial in analysis.trials:
+            frame = logged.get(trial.trial_id)
+            if frame is None or "epoch" not in frame.columns:
+                frame = pd.DataFrame(columns=["epoch"])
             # Tune logs results at least once: a trial restored from an older checkpoint
             # reports those epochs again (with equal values, training is deterministic)
-            if "epoch" in frame.columns:
-                frame = frame.drop_duplicates(subset=["epoch"], keep="last")
-            phase, stage = stages.get(trial_id, ("search", "search"))
-            frame = frame.assign(trial_id=trial_id, phase=phase, stage=stage)
+            frame = frame.drop_duplicates(subset=["epoch"], keep="last")
+            reported = int((trial.last_result or {}).get("epoch", 0) or 0)
+            if trial.checkpoint is not None and len(frame) < reported:
+                frame = _checkpoint_history(trial)
+            if frame.empty:
+                continue
+            tconf = trial.config
+            frame = frame.assign(trial_id=trial.trial_id, phase=tconf.get("phase", "search"),
+                                 stage=tconf.get("stage", tconf.get("phase", "search")),
+                                 latent_dim=tconf["latent_dim"], lr=tconf["lr"], seed=tconf["seed"])
             frames.append(frame.reindex(columns=HISTORY_COLUMNS))
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+def _checkpoint_history(trial) -> pd.DataFrame:
+    """The per-epoch results a trial's last checkpoint holds (`vae.training.TrainState`)."""
+    from vae.checkpoint import load_state
+    from vae.training import EpochResult
+
+    with trial.checkpoint.as_directory() as folder:
+        history = load_state(folder)["history"]
+    return pd.DataFrame([EpochResult(**r).flat() for r in history])
 
 
 def read_trials(experiment: str | Path) -> pd.DataFrame:

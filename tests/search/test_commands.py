@@ -64,6 +64,7 @@ def test_resume_after_the_driver_is_killed_while_racing(tmp_path):
         assert psnr == pytest.approx(finished[trial_id][1], abs=0.006)
     table = pd.read_csv(experiment / "trials.csv")
     assert (table["phase"] == "search").sum() == 3 and table["trial_id"].is_unique
+    assert (table["epochs"] <= table["max_epochs"]).all()  # a finished trial reporting again trains nothing
     seeds = table[table["phase"] == "seeds"]
     assert seeds.groupby("latent_dim").size().between(2, 3).all() and (seeds["status"] == "completed").all()
     assert (seeds["stage"] == "racing").sum() >= 1

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import optuna
@@ -184,3 +185,24 @@ def test_status_of_a_finished_run(smoke):
     assert "state: done" in text and f"decision: latent size {race['latent_dim']}" in text
     missing = run_cli("status", str(path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_history_survives_trial_logs_torn_by_a_killed_driver(smoke, tmp_path):
+    # Ray Tune copies the driver's trial logs to the storage path in the background; a driver
+    # killed mid-copy leaves them empty while the saved state already says the trial finished
+    from search.experiment import Experiment
+    from search.table import history_frame
+
+    path, _ = smoke
+    copy = tmp_path / "smoke"
+    shutil.copytree(path, copy)
+    history = pd.read_csv(path / "history.csv")
+    torn = history["trial_id"].iloc[0]
+    for name in ("progress.csv", "result.json"):
+        (copy / "tune" / f"trial_{torn}" / name).write_bytes(b"")
+    rebuilt = history_frame(Experiment.open(copy))
+    columns = ["epoch", "train_loss", "val_loss", "psnr_mean", "latent_dim", "seed", "stage"]
+    expected = history[history["trial_id"] == torn][columns].reset_index(drop=True)
+    got = rebuilt[rebuilt["trial_id"] == torn][columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert len(rebuilt) == len(history)
