@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-DIGITS = list(range(10))
+from analysis.layout import DIGITS
 
 
 def _figure(width: float = 8.0, height: float = 4.5) -> Figure:
@@ -32,8 +32,8 @@ def metric_by_digit(summary: pd.DataFrame, metric: str, *, chosen: int | None = 
         values = [getattr(row, f"{metric}_digit_{d}") for d in DIGITS]
         errors = np.nan_to_num([getattr(row, f"{metric}_digit_{d}_se") for d in DIGITS])
         label = f"latent {row.latent_dim}" + (" (chosen)" if row.latent_dim == chosen else "")
-        ax.bar(np.arange(10) + (i - (len(rows) - 1) / 2) * width, values, width, yerr=errors, capsize=2, label=label)
-    ax.set_xticks(DIGITS)
+        ax.bar(np.arange(len(DIGITS)) + (i - (len(rows) - 1) / 2) * width, values, width, yerr=errors, capsize=2, label=label)
+    ax.set_xticks(list(DIGITS))
     ax.set_xlabel("digit")
     ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "MSE")
     ax.set_title(("PSNR" if metric == "psnr" else "MSE") + " per digit by latent size (mean ± SE over seeds, validation)")

@@ -6,6 +6,8 @@ Kept free of heavy imports: the command line reads it for `--help`.
 
 from __future__ import annotations
 
+from vae.config import N_CLASSES
+
 # files in an experiment folder
 RUN_FILE = "run.json"  # resolved settings, data record, what is done
 TUNE_DIR = "tune"  # Ray Tune's experiment (Tuner.restore works on it)
@@ -27,14 +29,14 @@ STAGES = ("search", "seeds", "racing", "done")  # the `stage` column uses the fi
 # the `status` column
 COMPLETED, STOPPED, DIVERGED, ERRORED = "completed", "stopped", "diverged", "errored"
 
-DIGITS = range(10)
+DIGITS = range(N_CLASSES)
 DIGIT_COLUMNS = [f"mse_digit_{d}" for d in DIGITS] + [f"psnr_digit_{d}" for d in DIGITS]
 METRIC_COLUMNS = ["val_loss", "train_loss", "kl", "mse_mean", "psnr_mean"]  # what a trial reports each epoch
 COLUMNS = (
     ["trial_id", "phase", "stage", "status", "latent_dim", "lr", "beta", "seed", "epochs", "max_epochs"]
     + METRIC_COLUMNS
     + DIGIT_COLUMNS
-    + ["node", "host", "device", "threads", "train_images", "data_digest", "time_s", "train_time_s",
+    + ["node", "host", "device", "threads", "train_images", "pixel_sum", "time_s", "train_time_s",
        "started_at", "finished_at", "checkpoint", "error"]
 )
 HISTORY_COLUMNS = ["trial_id", "phase", "stage", "latent_dim", "lr", "seed", "epoch", "train_loss", "val_loss",

@@ -46,7 +46,7 @@ def render(
     provenance: dict | None = None,
 ) -> str:
     """The whole page as a string; `figures` maps a figure name to PNG bytes. `provenance`:
-    command, preset, settings, data, versions and compute (see `search.analyze_cmd`). `close_call`:
+    command, preset, settings, data, versions and compute (see `search.cli.analyze`). `close_call`:
     one sentence when the chosen size is not the best (`analysis.racing.Race.close_call`)."""
     summary_table = summary[["latent_dim", "n_trials", "psnr_mean", "psnr_se", "mse_mean", "mse_se", "best_trial_id"]]
     shown = [c for c in ("trial_id", "phase", "stage", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean",

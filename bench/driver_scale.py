@@ -39,9 +39,9 @@ def throughput(n_results: int, n_trials: int, num_cpus: int) -> dict:
     from ray import tune
 
     from search.config import SearchConfig
-    from search.progress import Progress
-    from search.scheduling import scheduler
-    from search.searcher import StagedSearcher
+    from search.engine.progress import Progress
+    from search.engine.scheduling import scheduler
+    from search.engine.searcher import StagedSearcher
 
     config = SearchConfig(latent_dims=(2, 8), trials=n_trials, seeds=1, max_seeds=1, epochs=n_results, scheduler="fifo",
                           num_cpus=num_cpus)
@@ -55,7 +55,7 @@ def throughput(n_results: int, n_trials: int, num_cpus: int) -> dict:
             tune_config=tune.TuneConfig(metric="psnr_mean", mode="max", search_alg=searcher, scheduler=scheduler(config),
                                         num_samples=-1, reuse_actors=True),
             run_config=tune.RunConfig(name="tune", storage_path=str(path), verbose=0,
-                                      callbacks=[Progress(str(path), storage_uri=None, minimum_trials=n_trials,
+                                      callbacks=[Progress(str(path), searcher, storage_uri=None, minimum_trials=n_trials,
                                                           slots=num_cpus, epochs=n_results)]),
         )
         started = time.perf_counter()
@@ -70,7 +70,7 @@ def throughput(n_results: int, n_trials: int, num_cpus: int) -> dict:
 def suggest_times(sizes: list[int], asks: int) -> dict:
     import optuna
 
-    from search.searcher import journal_storage, make_sampler
+    from search.engine.searcher import journal_storage, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore")
@@ -111,10 +111,10 @@ def main() -> None:
     import ray
 
     from search.config import SearchConfig
-    from search.session import ray_session
+    from search.engine.session import driver_session
 
     many_results, many_trials = [], []
-    with ray_session(SearchConfig(num_cpus=args.num_cpus), None):
+    with driver_session(SearchConfig(num_cpus=args.num_cpus), None):
         for i in range(args.repeats):
             many_results.append(throughput(n_results=500, n_trials=args.num_cpus, num_cpus=args.num_cpus))
             many_trials.append(throughput(n_results=1, n_trials=100, num_cpus=args.num_cpus))

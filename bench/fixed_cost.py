@@ -23,39 +23,30 @@ import json, sys, time, tempfile
 from pathlib import Path
 marks = {"start": time.perf_counter()}
 import ray, torch, optuna
-import search.commands, search.experiment as exp
+from search.engine import experiment as exp
+from search.store import record
 from search.config import resolve
 marks["imports"] = time.perf_counter()
-config = resolve("smoke", {"latent_dims": (2,), "trials": 1, "seeds": 1, "epochs": 1, "max_train": 100, "num_cpus": 2,
-                           **({"max_seeds": 1} if "max_seeds" in resolve("smoke", {}).to_dict() else {})})
+config = resolve("smoke", {"latent_dims": (2,), "trials": 1, "seeds": 1, "max_seeds": 1, "epochs": 1, "max_train": 100,
+                           "num_cpus": 2})
 path = Path(tempfile.mkdtemp()) / "e"
-new = hasattr(exp, "tune_config")
-if new:  # as `vae-search run` does it: the data loads while Ray starts
-    from concurrent.futures import ThreadPoolExecutor
-    from search.commands import load_splits
-    from search.session import ray_session
-    loading = ThreadPoolExecutor(1).submit(load_splits, config)
-    session = ray_session(config, None)
-    session.__enter__()
-    marks["ray_start"] = time.perf_counter()
-    splits, data = loading.result()
-    marks["data"] = time.perf_counter()
-else:
-    from search.commands import _load
-    splits = _load(config)
-    marks["data"] = time.perf_counter()
-    exp.start_ray(config, None)
-    marks["ray_start"] = time.perf_counter()
-experiment = exp.create(config, path, data=data, address=None) if new else exp.create(config, path, source=splits.source, address=None)
+# as `vae-search run` does it: the data loads while Ray starts
+from concurrent.futures import ThreadPoolExecutor
+from search.engine.data import load_splits
+from search.engine.session import driver_session
+loading = ThreadPoolExecutor(1).submit(load_splits, config)
+session = driver_session(config, None)
+slots = session.__enter__()
+marks["ray_start"] = time.perf_counter()
+splits, data = loading.result()
+marks["data"] = time.perf_counter()
+experiment = record.create(config, path, data=data, address=None)
 before_fit = time.time()
 marks["create"] = time.perf_counter()
-exp.execute(experiment, splits, log=lambda line: None)
+exp.execute(experiment, splits, slots=slots, log=lambda line: None)
 after = time.time()
 marks["execute"] = time.perf_counter()
-if new:
-    session.__exit__(None, None, None)
-else:
-    ray.shutdown()
+session.__exit__(None, None, None)
 marks["shutdown"] = time.perf_counter()
 import pandas as pd
 table = pd.read_csv(path / "trials.csv")

@@ -30,7 +30,7 @@ GB = 1024**3
 
 SHIPPED = r'''
 import json, pickle, sys
-from search.commands import load_splits
+from search.engine.data import load_splits
 from search.config import resolve
 config = resolve("paper", {"data_dir": sys.argv[1]})
 splits = load_splits(config)

@@ -1,6 +1,6 @@
 """Seed-to-seed spread of the validation PSNR, and whether a shared seed pairs the latent sizes.
 
-Trains the trial recipe of a preset (the same Tune constants and `search.trial.build_config`
+Trains the trial recipe of a preset (the same Tune constants and `search.engine.trial.build_config`
 a run uses) at every latent size with seeds 1..N, two trials at a time, one thread each, and
 reports per size the mean and SD of the validation psnr_mean over seeds, the pooled per-seed
 SD, and the pairing: seed k shuffles the data and initialises the weights the same way at
@@ -30,7 +30,7 @@ from _common import unpack_full_mnist, write
 def _train_one(job: dict) -> dict:
     import torch
 
-    from search.trial import build_config
+    from search.engine.trial import build_config
     from vae import load_data
     from vae.training import train
 
@@ -81,14 +81,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from search.config import resolve
-    from search.experiment import _constants
+    from search.engine.experiment import trial_template
 
     config = resolve(args.preset, {"epochs": args.epochs})
     dims = [int(d) for d in args.latent_dims.split(",")] if args.latent_dims else list(config.latent_dims)
     with tempfile.TemporaryDirectory() as tmp:
         data = {"source": "mnist" if args.full else "sample",
                 "data_dir": str(unpack_full_mnist(Path(tmp))) if args.full else "data"}
-        constants = {**_constants(config, data), "threads": 1, "max_train": None if args.full else config.max_train}
+        constants = trial_template(config, data)
+        constants["train"]["threads"] = 1
+        constants["train"]["data"]["max_train"] = None if args.full else config.max_train
         jobs = [{"trial": {**constants, "phase": "seeds", "latent_dim": d, "lr": args.lr, "seed": s}}
                 for s in range(1, args.seeds + 1) for d in dims]
         rows = []

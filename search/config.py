@@ -1,21 +1,29 @@
-"""The search's typed configuration and its presets.
+"""The search's typed configuration and its presets: the settings every layer shares.
 
-A preset fills every value; flags given on the command line override it. The resolved
-config is stored in the experiment folder (`run.json`) so `resume` and `analyze` see it.
+A preset fills every value; flags given on the command line override it. Every field is a
+`run` flag (`--latent-dims` for `latent_dims`) unless it is marked `flag=False` (a preset-only
+setting): `RUN_FLAGS` lists them, and the command line, the reproduce command in run.json
+and the tests derive theirs from it. The resolved config is stored in the experiment folder
+(`run.json`) so `resume` and `analyze` see it. A trial's `vae.TrainConfig` is built from it
+(`train_template`), so the model, data and training settings mean what `vae` says they mean.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, RULES
-from vae.config import DATASETS, LR_SCHEDULES
+from vae.config import DATASETS, LR_SCHEDULES, DataConfig, ModelConfig, TrainConfig
 from vae.errors import UsageError
 
 SCHEDULERS = ("asha", "fifo")
+
+
+def _preset_only(default: Any) -> Any:
+    return field(default=default, metadata={"flag": False})
 
 
 @dataclass(frozen=True)
@@ -33,14 +41,14 @@ class SearchConfig:
     rule: str = DEFAULT_RULE  # the selection rule that racing makes sure of (analyze may use another)
     tolerance_db: float = DEFAULT_TOLERANCE_DB  # practical equivalence (dB) for rule "tolerance"
     scheduler: str = "asha"
-    grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
-    reduction_factor: int = 2  # ASHA: keep the best 1/rf at each rung
+    grace_period: int = _preset_only(2)  # ASHA: epochs every trial gets before it can be stopped
+    reduction_factor: int = _preset_only(2)  # ASHA: keep the best 1/rf at each rung
     batch_size: int = 32
     dataset: str = "auto"
     data_dir: str = "data"
     max_train: int | None = None  # cap on training images (stratified), None = all
-    channels: tuple[int, int] = (32, 64)
-    hidden_dim: int = 256
+    channels: tuple[int, int] = _preset_only((32, 64))
+    hidden_dim: int = _preset_only(256)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None  # None: as many as the cluster's resources allow
@@ -74,7 +82,7 @@ class SearchConfig:
             isinstance(self.confidence, (int, float)) and 0 < self.confidence < 1,
             f"confidence must be between 0 and 1 (exclusive) but got {self.confidence!r}",
         )
-        minimum_trials = self.trials + self.seeds * len(dims)
+        minimum_trials = self.minimum_trials
         _check(
             self.max_trials is None or (isinstance(self.max_trials, int) and self.max_trials >= minimum_trials),
             f"max_trials must be at least trials + seeds x latent sizes ({minimum_trials}) but got {self.max_trials!r}",
@@ -103,6 +111,21 @@ class SearchConfig:
         """Torch threads per trial: its CPU share, at least one."""
         return max(1, int(self.cpus_per_trial))
 
+    @property
+    def minimum_trials(self) -> int:
+        """The trials every run has: the search, then `seeds` per latent size (racing may add more)."""
+        return self.trials + self.seeds * len(self.latent_dims)
+
+    def train_template(self, data: Mapping[str, Any]) -> TrainConfig:
+        """What every trial of the run trains with; the searcher sets latent_dim, lr and seed.
+        `data`: run.json's data record (the source actually used, never `auto`)."""
+        return TrainConfig(
+            model=ModelConfig(channels=self.channels, hidden_dim=self.hidden_dim),
+            data=DataConfig(dataset=data["source"], data_dir=data["data_dir"], max_train=self.max_train),
+            lr_schedule=self.lr_schedule, beta=self.beta, epochs=self.epochs, batch_size=self.batch_size,
+            threads=self.threads,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for key in ("latent_dims", "lr_range", "channels"):
@@ -120,6 +143,10 @@ class SearchConfig:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+# the settings `vae-search run` takes as flags, in the order the reproduce command lists them
+RUN_FLAGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SearchConfig) if f.metadata.get("flag", True))
 
 
 PRESETS: dict[str, dict[str, Any]] = {

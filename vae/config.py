@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from vae.errors import UsageError
 
 DATASETS = ("auto", "mnist", "sample")
+N_CLASSES = 10  # MNIST's digits: the per-digit metrics and every per-digit column count these
 LR_SCHEDULES = ("onecycle", "constant")
 
 

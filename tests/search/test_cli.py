@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from search.cli import build_parser
-from search.commands import run_config
+from search.cli.run import search_config as run_config
+from search.config import RUN_FLAGS as SETTINGS
 from search.config import SearchConfig
-from search.train_cmd import train_config
+from search.cli.train import train_config
 from vae.config import TrainConfig
 from vae.errors import UsageError
 
@@ -23,10 +24,7 @@ NUMBERS = st.one_of(
     st.text(max_size=8),
 )
 
-RUN_FLAGS = ["--preset", "--dataset", "--max-train", "--latent-dims", "--lr-range", "--beta", "--epochs", "--batch-size",
-             "--trials", "--seeds", "--max-seeds", "--confidence", "--max-trials", "--rule", "--tolerance-db",
-             "--scheduler", "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--max-failures", "--num-cpus",
-             "--seed"]
+RUN_FLAGS = ["--preset"] + ["--" + name.replace("_", "-") for name in SETTINGS if name != "data_dir"]
 TRAIN_FLAGS = ["--latent-dim", "--lr", "--beta", "--epochs", "--batch-size", "--max-train", "--seed", "--threads", "--dataset"]
 CHOICES = {"--preset": ["smoke", "quick", "paper", "huge"], "--dataset": ["auto", "mnist", "sample", "cifar"],
            "--rule": ["one-se", "tolerance", "knee", "vibes"], "--scheduler": ["asha", "fifo", "pbt"]}
@@ -51,8 +49,14 @@ def _outcome(argv):
             return train_config(args)
         return args
     except UsageError as exc:
-        assert "\n" not in str(exc).strip() or len(" ".join(str(exc).split())) > 0
+        assert " ".join(str(exc).split()), "an empty error message"
         return exc
+
+
+def test_every_run_flag_is_a_setting_and_every_setting_a_flag():
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    flags = {a.dest for a in run._actions if a.option_strings and a.dest != "help"}
+    assert flags - {"preset", "address", "storage", "name"} == set(SETTINGS)
 
 
 settings.register_profile("cli", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,3 +103,12 @@ def test_the_fuzzed_layer_does_reject_bad_values():
     assert isinstance(_outcome(["train", "--epochs", "3"]), TrainConfig)
     with pytest.raises(UsageError):
         build_parser().parse_args(["run", "--epochs", "x"])
+
+
+def test_the_installed_command_prints_one_line_and_exits_2():
+    """The in-process bad-input tests call `search.cli.main`; this one runs the real process."""
+    from tests.search.helpers import run_cli
+
+    result = run_cli("run", "--preset", "smoke", "--epochs", "0")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["vae-search: error: argument --epochs: must be a positive integer but got '0'"]

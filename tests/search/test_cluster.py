@@ -37,8 +37,8 @@ def test_search_spreads_over_nodes_and_ships_data_through_the_object_store(clust
 
     driver_data = load_data(DataConfig(dataset="sample", max_train=600))
     assert (table["train_images"] == len(driver_data.train)).all()
-    assert table["data_digest"].nunique() == 1
-    assert table["data_digest"].iloc[0] == pytest.approx(float(driver_data.train.pixels.double().sum()) / 255)
+    assert table["pixel_sum"].nunique() == 1
+    assert table["pixel_sum"].iloc[0] == pytest.approx(float(driver_data.train.pixels.double().sum()) / 255)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.search.helpers import cli_process, run_cli
+from tests.search.helpers import cli_process, main_cli, run_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -76,7 +76,7 @@ def test_resume_after_the_driver_is_killed_while_racing(tmp_path):
         assert (table["trial_id"] == trial_id).sum() == 1
         row = history[(history["trial_id"] == trial_id) & (history["epoch"] == epochs)]
         assert len(row) == 1 and row["psnr_mean"].iloc[0] == pytest.approx(psnr, abs=0.006)
-    from search.searcher import STUDY_NAME, journal_storage
+    from search.engine.searcher import STUDY_NAME, journal_storage
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
     assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
@@ -148,7 +148,7 @@ def test_resume_of_a_finished_experiment_changes_nothing(smoke):
     ],
 )
 def test_run_rejects_bad_input_before_writing_anything(tmp_path, args, needle):
-    result = run_cli("run", "--preset", "smoke", "--storage", str(tmp_path / "store"), *args, cwd=tmp_path)
+    result = main_cli("run", "--preset", "smoke", "--storage", str(tmp_path / "store"), *args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vae-search: error:") and needle in lines[0], result.stderr
@@ -167,7 +167,7 @@ def test_resume_rejects_what_is_not_an_experiment(tmp_path, make):
 
         (target / "run.json").write_text(json.dumps({"config": SearchConfig().to_dict(), "phases_done": ["search"]}))
     before = sorted(p.name for p in target.iterdir()) if target.exists() else None
-    result = run_cli("resume", str(target))
+    result = main_cli("resume", str(target))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert {"missing": "does not exist", "not-an-experiment": "not a vae-search experiment", "corrupt": "corrupt",
             "earlier-release": "earlier vae-search"}[make] in result.stderr
@@ -181,7 +181,7 @@ def test_a_storage_or_data_folder_that_is_a_file_is_refused_before_ray_starts(tm
     args = ["run", "--preset", "quick", flag, str(blocker)]
     if flag == "--data-dir":
         args += ["--storage", str(tmp_path / "store")]
-    result = run_cli(*args, cwd=tmp_path)
+    result = main_cli(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "is a file" in lines[0]
@@ -192,12 +192,13 @@ def test_an_experiment_from_before_the_schedule_setting_keeps_training_at_a_cons
     """Resuming a run whose run.json predates `lr_schedule` must not switch its remaining
     trials to the new default (that would mix two recipes in one comparison)."""
     from search.config import SearchConfig
-    from search.experiment import Experiment, _constants
+    from search.engine.experiment import trial_template
+    from search.store.record import Experiment
 
     values = SearchConfig().to_dict()
     del values["lr_schedule"]
     (tmp_path / "run.json").write_text(json.dumps({"config": values, "done": False}))
     experiment = Experiment.open(tmp_path)
     assert experiment.config.lr_schedule == "constant"
-    assert _constants(experiment.config, {"source": "sample", "data_dir": "data"})["lr_schedule"] == "constant"
+    assert trial_template(experiment.config, {"source": "sample", "data_dir": "data"})["train"]["lr_schedule"] == "constant"
     assert SearchConfig().lr_schedule == "onecycle"  # what a new run gets

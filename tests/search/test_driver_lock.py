@@ -11,8 +11,8 @@ import time
 import optuna
 import pytest
 
-from search.driver_lock import LOCK_FILE, hold, holder, refuse_if_running, repair_journal
-from search.searcher import STUDY_NAME, journal_storage
+from search.store.lock import LOCK_FILE, hold, holder, refuse_if_running, repair_journal
+from search.engine.searcher import STUDY_NAME, journal_storage
 from vae.errors import UsageError
 
 
@@ -30,7 +30,7 @@ def test_the_holder_is_known_while_it_holds_and_forgotten_after(tmp_path):
 
 
 def test_a_killed_driver_does_not_block(tmp_path):
-    code = ("import sys, time\nfrom search.driver_lock import hold\n"
+    code = ("import sys, time\nfrom search.store.lock import hold\n"
             "with hold(sys.argv[1]):\n    print('HELD', flush=True)\n    time.sleep(600)")
     process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
@@ -100,7 +100,7 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path):
 def test_a_torn_tune_state_is_put_back_from_its_last_complete_copy(tmp_path):
     import pickle
 
-    from search.experiment import STATE_BACKUP, backup_tune_state, restore_tune_state
+    from search.store.tune_files import STATE_BACKUP, backup_tune_state, restore_tune_state
 
     tune_dir = tmp_path / "tune"
     tune_dir.mkdir()

@@ -9,9 +9,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from search.searcher import trial_seed
-from search.table import COLUMNS
-from tests.search.helpers import cli_process, run_cli
+from search.engine.searcher import trial_seed
+from search.store.table import COLUMNS
+from tests.search.helpers import cli_process, main_cli, run_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -107,7 +107,7 @@ def test_history_has_one_row_per_trial_epoch(smoke):
 
 def test_optuna_study_is_readable_with_optuna(smoke):
     path, _ = smoke
-    from search.searcher import STUDY_NAME, journal_storage
+    from search.engine.searcher import STUDY_NAME, journal_storage
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(path / "optuna.journal"))
     assert len(study.trials) == 3
@@ -143,21 +143,21 @@ def test_trials_subcommand_formats(smoke):
 )
 def test_trials_bad_input(smoke, args, needle):
     path, _ = smoke
-    result = run_cli("trials", str(path), *args)
+    result = main_cli("trials", str(path), *args)
     assert result.returncode == 2 and needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_trials_of_missing_or_unfinished_experiment(tmp_path):
-    missing = run_cli("trials", str(tmp_path / "nope"))
+    missing = main_cli("trials", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
-    empty = run_cli("trials", str(tmp_path))
+    empty = main_cli("trials", str(tmp_path))
     assert empty.returncode == 2 and "trials.csv" in empty.stderr
 
 
 def test_ray_tune_can_restore_and_read_the_experiment(smoke):
     from ray import tune
 
-    from search.trial import run_trial
+    from search.engine.trial import run_trial
 
     path, _ = smoke
     n = len(pd.read_csv(path / "trials.csv"))
@@ -190,8 +190,8 @@ def test_status_of_a_finished_run(smoke):
 def test_history_survives_trial_logs_torn_by_a_killed_driver(smoke, tmp_path):
     # Ray Tune copies the driver's trial logs to the storage path in the background; a driver
     # killed mid-copy leaves them empty while the saved state already says the trial finished
-    from search.experiment import Experiment
-    from search.table import history_frame
+    from search.store.record import Experiment
+    from search.store.table import history_frame
 
     path, _ = smoke
     copy = tmp_path / "smoke"

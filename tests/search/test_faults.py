@@ -14,7 +14,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from search.session import token_path
+from search.engine.session import token_path
 from tests.search.helpers import cli_process, run_cli, session_processes
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
@@ -78,7 +78,7 @@ def test_diverging_trials_stop_at_once_without_retries(tmp_path):
     assert (table["epochs"] == 1).all()  # stopped in the first epoch
     assert table["error"].str.contains("not finite").all()
     assert not list(experiment.rglob("error.txt"))  # nothing retried
-    from search.searcher import STUDY_NAME, journal_storage
+    from search.engine.searcher import STUDY_NAME, journal_storage
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
     assert [t.value for t in study.trials] == [0.0] * 3  # Optuna learns these points are bad
@@ -105,9 +105,9 @@ def test_local_ray_refuses_a_client_without_its_token():
     import ray
 
     from search.config import SearchConfig
-    from search.session import ray_session
+    from search.engine.session import driver_session
 
-    with ray_session(SearchConfig(num_cpus=1), None):
+    with driver_session(SearchConfig(num_cpus=1), None):
         assert ray.is_initialized()
         address = ray.get_runtime_context().gcs_address
         code = ("import ray, sys\ntry:\n    ray.init(address=sys.argv[1], logging_level='ERROR')\n    print('CONNECTED')\n"
@@ -128,8 +128,8 @@ def test_the_token_that_guards_ray_is_readable_by_its_owner_only(tmp_path):
     (homes["user-wrote-it"] / ".ray" / "auth_token").write_text(uuid.uuid4().hex)
     (homes["user-wrote-it"] / ".ray").chmod(0o755)
     (homes["user-wrote-it"] / ".ray" / "auth_token").chmod(0o644)
-    code = ("from search.config import SearchConfig\nfrom search.session import ray_session\n"
-            "with ray_session(SearchConfig(num_cpus=1), None):\n    print('UP')")
+    code = ("from search.config import SearchConfig\nfrom search.engine.session import driver_session\n"
+            "with driver_session(SearchConfig(num_cpus=1), None):\n    print('UP')")
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")}
     processes = {case: subprocess.Popen([sys.executable, "-c", code], env={**base, "HOME": str(home)}, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True) for case, home in homes.items()}

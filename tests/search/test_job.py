@@ -91,8 +91,8 @@ def test_a_local_run_starts_its_own_ray_even_beside_a_running_head(head):
     # `ray start` left a cluster on this machine (and its address in /tmp/ray/ray_current_cluster):
     # a run without --address must not join it (and must not fail trying)
     _, env = head
-    code = ("import ray\nfrom search.config import SearchConfig\nfrom search.session import ray_session\n"
-            "with ray_session(SearchConfig(num_cpus=1), None):\n    print(ray.get_runtime_context().gcs_address)")
+    code = ("import ray\nfrom search.config import SearchConfig\nfrom search.engine.session import driver_session\n"
+            "with driver_session(SearchConfig(num_cpus=1), None):\n    print(ray.get_runtime_context().gcs_address)")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     head_gcs = (Path("/tmp/ray") / "ray_current_cluster").read_text().strip()

@@ -12,8 +12,8 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from search.config import SearchConfig
-from search.scheduling import SearchOnlyASHA
-from search.searcher import STUDY_NAME, StagedSearcher, journal_storage, trial_seed
+from search.engine.scheduling import SearchOnlyASHA
+from search.engine.searcher import STUDY_NAME, StagedSearcher, journal_storage, trial_seed
 
 EPOCHS = 4
 
@@ -70,16 +70,16 @@ def test_seeds_wait_for_their_sizes_search_trials_and_use_the_best_lr(tmp_path):
     searcher = _searcher(tmp_path)
     for i in range(4):
         searcher.suggest(f"s{i}")
-    dims = {f"s{i}": searcher._trials[f"s{i}"]["latent_dim"] for i in range(4)}
+    dims = {f"s{i}": searcher._trials[f"s{i}"].latent_dim for i in range(4)}
     assert searcher.suggest("blocked") is None  # every size still has a search trial running
     for trial_id, dim in dims.items():
         if dim == 2:
-            _finish(searcher, trial_id, 11.0 + searcher._trials[trial_id]["lr"] * 100)
+            _finish(searcher, trial_id, 11.0 + searcher._trials[trial_id].lr * 100)
     config = searcher.suggest("a")
     assert config["phase"] == "seeds" and config["stage"] == "seeds" and config["latent_dim"] == 2
-    best = max((e for e in searcher._trials.values() if e["stage"] == "search" and e["latent_dim"] == 2),
-               key=lambda e: (e["epochs"], e["psnr"]))
-    assert config["lr"] == best["lr"] and config["seed"] == trial_seed(0, 1)
+    best = max((e for e in searcher._trials.values() if e.stage == "search" and e.latent_dim == 2),
+               key=lambda e: (e.epochs, e.psnr))
+    assert config["lr"] == best.lr and config["seed"] == trial_seed(0, 1)
     assert searcher.suggest("b")["seed"] == trial_seed(0, 2)
     _finish(searcher, "a", 12.0)  # size 2 measured, size 8 not yet: no decision to be sure of
     race = json.loads((tmp_path / "race.json").read_text())
@@ -109,6 +109,8 @@ def test_a_clear_decision_stops_racing_at_once(tmp_path):
     race = json.loads((tmp_path / "race.json").read_text())
     assert race["stage"] == "done" and race["stop_reason"] == "confidence" and race["latent_dim"] == 8
     assert race["confidence"] >= 0.9
+    # race.json is the in-memory state, serialised
+    assert race == searcher.race.to_dict() and searcher.race.done and searcher.race.latent_dim == 8
 
 
 def test_a_close_call_races_the_contenders_until_max_seeds(tmp_path):

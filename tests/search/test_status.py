@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from search.status import format_status, one_line, read, snapshot
+from analysis.racing import Race
+from search.store.race import RaceState
+from search.store.status import format_status, one_line, read, snapshot
 
 
 def _trials():
@@ -21,13 +23,13 @@ def _trials():
 
 
 def test_snapshot_counts_bests_and_eta():
-    race = {"stage": "seeds", "latent_dim": 5, "confidence": 0.8, "target": 0.9, "contenders": [5, 10]}
+    race = RaceState(stage="seeds", race=Race(latent_dim=5, confidence=0.8, contenders=(5, 10)), target=0.9)
     status = snapshot(_trials(), minimum_trials=10, slots=2, elapsed_s=30.0, race=race)
     assert status["trials"] == {"done": 4, "completed": 1, "stopped": 1, "diverged": 1, "errored": 1, "running": 1, "pending": 1}
     assert status["best_psnr"] == {"5": 16.0, "10": 17.5}  # a diverged trial's 0 dB is not a best
     # 6 trials left of at least 10, 5 s each on average, 2 slots
     assert status["eta_s"] == pytest.approx(6 * 5.0 / 2)
-    assert status["stage"] == "seeds" and status["confidence"] == 0.8
+    assert status["stage"] == "seeds" and status["confidence"] == 0.8 and status["contenders"] == [5, 10]
     line = one_line(status)
     assert "4/10+ trials done" in line and "1 running" in line and "choice 5 at confidence 0.80" in line and "ETA" in line
 
@@ -35,7 +37,7 @@ def test_snapshot_counts_bests_and_eta():
 def test_read_says_done_stopped_or_running_from_the_files(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"done": False}))
     assert read(str(tmp_path))["state"] == "not started"
-    status = snapshot(_trials(), minimum_trials=10, slots=2, elapsed_s=30.0, race={})
+    status = snapshot(_trials(), minimum_trials=10, slots=2, elapsed_s=30.0, race=RaceState())
     (tmp_path / "status.json").write_text(json.dumps(status))
     assert read(str(tmp_path))["state"] == "running"
     (tmp_path / "status.json").write_text(json.dumps({**status, "updated_at": time.time() - 3600}))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import vae
+from tests.search.helpers import main_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -57,7 +58,7 @@ def test_train_refuses_to_overwrite_an_existing_folder(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
-    result = run_cli(*args, cwd=tmp_path)
+    result = main_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vae-search: error:") and needle in lines[0], result.stderr
@@ -69,7 +70,7 @@ def test_corrupt_data_is_exit_code_2_naming_the_file(mnist_dir, tmp_path):
     images = mnist_dir / "MNIST" / "raw" / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:1000])
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--out", str(out))
+    result = main_cli("train", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--out", str(out))
     assert result.returncode == 2
     assert "train-images-idx3-ubyte" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob(".run*"))  # nothing half-written

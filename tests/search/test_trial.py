@@ -3,32 +3,48 @@
 import pytest
 import torch
 
-from search.trial import build_config
+from search.engine.trial import build_config
 from vae.errors import UsageError
 
 
-def test_build_config_from_tune_dict():
-    config, phase = build_config({"latent_dim": 7, "lr": 2e-3, "beta": 0.5, "epochs": 3, "seed": 4, "batch_size": 16,
-                                  "channels": [4, 8], "hidden_dim": 16, "dataset": "sample", "max_train": 100,
-                                  "threads": 2, "phase": "search", "use_gpu": False})
-    assert (config.model.latent_dim, config.lr, config.beta, config.epochs, config.seed) == (7, 2e-3, 0.5, 3, 4)
-    assert config.model.channels == (4, 8) and config.threads == 2 and config.device == "cpu" and phase == "search"
+def _template(**train):
+    from search.config import resolve
+    from search.engine.experiment import trial_template
+
+    template = trial_template(resolve("smoke", {}), {"source": "sample", "data_dir": "data"})
+    template["train"].update(train)
+    return template
 
 
-def test_seeds_point_is_merged():
-    config, phase = build_config({"point": {"latent_dim": 3, "lr": 1e-3, "seed": 9}, "phase": "seeds"})
-    assert (config.model.latent_dim, config.seed, phase) == (3, 9, "seeds")
+def test_the_trial_trains_the_runs_template_with_the_searchers_point():
+    config, phase = build_config({**_template(beta=0.5, batch_size=16), "latent_dim": 7, "lr": 2e-3, "seed": 4,
+                                  "phase": "seeds", "stage": "racing"})
+    assert (config.model.latent_dim, config.lr, config.beta, config.epochs, config.seed) == (7, 2e-3, 0.5, 2, 4)
+    assert config.model.channels == (8, 16) and config.model.hidden_dim == 64 and config.batch_size == 16
+    assert (config.data.dataset, config.data.max_train, config.device, phase) == ("sample", 600, "cpu", "seeds")
+
+
+def test_the_template_is_the_trainconfig_the_run_resolved():
+    from search.config import resolve
+    from vae.config import TrainConfig
+
+    search = resolve("quick", {"beta": 0.5, "epochs": 3, "cpus_per_trial": 2.0})
+    template = TrainConfig.from_dict(_template()["train"] | {"beta": 0.5}).to_dict()
+    built = search.train_template({"source": "mnist", "data_dir": "/d"})
+    assert (built.beta, built.epochs, built.threads, built.model.channels, built.data.max_train) == (0.5, 3, 2, (16, 32), 4000)
+    assert template["beta"] == 0.5
 
 
 def test_unknown_key_fails_loudly():
     with pytest.raises(UsageError, match="unknown trial config key"):
-        build_config({"latent_dim": 3, "lr": 1e-3, "learning_rate": 1})
+        build_config({**_template(), "latent_dim": 3, "lr": 1e-3, "seed": 0, "learning_rate": 1})
+    with pytest.raises(UsageError, match="unknown TrainConfig key"):
+        build_config({**_template(momentum=0.9), "latent_dim": 3, "lr": 1e-3, "seed": 0})
 
 
 def test_gpu_request_maps_to_cuda_when_present_else_cpu():
-    config, _ = build_config({"latent_dim": 3, "use_gpu": True})
+    config, _ = build_config({**_template(), "latent_dim": 3, "lr": 1e-3, "seed": 0, "use_gpu": True})
     assert config.device == ("cuda" if torch.cuda.is_available() else "cpu")
-
 
 
 @pytest.mark.slow

@@ -28,12 +28,14 @@ def test_reconstruction_nll_is_bce_summed_over_pixels():
     assert math.isclose(reconstruction_nll(logits, x).item(), 4 * math.log(2), rel_tol=1e-6)
 
 
-def test_vae_loss_is_batch_mean_of_nll_plus_beta_kl():
-    x = torch.rand(3, 1, 28, 28)
-    logits = torch.randn(3, 1, 28, 28)
-    mu, logvar = torch.randn(3, 4), torch.randn(3, 4)
-    expected = (reconstruction_nll(logits, x) + 0.25 * kl_divergence(mu, logvar)).mean()
-    assert torch.allclose(vae_loss(logits, x, mu, logvar, 0.25), expected)
+def test_vae_loss_is_the_batch_mean_of_nll_plus_beta_kl_in_closed_form():
+    # logits 0: p = 0.5, so every pixel costs log 2 whatever its value; 784 pixels per image.
+    # KL per image: 0 for mu = 0, and 4 x 2^2 / 2 = 8 for mu = 2 in 4 dimensions (logvar 0).
+    x = torch.rand(2, 1, 28, 28)
+    mu = torch.stack([torch.zeros(4), torch.full((4,), 2.0)])
+    loss = vae_loss(torch.zeros(2, 1, 28, 28), x, mu, torch.zeros(2, 4), 0.25)
+    assert loss.item() == pytest.approx(784 * math.log(2) + 0.25 * (0 + 8) / 2, rel=1e-6)
+    assert vae_loss(torch.zeros(2, 1, 28, 28), x, mu, torch.zeros(2, 4), 0.0).item() == pytest.approx(784 * math.log(2), rel=1e-6)
 
 
 def test_psnr_of_known_mse_and_perfect_reconstruction():

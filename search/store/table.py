@@ -1,13 +1,10 @@
-"""The trial table: Ray Tune's experiment state -> one row per trial (`trials.csv`).
+"""The trial tables: Ray Tune's experiment state -> one row per trial (`trials.csv`) and one
+row per trial and epoch (`history.csv`); and `trials.csv` read back and printed.
 
-Columns (contract, names in `analysis.layout`): trial_id, phase (search|seeds), stage
-(search|seeds|racing), status, latent_dim, lr, beta, seed, epochs, val_loss,
-mse_mean, psnr_mean, mse_digit_0..9, psnr_digit_0..9, node, device, time_s; and also
-max_epochs, train_loss, host, train_time_s, checkpoint, error.
-
-status: `completed` (all epochs), `stopped` (ASHA stopped it early), `diverged` (loss became
-NaN/inf), `errored` (raised, retries exhausted), or Tune's own status while unfinished.
-`epochs` is the number of epochs the trial trained; `max_epochs` its budget.
+The columns are `analysis.layout.COLUMNS` and `HISTORY_COLUMNS` (the README lists them with
+their meaning). status: `completed` (all epochs), `stopped` (ASHA stopped it early),
+`diverged` (loss became NaN/inf), `errored` (raised, retries exhausted), or Tune's own status
+while unfinished. `epochs` is the epoch the trial reached; `max_epochs` its budget.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ def _analysis(location: str):
 
 def _checkpoint_ref(experiment, phase_location: str, checkpoint) -> str | None:
     """Relative to the experiment folder when local; a full URI with cloud storage."""
-    from search.storage import as_location, is_uri
+    from search.store.storage import as_location, is_uri
 
     if checkpoint is None:
         return None
@@ -49,7 +46,7 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
     trial whose worker died marked RUNNING in its saved state (it re-reads a trial's state only
     when it marks it for saving, and skips that for a trial whose actor is already gone); such
     a trial is reported `errored`, with the last line of the error.txt Tune wrote for it."""
-    from search.storage import is_dir
+    from search.store.storage import is_dir
 
     config = experiment.config
     location = experiment.tune_location
@@ -59,9 +56,10 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
     for trial in _analysis(location).trials:
         result = trial.last_result or {}
         tconf = dict(trial.config)
+        train = tconf.get("train") or tconf  # the run's TrainConfig template (flat in runs of earlier releases)
         # the epoch it reached: a trial restored after it had finished reports its last epoch again
         epochs = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
-        max_epochs = int(tconf.get("epochs", config.epochs))
+        max_epochs = int(train.get("epochs", config.epochs))
         stale_error = finished and trial.status in ("RUNNING", "PENDING", "PAUSED") and _read_error(location, trial)
         if trial.status == "ERROR" or stale_error:
             status = ERRORED
@@ -78,7 +76,7 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
             "status": status,
             "latent_dim": int(tconf["latent_dim"]),
             "lr": float(tconf["lr"]),
-            "beta": float(tconf["beta"]),
+            "beta": float(train.get("beta", config.beta)),
             "seed": int(tconf["seed"]),
             "epochs": epochs,
             "max_epochs": max_epochs,
@@ -87,7 +85,7 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
             "device": result.get("device"),
             "threads": result.get("threads"),
             "train_images": result.get("train_images"),
-            "data_digest": result.get("data_digest"),
+            "pixel_sum": result.get("pixel_sum"),
             "started_at": result.get("started_at"),
             "finished_at": result.get("finished_at"),
             "time_s": result.get("time_total_s"),
@@ -107,7 +105,7 @@ def _read_error(location: str, trial) -> str | None:
     """The error.txt in the trial's folder at `location`, or None."""
     import pyarrow.fs
 
-    from search.storage import filesystem, join
+    from search.store.storage import filesystem, join
 
     fs, path = filesystem(join(location, f"trial_{trial.trial_id}"))
     file = f"{path.rstrip('/')}/error.txt"
@@ -142,7 +140,7 @@ def history_frame(experiment) -> pd.DataFrame:
     """One row per trial and epoch, from each trial's progress.csv; from its last checkpoint's
     history when progress.csv lacks epochs the trial reported (Ray Tune copies the driver's logs
     to the storage path in the background, and a driver killed mid-copy leaves them torn)."""
-    from search.storage import is_dir
+    from search.store.storage import is_dir
 
     frames = []
     location = experiment.tune_location

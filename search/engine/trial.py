@@ -13,37 +13,30 @@ import tempfile
 import time
 from typing import Any, Mapping
 
-from vae.config import DataConfig, ModelConfig, TrainConfig
+from analysis.layout import DIGITS
+from vae.config import TrainConfig
 from vae.data import Splits
 from vae.errors import UsageError
 
-# keys a trial's config may hold; anything else is a bug in the caller and fails loudly
-_TRAIN_KEYS = {"lr", "lr_schedule", "beta", "epochs", "batch_size", "seed"}
-_MODEL_KEYS = {"latent_dim", "channels", "hidden_dim"}
-_DATA_KEYS = {"dataset", "data_dir", "max_train"}
-_TRIAL_KEYS = {"phase", "stage", "threads", "use_gpu"}
 
 
 def build_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str]:
-    """Tune's flat dict -> (TrainConfig, phase). A seeds-phase `point` is merged in first."""
+    """Ray Tune's trial config -> (TrainConfig, phase): the run's `train` template
+    (`search.engine.experiment.trial_template`) with the searcher's latent_dim, lr and seed."""
     values = dict(config)
-    values.update(values.pop("point", {}))
-    unknown = sorted(set(values) - _TRAIN_KEYS - _MODEL_KEYS - _DATA_KEYS - _TRIAL_KEYS)
-    if unknown:
-        raise UsageError(f"unknown trial config key(s): {', '.join(unknown)}")
-    device = "cpu"
-    if values.get("use_gpu"):
+    train = dict(values.pop("train", {}))
+    train["model"] = {**train.get("model", {}), "latent_dim": values.pop("latent_dim")}
+    train.update(lr=values.pop("lr"), seed=values.pop("seed"))
+    phase = str(values.pop("phase", "search"))
+    values.pop("stage", None)
+    use_gpu = bool(values.pop("use_gpu", False))
+    if values:
+        raise UsageError(f"unknown trial config key(s): {', '.join(sorted(values))}")
+    if use_gpu:
         import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    train_config = TrainConfig(
-        model=ModelConfig(**{k: values[k] for k in _MODEL_KEYS if k in values}),
-        data=DataConfig(**{k: values[k] for k in _DATA_KEYS if k in values}),
-        threads=int(values.get("threads", 1)),
-        device=device,
-        **{k: values[k] for k in _TRAIN_KEYS if k in values},
-    )
-    return train_config, str(values.get("phase", "search"))
+        train["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    return TrainConfig.from_dict(train), phase
 
 
 def run_trial(config: dict[str, Any], splits: Splits) -> None:
@@ -69,8 +62,9 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         "started_at": time.time(),
         # what arrived through the object store (trials never read files): size and a digest
         "train_images": len(splits.train),
-        # summed in numpy with an int64 accumulator: torch would first copy the pixels to float64
-        "data_digest": int(splits.train.pixels.numpy().sum(dtype="int64")) / 255.0,
+        # a cheap fingerprint (not run.json's SHA-256 `digest`), summed in numpy with an int64
+        # accumulator: torch would first copy the pixels to float64
+        "pixel_sum": int(splits.train.pixels.numpy().sum(dtype="int64")) / 255.0,
     }
     state = None
     checkpoint = tune.get_checkpoint()
@@ -81,8 +75,9 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
 
     train_time = sum(r.time_s for r in state.history) if state else 0.0
     if state is not None and state.epoch >= train_config.epochs:
-        # It had finished, but Ray Tune's saved experiment state (a snapshot every ~10 s) was
-        # older when the driver stopped: report the final epoch again, train nothing.
+        # It had finished, but Ray Tune's saved experiment state (snapshot at every step of its
+        # loop, uploaded in the background) was older when the driver stopped: report the final
+        # epoch again, train nothing.
         tune.report({**state.history[-1].flat(), **where, "train_time_s": train_time, "diverged": False,
                      "threads": torch.get_num_threads(), "finished_at": time.time(), "restored": True})
         return
@@ -102,6 +97,6 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         # A deterministic failure: end the trial with the worst possible score instead of
         # raising, so it is not retried and the searcher learns that the point is bad.
         # (No loss values: they are not finite, and Tune's loggers reject such values.)
-        worst = {f"psnr_digit_{d}": 0.0 for d in range(10)} | {f"mse_digit_{d}": 1.0 for d in range(10)}
+        worst = {f"psnr_digit_{d}": 0.0 for d in DIGITS} | {f"mse_digit_{d}": 1.0 for d in DIGITS}
         tune.report({**worst, **where, "epoch": exc.epoch, "psnr_mean": 0.0, "mse_mean": 1.0,
                      "train_time_s": train_time, "diverged": True, "error": str(exc)})

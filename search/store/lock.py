@@ -96,7 +96,7 @@ def _read(lock: Path) -> dict | None:
 
 
 def _heartbeat(path: Path) -> dict | None:
-    from search.status import STATUS_FILE
+    from search.store.status import STATUS_FILE
 
     try:
         status = json.loads((path / STATUS_FILE).read_text())

@@ -5,10 +5,13 @@
   have, running, best PSNR per latent size, the racing decision and confidence, elapsed, ETA;
 - on a non-terminal (a cluster job's log), a heartbeat line at most every 30 s instead;
 - `status.json` in the experiment every few seconds, for `vae-search status` (copied to a
-  cloud `--storage` with `race.json` at each heartbeat).
+  cloud `--storage` with `race.json` at each heartbeat), and a copy of Ray Tune's state files
+  (`search.store.tune_files.backup_tune_state`).
 
-The callbacks are also where a stop signal reaches Ray Tune's loop (`search.session`). Ray
-Tune pickles callbacks with the experiment: they hold only plain values.
+The racing state comes from the searcher in memory (`StagedSearcher.race`). Ray Tune pickles
+callbacks with the experiment (tuner.pkl, in one pickle with the searcher, so the reference
+survives `Tuner.restore`); the rest it holds are plain values. Stopping the run is
+`search.engine.watch`'s job, not this display's.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ from pathlib import Path
 from ray import tune
 
 from analysis.layout import METRIC, RACE_FILE, TUNE_DIR
-from search import session
-from search.experiment import backup_tune_state
-from search.output import read_race
-from search.status import STATUS_FILE, one_line, snapshot
+from search.engine.session import STOPS, is_disk_full
+from search.store.status import STATUS_FILE, one_line, snapshot
+from search.store.tune_files import backup_tune_state
 from vae.files import atomic_write_text
 
 STATUS_EVERY_S = 2.0
@@ -44,8 +46,9 @@ def trial_line(trial) -> str:
 
 
 class Progress(tune.Callback):
-    def __init__(self, path: str, *, storage_uri: str | None, minimum_trials: int, slots: int, epochs: int) -> None:
+    def __init__(self, path: str, searcher, *, storage_uri: str | None, minimum_trials: int, slots: int, epochs: int) -> None:
         self.path = path
+        self.searcher = searcher  # a StagedSearcher: its `race` is shown
         self.storage_uri = storage_uri
         self.minimum_trials = minimum_trials
         self.slots = slots
@@ -65,9 +68,6 @@ class Progress(tune.Callback):
         self.__dict__.update(state)
         self._reset()
 
-    def on_step_begin(self, iteration, trials, **info):
-        session.SIGNALS.forward_to_tune()
-
     def on_step_end(self, iteration, trials, **info):
         now = time.monotonic()
         self._started = self._started or now
@@ -79,11 +79,8 @@ class Progress(tune.Callback):
         self._print(trial_line(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = _error_text(trial)
-        if session.is_disk_full(error):
-            # not the trial's fault: stop the run, keep the trial for its retry on resume
+        if is_disk_full(error_text(trial)):  # StopWatch stops the run; the trial is retried on resume
             self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: no space left to save it; stopping")
-            session.SIGNALS.disk_full(self.path, error)
             return
         self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({trial.error_file})")
 
@@ -100,7 +97,7 @@ class Progress(tune.Callback):
             print(line, flush=True)
 
     def _update(self, trials, now: float) -> None:
-        race = read_race(Path(self.path) / RACE_FILE)
+        race = self.searcher.race
         status = snapshot([self._describe(t) for t in trials], minimum_trials=self.minimum_trials, slots=self.slots,
                           elapsed_s=now - (self._started or now), race=race)
         try:
@@ -108,9 +105,9 @@ class Progress(tune.Callback):
             if not self.storage_uri:
                 backup_tune_state(Path(self.path) / TUNE_DIR)
         except OSError as exc:
-            if not session.is_disk_full(exc):
+            if not is_disk_full(exc):
                 raise
-            session.SIGNALS.disk_full(self.path, exc)
+            STOPS.disk_full(self.path, exc)
         if sys.stdout.isatty():
             self._live(status)
         elif now - self._heartbeat >= HEARTBEAT_EVERY_S:
@@ -132,13 +129,13 @@ class Progress(tune.Callback):
     def _describe(self, trial) -> dict:
         r = trial.last_result or {}
         return {"status": trial.status, "latent_dim": trial.config.get("latent_dim"), "psnr": r.get(METRIC),
-                "diverged": bool(r.get("diverged")), "full": int(r.get("training_iteration", 0) or 0) >= self.epochs,
+                "diverged": bool(r.get("diverged")), "full": int(r.get("epoch", 0) or 0) >= self.epochs,
                 "seconds": r.get("time_total_s")}
 
     def _upload(self) -> None:
         if not self.storage_uri:
             return
-        from search.storage import upload_file
+        from search.store.storage import upload_file
 
         for name in (STATUS_FILE, RACE_FILE):
             if (Path(self.path) / name).is_file():
@@ -148,7 +145,7 @@ class Progress(tune.Callback):
                     print(f"warning: could not copy {name} to {self.storage_uri}: {' '.join(str(exc).split())[:200]}", flush=True)
 
 
-def _error_text(trial) -> str:
+def error_text(trial) -> str:
     """What a failed trial raised, as Ray Tune recorded it (empty if it could not be read)."""
     try:
         error = trial.get_error()  # the exception Ray Tune unpickled from the trial
@@ -160,30 +157,3 @@ def _error_text(trial) -> str:
         return Path(trial.error_file).read_text() if trial.error_file else ""
     except OSError:
         return ""
-
-
-class PendingWatch(tune.Callback):
-    """Give up when trials have waited `timeout_s` for resources while no trial ran: on a
-    cluster no node fits them (an autoscaler had that long to add one)."""
-
-    def __init__(self, timeout_s: float, resources: dict[str, float]) -> None:
-        self.timeout_s = timeout_s
-        self.resources = resources
-        self._since: float | None = None
-
-    def on_step_begin(self, iteration, trials, **info):
-        waiting = any(t.status == "PENDING" for t in trials)
-        if not waiting or any(t.status == "RUNNING" for t in trials):
-            self._since = None
-            return
-        now = time.monotonic()
-        self._since = self._since or now
-        if now - self._since > self.timeout_s:
-            import ray
-
-            have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
-            asked = ", ".join(f"{v:g} {k.upper()}" for k, v in self.resources.items() if v)
-            session.SIGNALS.give_up(
-                f"no trial could start within --pending-timeout {self.timeout_s:g} s: each asks for {asked}, "
-                f"the cluster has {have or 'no CPUs or GPUs'} and no node fits; resume the experiment once it does"
-            )

@@ -1,11 +1,17 @@
-"""The Ray session of `run` and `resume`: start or join Ray, catch SIGINT/SIGTERM, shut down.
+"""The driver's session for `run` and `resume`: `driver_session` owns the signal handlers, the
+environment variables Ray Tune reads, and the Ray session (started or joined, shut down).
 
-Signals: the first SIGINT (Ctrl-C) or SIGTERM (a job scheduler, `timeout`, a spot-instance
-preemption) asks Ray Tune to stop the way its own Ctrl-C does: it saves the experiment state
-one last time, and running trials stay resumable from their latest checkpoint. The command
-then exits with 128 + the signal's number (130, 143) and says how to resume. A second signal
-stops at once; `resume` still works, from the last saved state. Ray's own SIGTERM handler in
-the driver (a C++ stack dump) is replaced while the session lasts.
+How a run stops early, all through `STOPS` (process-wide, as signals are):
+- the first SIGINT (Ctrl-C) or SIGTERM (a job scheduler, `timeout`, a spot-instance
+  preemption) is recorded by the handler and forwarded to Ray Tune by the `StopWatch`
+  callback (`search.engine.watch`) from inside Tune's loop; Tune stops as on its own Ctrl-C: it
+  saves the experiment state one last time, and running trials stay resumable from their
+  latest checkpoint. `tune_running` then raises `Stopped`; the command exits with 128 + the
+  signal's number (130, 143) and says how to resume. A second signal stops at once.
+- a full disk (`STOPS.disk_full`) stops Tune the same way, then `DiskFull` is raised;
+- trials that no node can run (`STOPS.give_up`) stop it the same way, then `PendingTimeout`.
+Forwarding is Ray Tune's documented graceful stop: SIGUSR1 to the driver. Ray's own SIGTERM
+handler in the driver (a C++ stack dump) is replaced while the session lasts.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ from vae.errors import UsageError
 CONNECT_TIMEOUT_S = 5.0
 
 
-class Interrupted(Exception):
-    """The run was stopped by a signal; the experiment is saved and can be resumed."""
+class Stopped(Exception):
+    """A signal stopped the run; what was saved can be resumed. `experiment_path` is None when
+    the signal came before the experiment folder was created."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, experiment_path: Path | None, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
+        self.experiment_path = experiment_path
         self.signum = signum
 
     @property
@@ -38,15 +46,26 @@ class Interrupted(Exception):
         return 128 + self.signum
 
 
-class DiskFull(Exception):
-    """The disk under the experiment filled up: the run stopped as an interrupted run does."""
+class PendingTimeout(Exception):
+    """Trials waited `--pending-timeout` seconds for resources while none ran: no node fits them."""
 
-    def __init__(self, folder: str, detail: BaseException | str | None = None) -> None:
+
+class DiskFull(Exception):
+    """The disk under the experiment filled up: the run stopped as a signal stops it.
+
+    `folder`: the folder the user gave; `detail`: what first said so. The command that ran the
+    experiment adds what the user needs to go on (`search.cli.run`): `experiment_path`, `log`
+    (where the details were written), `free` and `needed` (bytes)."""
+
+    def __init__(self, folder: str, detail: BaseException | str | None = None, *, experiment_path: Path | None = None,
+                 log: Path | None = None, free: int = 0, needed: int = 0) -> None:
         super().__init__(f"no space left on device in {folder}")
         self.folder = folder
         self.detail = detail
-        self.experiment_path: Path | None = None  # set by the command that ran the experiment
-        self.log: Path | None = None  # where the details were written
+        self.experiment_path = experiment_path
+        self.log = log
+        self.free = free
+        self.needed = needed
 
 
 def is_disk_full(exc: BaseException | str | None) -> bool:
@@ -75,18 +94,18 @@ class _DiskFullLogs(logging.Filter):
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             text += "\n" + logging.Formatter().formatException(record.exc_info)
-        if SIGNALS.full is None and not is_disk_full(text):
+        if STOPS.full is None and not is_disk_full(text):
             return True  # once the disk is full, what Ray Tune logs next follows from it: to the log too
         self.texts.append(text)
-        SIGNALS.disk_full(SIGNALS.full or "the experiment's folder", text)
+        STOPS.disk_full(STOPS.full or "the experiment's folder", text)
         return False
 
 
 DISK_FULL_LOGS = _DiskFullLogs()
 
 
-class _Signals:
-    """Which stop signal arrived (process-wide by nature: signals are)."""
+class _Stops:
+    """Why the run is stopping, if it is: a signal, a full disk, or trials no node can run."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -106,7 +125,7 @@ class _Signals:
             raise KeyboardInterrupt
 
     def give_up(self, message: str) -> None:
-        """Stop Ray Tune gracefully, then fail with `message` (exit code 2)."""
+        """Stop Ray Tune gracefully, then raise PendingTimeout(message) (exit code 2)."""
         if self.failure is None:
             self.failure = message
             os.kill(os.getpid(), signal.SIGUSR1)
@@ -125,30 +144,31 @@ class _Signals:
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
-SIGNALS = _Signals()
+STOPS = _Stops()
 
 
 @contextlib.contextmanager
 def tune_running() -> Iterator[None]:
-    """Around Tuner.fit: a stop signal is forwarded to Ray Tune, and `Interrupted` raised after it."""
-    if SIGNALS.received is not None:
-        raise Interrupted(SIGNALS.received)
-    SIGNALS.in_tune = True
+    """Around Tuner.fit: after a stop request, the exception that says why (`Stopped` without
+    the experiment's path, which the caller knows; `DiskFull`; `PendingTimeout`)."""
+    if STOPS.received is not None:
+        raise Stopped(None, STOPS.received)
+    STOPS.in_tune = True
     try:
         yield
     except Exception as exc:
         # a full disk also breaks what Ray Tune reads back afterwards (an empty error pickle)
-        if SIGNALS.full is not None or is_disk_full(exc):
-            raise DiskFull(SIGNALS.full or "the experiment's folder", exc) from None
+        if STOPS.full is not None or is_disk_full(exc):
+            raise DiskFull(STOPS.full or "the experiment's folder", exc) from None
         raise
     finally:
-        SIGNALS.in_tune = False
-    if SIGNALS.received is not None:
-        raise Interrupted(SIGNALS.received)
-    if SIGNALS.full is not None:
-        raise DiskFull(SIGNALS.full, SIGNALS.full_detail)
-    if SIGNALS.failure is not None:
-        raise UsageError(SIGNALS.failure)
+        STOPS.in_tune = False
+    if STOPS.received is not None:
+        raise Stopped(None, STOPS.received)
+    if STOPS.full is not None:
+        raise DiskFull(STOPS.full, STOPS.full_detail)
+    if STOPS.failure is not None:
+        raise PendingTimeout(STOPS.failure)
 
 
 def check_address(address: str) -> None:
@@ -175,16 +195,32 @@ def check_local_resources(config: SearchConfig) -> None:
         )
 
 
-def quiet_logs() -> None:
-    """One line per finished trial instead of Tune's tables and Ray's info logs."""
-    import optuna
+def _environment(extra: dict[str, str]) -> dict[str, str]:
+    """The environment variables the session sets (a user's own value of the first three wins)."""
+    return {
+        "RAY_AIR_NEW_OUTPUT": os.environ.get("RAY_AIR_NEW_OUTPUT", "0"),  # with verbose=0: no status tables
+        # a trial's failure is reported by Ray Tune (the trial line, error.txt); Ray's own copy of the
+        # traceback, printed when a failed call's result is dropped unread, would only repeat it
+        "RAY_IGNORE_UNHANDLED_ERRORS": os.environ.get("RAY_IGNORE_UNHANDLED_ERRORS", "1"),
+        # Ray Tune's experiment-state snapshot: at every step of its loop (its default: every 10 s or more)
+        "TUNE_GLOBAL_CHECKPOINT_S": os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "0"),
+        "TUNE_DISABLE_SIGINT_HANDLER": "1",  # ours records SIGINT and SIGTERM; StopWatch forwards them
+        **extra,
+    }
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no status tables
-    # a trial's failure is reported by Ray Tune (the trial line, error.txt); Ray's own copy of the
-    # traceback, printed when a failed call's result is dropped unread, would only repeat it
-    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards SIGINT and SIGTERM to Tune
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def token_path() -> Path:
@@ -218,7 +254,9 @@ def _start(config: SearchConfig, address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    quiet_logs()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     common = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     if address:
         check_address(address)
@@ -247,32 +285,60 @@ def _start(config: SearchConfig, address: str | None) -> bool:
     return True
 
 
+def trial_slots(config: SearchConfig) -> int:
+    """How many trials the cluster can run at once (at least 1)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // config.cpus_per_trial)
+    if config.gpus_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // config.gpus_per_trial))
+    if config.max_concurrent:
+        slots = min(slots, config.max_concurrent)
+    return max(1, slots)
+
+
 @contextlib.contextmanager
-def ray_session(config: SearchConfig, address: str | None) -> Iterator[None]:
-    """Ray up (started here or joined) with SIGINT/SIGTERM caught; Ray shut down at the end if
-    this process started it."""
+def driver_session(config: SearchConfig, address: str | None) -> Iterator[int]:
+    """Everything process-wide a run changes, for as long as it runs: SIGINT/SIGTERM recorded in
+    `STOPS`, Ray up (started here or joined), Ray's log handlers watched for a full disk, and
+    the environment variables Ray Tune reads. Yields how many trials can run at once. Ray is
+    shut down at the end if this process started it; handlers and variables are put back."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     started = False
-    try:
-        signal.signal(signal.SIGINT, SIGNALS.handle)
-        signal.signal(signal.SIGTERM, SIGNALS.handle)
-        started = _start(config, address)
-        # ray.init installs a SIGTERM handler of its own in the driver: ours again, and a
-        # harmless SIGUSR1 until Ray Tune installs its handler for it
-        signal.signal(signal.SIGTERM, SIGNALS.handle)
-        signal.signal(signal.SIGINT, SIGNALS.handle)
-        signal.signal(signal.SIGUSR1, lambda *_: None)
-        handlers = [h for name in ("ray", "ray.tune", "") for h in logging.getLogger(name).handlers]
-        for handler in handlers:
-            handler.addFilter(DISK_FULL_LOGS)
-        yield
-    finally:
-        for handler in [h for name in ("ray", "ray.tune", "") for h in logging.getLogger(name).handlers]:
-            handler.removeFilter(DISK_FULL_LOGS)
-        if started:
-            import ray
+    STOPS.__init__()  # nothing asked to stop this run yet
+    with contextlib.ExitStack() as stack:
+        try:
+            signal.signal(signal.SIGINT, STOPS.handle)
+            signal.signal(signal.SIGTERM, STOPS.handle)
+            stack.enter_context(_environ(_environment({})))
+            started = _start(config, address)
+            # ray.init installs a SIGTERM handler of its own in the driver: ours again, and a
+            # harmless SIGUSR1 until Ray Tune installs its handler for it
+            signal.signal(signal.SIGTERM, STOPS.handle)
+            signal.signal(signal.SIGINT, STOPS.handle)
+            signal.signal(signal.SIGUSR1, lambda *_: None)
+            slots = trial_slots(config)
+            # With a search algorithm Ray Tune keeps one trial pending at a time: a short trial then
+            # ends before a second actor is up, and trials run one after another on a 2-CPU machine.
+            # Allow as many pending trials as the cluster has slots (at least 2); this caps only
+            # trials waiting for resources, not running ones, so an autoscaler still sees demand.
+            stack.enter_context(_environ({"TUNE_MAX_PENDING_TRIALS_PG": os.environ.get("TUNE_MAX_PENDING_TRIALS_PG",
+                                                                                         str(max(2, slots)))}))
+            for handler in _ray_log_handlers():
+                handler.addFilter(DISK_FULL_LOGS)
+            yield slots
+        finally:
+            for handler in _ray_log_handlers():
+                handler.removeFilter(DISK_FULL_LOGS)
+            if started:
+                import ray
 
-            with contextlib.suppress(KeyboardInterrupt):
-                ray.shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+                with contextlib.suppress(KeyboardInterrupt):
+                    ray.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _ray_log_handlers() -> list[logging.Handler]:
+    return [h for name in ("ray", "ray.tune", "") for h in logging.getLogger(name).handlers]

@@ -1,21 +1,15 @@
-"""Output folders written all at once (build in a hidden sibling, rename into place), and the
-small files a run leaves for other commands to read."""
+"""Folders written all at once: built in a hidden sibling and renamed into place, so an
+interrupted command never leaves a half-written folder under the name the user asked for."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
 from vae.errors import UsageError
-
-
-def default_name(prefix: str) -> str:
-    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def check_new(path: Path) -> None:
@@ -35,11 +29,3 @@ def new_folder(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def read_race(path: str | Path) -> dict:
-    """The racing state a run wrote (`race.json`); empty when there is none yet."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}

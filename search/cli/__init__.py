@@ -1,0 +1,69 @@
+"""The `vae-search` command line: one module per subcommand, each with `HELP`, `add(parser)`
+and `main(args) -> exit code`; `main()` here dispatches and turns the errors a user can meet
+into one line on stderr and an exit code.
+
+Heavy imports (torch, ray) happen inside the subcommands' `main`, so `--help` answers at once.
+Bad input raises `UsageError` (and trials that no node can run, `PendingTimeout`): one line
+`vae-search: error: …`, exit code 2, no traceback. A signal (`Stopped`) exits with 128 + its
+number, a full disk (`DiskFull`) with 1; both say how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from typing import Sequence
+
+from search.cli.output import PROG, error, megabytes
+from vae.errors import UsageError
+
+COMMANDS = ("run", "resume", "trials", "status", "analyze", "train")  # each a module of this package
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage block
+        raise UsageError(message)
+
+
+def _command(name: str):
+    return importlib.import_module(f"search.cli.{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Which latent size should a VAE on MNIST use? A Ray Tune + Optuna search that answers it.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        module = _command(name)
+        module.add(sub.add_parser(name, help=module.HELP))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from search.engine.session import DiskFull, PendingTimeout, Stopped
+
+    try:
+        args = build_parser().parse_args(argv)
+        return _command(args.command).main(args)
+    except (UsageError, PendingTimeout) as exc:
+        error(exc)
+        return 2
+    except DiskFull as exc:
+        details = f"; details in {exc.log}" if exc.log else ""
+        print(f"{PROG}: stopped: no space left on device in {exc.folder} ({megabytes(exc.free)} free, "
+              f"the rest of the run needs about {megabytes(exc.needed)}){details}", file=sys.stderr)
+        if exc.experiment_path is not None:
+            print(f"resume with: vae-search resume {exc.experiment_path}", file=sys.stderr)
+        return 1
+    except (Stopped, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        path = exc.experiment_path if isinstance(exc, Stopped) else None
+        name = signal.Signals(signum).name
+        if path is None:
+            print(f"{PROG}: stopped by {name} before the experiment was created", file=sys.stderr)
+        else:
+            print(f"{PROG}: stopped by {name}; finished trials and checkpoints are saved", file=sys.stderr)
+            print(f"resume with: vae-search resume {path}", file=sys.stderr)
+        return 128 + signum

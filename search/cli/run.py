@@ -1,0 +1,224 @@
+"""`vae-search run`: a new experiment, searched, replicated and raced to its decision.
+
+`execute` is also `resume`'s: start or join Ray while the data loads, create (or open) the
+experiment, hold its driver lock, run it to its end, print the decision and, as the last
+line, where the experiment is. A stop (signal, full disk) leaves it resumable and says how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Callable
+
+from search.cli import args as types
+from search.cli.output import default_name, report
+from search.config import RUN_FLAGS, SearchConfig, resolve
+from search.store.folders import check_new
+from vae.config import LR_SCHEDULES
+from vae.errors import UsageError
+
+HELP = "run a search (Ray Tune + Optuna), then the seeds phase and racing"
+LOCAL_RESULTS = "results"
+
+
+def add(parser: argparse.ArgumentParser) -> None:
+    from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, RULES
+    from search.config import PRESETS, SCHEDULERS
+
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="default values (flags override); default: quick")
+    types.add_data_args(parser)
+    parser.add_argument("--max-train", type=types.positive_int, default=None, help="cap on training images (stratified)")
+    parser.add_argument("--latent-dims", type=types.latent_dims, default=None, help="comma-separated, e.g. 5,10,15,20")
+    parser.add_argument("--lr-range", type=types.lr_range, default=None, help="LOW,HIGH for the log-uniform (peak) learning rate")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="onecycle (default) or constant")
+    parser.add_argument("--beta", type=types.non_negative_float, default=None, help="KL weight (1 = the ELBO)")
+    parser.add_argument("--epochs", type=types.positive_int, default=None, help="epochs per trial")
+    parser.add_argument("--batch-size", type=types.positive_int, default=None)
+    parser.add_argument("--trials", type=types.positive_int, default=None, help="search-phase trials")
+    parser.add_argument("--seeds", type=types.positive_int, default=None, help="seeds trials per latent size, at least")
+    parser.add_argument("--max-seeds", type=types.positive_int, default=None, help="racing: at most this many seeds trials per latent size")
+    parser.add_argument("--confidence", type=types.positive_float, default=None,
+                        help="racing: stop once the decision confidence reaches this (0-1, default 0.9)")
+    parser.add_argument("--max-trials", type=types.positive_int, default=None, help="cap on all trials of the run (default: none)")
+    parser.add_argument("--rule", choices=RULES, default=None,
+                        help=f"the selection rule racing makes sure of (default {DEFAULT_RULE}: the smallest size whose "
+                             "mean PSNR is within --tolerance-db of the best; one-se's answer drifts to larger sizes as seeds are added)")
+    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
+                        help=f"practical equivalence for --rule tolerance (default {DEFAULT_TOLERANCE_DB:g} dB)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="asha (early stopping) or fifo")
+    parser.add_argument("--cpus-per-trial", type=types.positive_float, default=None)
+    parser.add_argument("--gpus-per-trial", type=types.fraction_or_count, default=None, help="fractions share a GPU, e.g. 0.25")
+    parser.add_argument("--max-concurrent", type=types.positive_int, default=None)
+    parser.add_argument("--max-failures", type=types.non_negative_int, default=None, help="retries of a crashing trial (default 2)")
+    parser.add_argument("--num-cpus", type=types.positive_int, default=None, help="CPUs of the local Ray (default: all); ignored with --address")
+    parser.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT")
+    parser.add_argument("--pending-timeout", type=types.positive_float, default=None,
+                        help="give up when trials wait this many seconds for resources while none runs (default 600)")
+    parser.add_argument("--storage", default=None, help="folder holding experiments (default: ./results)")
+    parser.add_argument("--name", default=None, help="experiment name (default: search-<time>); must be new")
+    parser.add_argument("--seed", type=types.int_value, default=None)
+
+
+def search_config(args: argparse.Namespace) -> SearchConfig:
+    """The parsed `run` flags over their preset, validated (UsageError when they do not fit)."""
+    return resolve(args.preset, {name: getattr(args, name) for name in RUN_FLAGS})
+
+
+def main(args: argparse.Namespace) -> int:
+    from search.engine.data import load_splits
+    from search.engine.session import check_address, check_local_resources
+    from search.store import record
+
+    config = search_config(args)
+    if args.name is not None and (not args.name.strip() or "/" in args.name or args.name in (".", "..")):
+        raise UsageError(f"--name must be a plain folder name but got {args.name!r}")
+    if not args.address:
+        check_local_resources(config)
+    if config.dataset != "sample":
+        _writable(Path(config.data_dir).expanduser().resolve(), "--data-dir")
+    path, storage_uri = _storage(args.storage, args.name or default_name("search"))
+    if path.is_dir():
+        from search.store.lock import refuse_if_running
+
+        refuse_if_running(path)  # say that it runs, not merely that the name is taken
+    check_new(path)
+    if storage_uri:
+        from search.store.storage import check_new_location
+
+        check_new_location(storage_uri)
+    if args.address:
+        check_address(args.address)
+    return execute(config, args.address, lambda: load_splits(config),
+                   lambda data: record.create(config, path, data=data, address=args.address, preset=args.preset,
+                                              storage_uri=storage_uri))
+
+
+def _storage(text: str | None, name: str) -> tuple[Path, str | None]:
+    """(the experiment's local folder, the URI where Ray Tune keeps it or None).
+
+    With a folder, everything lives in FOLDER/NAME. With a URI (s3://, gs://, …) Ray Tune
+    keeps trial results and checkpoints in URI/NAME; the driver's own files are written to
+    ./results/NAME and copied to URI/NAME when `run` and `analyze` finish."""
+    from search.store.storage import is_uri, join
+
+    if text and is_uri(text):
+        scheme = text.split("://", 1)[0]
+        if not scheme.isidentifier():
+            raise UsageError(f"--storage {text!r} is not a folder or a URI like s3://bucket/prefix")
+        return _writable(Path(LOCAL_RESULTS).resolve(), "--storage (its local copy ./results)") / name, join(text, name)
+    return _writable(Path(text or LOCAL_RESULTS).expanduser().resolve(), "--storage") / name, None
+
+
+def _writable(folder: Path, flag: str) -> Path:
+    """`folder` if it is (or can be created as) a writable folder, else UsageError. Creates nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file, not a folder" if existing == folder else f"cannot be created: {existing} is a file"
+        raise UsageError(f"{flag} {folder} {what}")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise UsageError(f"{flag} {folder} cannot be written ({existing} is on a read-only file system)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder} cannot be written (no write permission on {existing})")
+    return folder
+
+
+def execute(config: SearchConfig, address: str | None, load: Callable, get_experiment: Callable) -> int:
+    """Start or join Ray while the data loads, run the experiment to its end, print the decision
+    and where it is. Bad data fails before anything is written (the experiment is created after).
+    The experiment's driver lock is held from then on (`search.store.lock`)."""
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from analysis.layout import JOURNAL_FILE
+    from search.engine import experiment as engine
+    from search.engine.session import Stopped, driver_session
+    from search.store.lock import hold, repair_journal
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-data")
+    loading = pool.submit(load)  # reading and splitting the data overlaps Ray's start
+    experiment = None
+    try:
+        with driver_session(config, address) as slots, contextlib.ExitStack() as owned:
+            splits, data = loading.result()
+            experiment = get_experiment(data)
+            owned.enter_context(hold(experiment.path))
+            notice = repair_journal(experiment.path / JOURNAL_FILE)
+            if notice:
+                print(f"notice: {notice}", flush=True)
+            print(f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if interrupted)",
+                  flush=True)
+            try:
+                race = engine.execute(experiment, splits, slots=slots)
+            except BaseException as exc:
+                stop = _disk_full(experiment, exc)
+                _mark_stopped(experiment, stop)
+                if stop is not exc:
+                    raise stop from None
+                raise
+    except Stopped as exc:
+        raise Stopped(experiment.path if experiment else None, exc.signum) from None
+    except KeyboardInterrupt:  # a second signal, or one before Ray Tune ran
+        from search.engine.session import STOPS
+
+        raise Stopped(experiment.path if experiment else None, STOPS.received or 2) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    report(experiment.path, race)
+    return 0
+
+
+def _disk_full(experiment, exc: BaseException) -> BaseException:
+    """`exc` itself, or a `DiskFull` carrying what the user needs (free and needed space, a log
+    of the details) when the disk filled up. The details go to EXPERIMENT/driver-error.log, or
+    to the temporary folder when not even that fits."""
+    import shutil
+    import tempfile
+    import traceback
+
+    from search.engine.session import DISK_FULL_LOGS, DiskFull, is_disk_full
+
+    if not isinstance(exc, DiskFull):
+        if not (isinstance(exc, Exception) and is_disk_full(exc)):
+            return exc
+        exc = DiskFull(str(experiment.path), exc)
+    exc.experiment_path = experiment.path
+    exc.folder = str(experiment.path)  # the folder the user gave (Ray Tune's own messages name sub-folders)
+    errors = {f: f.read_text(errors="replace") for f in sorted((experiment.path / "tune").glob("trial_*/error.txt"))}
+    trial_errors = [f"--- {f}\n{text}" for f, text in errors.items() if is_disk_full(text)]
+    detail = exc.detail
+    text = f"{exc}\n" + ("".join(traceback.format_exception(detail)) if isinstance(detail, BaseException) else f"{detail or ''}\n")
+    text += "".join(f"--- Ray Tune's log\n{t}\n" for t in DISK_FULL_LOGS.texts) + "".join(trial_errors)
+    for folder in (experiment.path, Path(tempfile.gettempdir())):
+        log = folder / ("driver-error.log" if folder == experiment.path else f"vae-search-{experiment.path.name}-error.log")
+        try:
+            log.write_text(text)
+            exc.log = log
+            break
+        except OSError:
+            continue
+    from search.store.tune_files import space_needed
+
+    exc.free = shutil.disk_usage(experiment.path).free
+    exc.needed = space_needed(experiment)
+    return exc
+
+
+def _mark_stopped(experiment, exc: BaseException) -> None:
+    """Tell `vae-search status` that this run stopped (and why) rather than let it go stale."""
+    import json
+    import time
+
+    from search.store.status import STATUS_FILE
+    from vae.files import atomic_write_text
+
+    file = experiment.path / STATUS_FILE
+    try:
+        current = json.loads(file.read_text()) if file.is_file() else {}
+        current.update(stopped=type(exc).__name__ if not str(exc) else str(exc), updated_at=time.time())
+        atomic_write_text(file, json.dumps(current, indent=2) + "\n")
+    except (OSError, ValueError):
+        pass  # the run is stopping anyway; status then reports it by its age

@@ -1,0 +1,148 @@
+"""One run: a single Ray Tune experiment that searches, replicates and races, then the tables.
+
+`execute` wires Ray Tune (the trainable with the data bound, the staged searcher, the
+scheduler, the progress and stop callbacks), runs or restores it to its end, and writes
+trials.csv and history.csv (`search.store.table`). The experiment folder itself is
+`search.store.record`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from analysis.layout import HISTORY_FILE, JOURNAL_FILE, METRIC, MODE, RACE_FILE, RUN_FILE, TRIALS_FILE, TUNE_DIR
+from search.config import SearchConfig
+from search.store.race import RaceState, read_race
+from search.store.record import Experiment
+from search.store.tune_files import prune_checkpoints, restore_tune_state
+from vae.files import atomic_write_text
+
+SNAPSHOT_S = 0  # Ray Tune's experiment-state snapshot and upload period (see `tune_run_config`)
+
+
+def execute(experiment: Experiment, splits, *, slots: int, log: Callable[[str], None] = print) -> RaceState:
+    """Run (or restore and finish) the Tune experiment of a run not done yet (`resume` of a done
+    one never gets here), then write the tables. Returns the final racing state. Raises
+    `search.engine.session.Stopped` when a signal stopped it (nothing is marked done)."""
+    from ray import tune
+
+    from search.engine.session import tune_running
+
+    started = time.perf_counter()
+    experiment.upload_file(RUN_FILE)  # `vae-search status URI/NAME` reads it while the run works
+    location = experiment.tune_location
+    trainable = _trainable(experiment.config, splits)
+    if not experiment.record.get("storage_uri"):
+        notice = restore_tune_state(location)
+        if notice:
+            log(f"notice: {notice}")
+    if tune.Tuner.can_restore(location):
+        log(f"restoring {location}")
+        tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        searcher = None  # Ray Tune rebuilds it from its saved state
+    else:
+        searcher = _searcher(experiment)
+        tuner = tune.Tuner(trainable, param_space=trial_template(experiment.config, experiment.record["data"]),
+                           tune_config=tune_config(experiment, searcher), run_config=tune_run_config(experiment, searcher, slots))
+    with tune_running():
+        tuner.fit()
+    # after Tuner.restore the searcher lives inside Ray Tune: its last state is read back from race.json
+    race = searcher.race if searcher is not None else read_race(experiment.path / RACE_FILE)
+    if not race.done:
+        raise RuntimeError(f"Ray Tune ended before the search finished (stage {race.stage!r}); "
+                           f"`vae-search resume {experiment.path}` continues it")
+    prune_checkpoints(location)
+    write_tables(experiment)
+    experiment.record["done"] = True
+    experiment.record["wall_time_s"] = experiment.record.get("wall_time_s", 0.0) + time.perf_counter() - started
+    experiment.save()
+    experiment.upload()
+    log(f"run done in {time.perf_counter() - started:.1f} s; racing stopped: {race.reason_words()}")
+    return race
+
+
+def _trainable(config: SearchConfig, splits):
+    from ray import tune
+
+    from search.engine.trial import run_trial
+
+    resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
+    # trials never see the test split; the images travel as uint8 (vae.data)
+    return tune.with_resources(tune.with_parameters(run_trial, splits=splits.for_training()), resources)
+
+
+def trial_template(config: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
+    """Ray Tune's param_space: the trial config's fixed part. `train` is a `vae.TrainConfig` as a
+    dict (`TrainConfig.from_dict` reads it back in the trial); the searcher adds phase, stage,
+    latent_dim, lr and seed. The data is the data the trials were shipped (never `auto`)."""
+    return {"train": config.train_template(data).to_dict(), "use_gpu": config.gpus_per_trial > 0}
+
+
+def _searcher(experiment: Experiment):
+    from search.engine.searcher import StagedSearcher
+
+    return StagedSearcher(experiment.config, journal=experiment.path / JOURNAL_FILE, race_file=experiment.path / RACE_FILE)
+
+
+def tune_config(experiment: Experiment, searcher):
+    """The one TuneConfig of a run: the staged searcher decides how many trials there are."""
+    from ray import tune
+
+    from search.engine.scheduling import scheduler
+
+    config = experiment.config
+    return tune.TuneConfig(
+        metric=METRIC,
+        mode=MODE,
+        search_alg=searcher,
+        scheduler=scheduler(config),
+        num_samples=-1,  # until the searcher says FINISHED
+        max_concurrent_trials=config.max_concurrent,
+        reuse_actors=True,
+        trial_dirname_creator=_trial_dirname,
+    )
+
+
+def tune_run_config(experiment: Experiment, searcher, slots: int = 1):
+    """Ray Tune's RunConfig: where the experiment lives, retries, checkpoints, snapshots, callbacks."""
+    from ray import tune
+
+    from search.engine.progress import Progress
+    from search.engine.watch import StopWatch
+
+    config = experiment.config
+    root = experiment.record.get("storage_uri") or str(experiment.path)
+    return tune.RunConfig(
+        name=TUNE_DIR,
+        storage_path=root,
+        failure_config=tune.FailureConfig(max_failures=config.max_failures),
+        # Keep every checkpoint while the run lasts: Ray's experiment-state snapshot can lag
+        # the newest checkpoint, and with num_to_keep it may point at one already deleted, so
+        # a driver killed at that moment would lose a finished trial. Pruned when the run ends.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        # Ray Tune snapshots the experiment state (which trials exist, their status, the
+        # searcher) in the driver and uploads it to the storage path at most every sync_period
+        # (default 300 s): a driver killed in between would come back with trials and results
+        # missing. Snapshot and upload at every step of Tune's loop instead (an upload starts
+        # only once the previous one has finished); measured here, it costs no wall time.
+        sync_config=tune.SyncConfig(sync_period=SNAPSHOT_S),
+        callbacks=[Progress(str(experiment.path), searcher, storage_uri=experiment.record.get("storage_uri"),
+                            minimum_trials=config.minimum_trials, slots=slots, epochs=config.epochs),
+                   StopWatch(str(experiment.path), config.pending_timeout,
+                             {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})],
+        verbose=0,
+    )
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def write_tables(experiment: Experiment) -> None:
+    from search.store.table import history_frame, trials_frame
+
+    trials = trials_frame(experiment, finished=True)
+    history = history_frame(experiment)
+    atomic_write_text(experiment.path / TRIALS_FILE, trials.to_csv(index=False))
+    atomic_write_text(experiment.path / HISTORY_FILE, history.to_csv(index=False))

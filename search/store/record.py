@@ -1,0 +1,127 @@
+"""The experiment folder and its record, `run.json`.
+
+Folder layout (EXPERIMENT = storage/name; names in `analysis.layout`):
+    run.json        the resolved SearchConfig, the data it was run on (source, folder, split
+                    sizes, SHA-256 digest), the command that reproduces it, versions, done
+    tune/           Ray Tune's experiment (Tuner.restore works on it), one trial_<id>/ per trial
+    optuna.journal  the Optuna study of the search stage
+    race.json       the racing state (`search.store.race.RaceState`)
+    status.json     where a running run stands (`search.store.status`)
+    driver.lock     held by the driver while it works (`search.store.lock`)
+    trials.csv      one row per trial (written when the run ends; `search.store.table`)
+    history.csv     one row per trial and epoch (for loss curves)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis.layout import RUN_FILE, TUNE_DIR
+from search.config import RUN_FLAGS, SearchConfig
+from vae.errors import UsageError
+from vae.files import atomic_write_text
+
+
+@dataclass
+class Experiment:
+    path: Path
+    config: SearchConfig
+    record: dict[str, Any]  # the contents of run.json
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Experiment":
+        path = Path(path).expanduser().resolve()
+        run_file = path / RUN_FILE
+        if not path.is_dir():
+            raise UsageError(f"experiment {path} does not exist")
+        if not run_file.is_file():
+            raise UsageError(f"{path} is not a vae-search experiment (no {RUN_FILE})")
+        try:
+            record = json.loads(run_file.read_text())
+            # runs made before the learning-rate schedule was a setting trained at a constant rate
+            config = SearchConfig.from_dict({"lr_schedule": "constant", **record["config"]})
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise UsageError(f"corrupt {run_file}: {exc}") from None
+        experiment = cls(path, config, record)
+        if "phases_done" in record and not experiment.done:
+            raise UsageError(f"{path} was started by an earlier vae-search (a search and a seeds phase) and cannot be "
+                             "resumed by this one; start a new run")
+        return experiment
+
+    def save(self) -> None:
+        atomic_write_text(self.path / RUN_FILE, json.dumps(self.record, indent=2) + "\n")
+
+    @property
+    def done(self) -> bool:
+        # an experiment of an earlier release (two Tune experiments) is done when both phases are
+        return bool(self.record.get("done")) or {"search", "seeds"} <= set(self.record.get("phases_done", ()))
+
+    @property
+    def tune_location(self) -> str:
+        """Where Ray Tune keeps the experiment: EXPERIMENT/tune, or `--storage URI/NAME/tune`."""
+        from search.store.storage import join
+
+        return join(self.record.get("storage_uri") or str(self.path), TUNE_DIR)
+
+    def upload_file(self, name: str) -> None:
+        """With a cloud --storage, copy one of the driver's files there now."""
+        from search.store.storage import upload_file
+
+        if self.record.get("storage_uri"):
+            upload_file(self.path / name, self.record["storage_uri"])
+
+    def upload(self) -> None:
+        """With a cloud --storage, copy the driver's files (tables, run.json, study, report) there too."""
+        from search.store.storage import copy
+
+        if self.record.get("storage_uri"):
+            copy(str(self.path), self.record["storage_uri"])
+
+
+def create(config: SearchConfig, path: Path, *, data: dict[str, Any], address: str | None,
+           storage_uri: str | None = None, preset: str | None = None) -> Experiment:
+    """A new experiment folder holding its run.json (not done)."""
+    import platform
+
+    import optuna
+    import ray
+    import torch
+
+    path.mkdir(parents=True)
+    record = {
+        "storage_uri": storage_uri,
+        "preset": preset,
+        "config": config.to_dict(),
+        "command": reproduce_command(config, preset),
+        "data": data,
+        "address": address,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+                     "optuna": optuna.__version__},
+        "done": False,
+    }
+    experiment = Experiment(path, config, record)
+    experiment.save()
+    return experiment
+
+
+def reproduce_command(config: SearchConfig, preset: str | None) -> str:
+    """A `vae-search run` command line that sets every search value to what this run resolved."""
+    import shlex
+
+    values = config.to_dict()
+    parts = ["vae-search", "run", "--preset", preset or "quick"]
+    for key in RUN_FLAGS:
+        value = values[key]
+        if value is None:
+            continue
+        text = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, list) else (
+            f"{value:g}" if isinstance(value, float) else str(value))
+        parts += ["--" + key.replace("_", "-"), text]
+    return shlex.join(parts)
+
+

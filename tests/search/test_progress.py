@@ -1,0 +1,38 @@
+"""What a run prints and writes while it works (`search.engine.progress`), on hand-built trial
+records: the live paths are in test_session.py and test_experiment.py."""
+
+import json
+from types import SimpleNamespace
+
+from analysis.racing import Race
+from search.engine.progress import Progress, trial_line
+from search.store.race import RaceState
+
+
+def _trial(trial_id, status, stage="seeds", **result):
+    return SimpleNamespace(trial_id=trial_id, status=status, config={"stage": stage, "latent_dim": result.get("latent_dim", 5)},
+                           last_result=result, error_file=None)
+
+
+def test_a_finished_trial_is_one_line():
+    line = trial_line(_trial("ab12", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.234))
+    assert line == "  seeds trial ab12: latent 10 lr 2.00e-03 seed 7 epochs 4/4 val PSNR 21.23 dB"
+    restored = trial_line(_trial("cd34", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.0,
+                                 restored=True))
+    assert restored.endswith("(had finished before the restart; not trained again)")
+    diverged = trial_line(_trial("ef56", "TERMINATED", stage="search", latent_dim=5, lr=1e-2, diverged=True))
+    assert diverged == "  search trial ef56: latent 5 lr 1.00e-02 diverged"
+
+
+def test_status_json_shows_the_searchers_race_from_memory(tmp_path, capsys):
+    race = RaceState(stage="racing", race=Race(latent_dim=10, confidence=0.71, contenders=(10, 15)), target=0.9)
+    progress = Progress(str(tmp_path), SimpleNamespace(race=race), storage_uri=None, minimum_trials=6, slots=2, epochs=4)
+    trials = [_trial("a", "TERMINATED", latent_dim=10, epoch=4, psnr_mean=21.0, time_total_s=10.0),
+              _trial("b", "TERMINATED", latent_dim=15, epoch=2, psnr_mean=20.0, time_total_s=5.0),
+              _trial("c", "RUNNING", latent_dim=15, epoch=1, psnr_mean=19.0)]
+    progress.on_experiment_end(trials)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["stage"] == "racing" and status["latent_dim"] == 10 and status["contenders"] == [10, 15]
+    assert status["trials"]["completed"] == 1 and status["trials"]["stopped"] == 1 and status["trials"]["running"] == 1
+    assert status["best_psnr"] == {"10": 21.0, "15": 20.0}
+    assert "choice 10 at confidence 0.71" in capsys.readouterr().out
