@@ -9,6 +9,7 @@ import argparse
 
 from _common import write
 from search_quality import model_psnr, official_test, pca_psnr
+
 from vae import DataConfig, ModelConfig, TrainConfig, load_data, train
 from vae.data import to_unit
 

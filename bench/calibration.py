@@ -35,7 +35,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from _common import RESULTS, write
 
 LEVELS = (0.8, 0.9, 0.95)

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from _common import checkouts, median, unpack_full_mnist, write
 
 GB = 1024**3

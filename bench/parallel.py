@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from _common import cli, median, write
 
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import time
 
 import torch
-
-import json
-
 from _common import RESULTS, median, write
+
 from vae import DataConfig, ModelConfig, TrainConfig, evaluate, load_data, train
 from vae.data import to_unit
 from vae.metrics import kl_divergence, vae_loss

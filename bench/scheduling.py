@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from _common import ROOT, cli, median, run_seconds, write
 
 N_SEARCH, DIMS = 12, (2, 8)  # + one seeds trial per size (no racing: --max-seeds 1) = 14 trials

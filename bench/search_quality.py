@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from _common import MNIST_TEST, cli, median, write
+
 from vae.data import to_unit
 
 

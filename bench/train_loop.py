@@ -7,8 +7,8 @@ import argparse
 import time
 
 import torch
-
 from _common import median, write
+
 from vae import DataConfig, ModelConfig, Split, Splits, TrainConfig, load_data, train
 from vae.data import to_unit
 from vae.metrics import vae_loss

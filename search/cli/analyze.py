@@ -39,12 +39,11 @@ def main(args: argparse.Namespace) -> int:
 
     from analysis import figures as figs
     from analysis.latents import latent_means, reconstruction_examples, stratified_subset, tsne_embedding
-    from analysis.layout import RACE_FILE
+    from analysis.layout import HISTORY_FILE, JOURNAL_FILE, RACE_FILE
     from analysis.racing import assess, race_history, values_by_latent_dim
     from analysis.report import render
     from analysis.selection import select
     from analysis.summary import summarize
-    from analysis.layout import HISTORY_FILE, JOURNAL_FILE
     from search.engine.data import load_splits
     from search.store.lock import refuse_if_running, repair_journal
     from search.store.race import read_race

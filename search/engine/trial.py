@@ -19,7 +19,6 @@ from vae.data import Splits
 from vae.errors import UsageError
 
 
-
 def build_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str]:
     """Ray Tune's trial config -> (TrainConfig, phase): the run's `train` template
     (`search.engine.experiment.trial_template`) with the searcher's latent_dim, lr and seed."""

@@ -17,7 +17,15 @@ from typing import Any
 import pandas as pd
 
 from analysis.layout import (
-    COLUMNS, COMPLETED, DIGIT_COLUMNS, DIVERGED, ERRORED, HISTORY_COLUMNS, METRIC_COLUMNS, STOPPED, TRIALS_FILE,
+    COLUMNS,
+    COMPLETED,
+    DIGIT_COLUMNS,
+    DIVERGED,
+    ERRORED,
+    HISTORY_COLUMNS,
+    METRIC_COLUMNS,
+    STOPPED,
+    TRIALS_FILE,
 )
 from vae.errors import UsageError
 

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from search.cli import build_parser
 from search.cli.run import search_config as run_config
+from search.cli.train import train_config
 from search.config import RUN_FLAGS as SETTINGS
 from search.config import SearchConfig
-from search.cli.train import train_config
 from vae.config import TrainConfig
 from vae.errors import UsageError
 

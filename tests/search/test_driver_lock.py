@@ -11,8 +11,8 @@ import time
 import optuna
 import pytest
 
-from search.store.lock import LOCK_FILE, hold, holder, refuse_if_running, repair_journal
 from search.engine.searcher import STUDY_NAME, journal_storage
+from search.store.lock import LOCK_FILE, hold, holder, refuse_if_running, repair_journal
 from vae.errors import UsageError
 
 

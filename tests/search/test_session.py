@@ -1,13 +1,13 @@
 """Ctrl-C (SIGINT) and preemption (SIGTERM) on a real run: a clean stop with exit 130 / 143,
 no stack dump, nothing marked done, and `resume` finishing with nothing lost or re-run."""
 
-import pytest
 import json
 import os
 import signal
 import time
 
 import pandas as pd
+import pytest
 
 from tests.search.helpers import cli_process, run_cli
 
