@@ -11,6 +11,7 @@ import pytest
 _SHARED_RUNS = {"smoke", "analyzed"}  # session fixtures that run a real search
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group into the node id
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`make test` runs two workers), every test that reads the shared smoke
     search goes to one worker (`--dist loadgroup`), so that search runs once, not once per worker."""

@@ -84,12 +84,12 @@ def test_analyze_bad_input(tmp_path, analyzed):
     foreign = tmp_path / "foreign"
     shutil.copytree(path, foreign)
     (foreign / "optuna.journal").write_text("trial,value\n1,2.0\n")
-    result = run_cli("analyze", str(foreign))
+    result = main_cli("analyze", str(foreign))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"vae-search: error: {foreign / 'optuna.journal'} is not an Optuna journal (its first line is not a journal record); "
         "restore the experiment's own optuna.journal"]
     unfinished = tmp_path / "unfinished"
     shutil.copytree(path, unfinished)
     (unfinished / "trials.csv").unlink()
-    result = run_cli("analyze", str(unfinished))
+    result = main_cli("analyze", str(unfinished))
     assert result.returncode == 2 and "trials.csv" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -25,7 +25,7 @@ def cluster():
 
 def test_search_spreads_over_nodes_and_ships_data_through_the_object_store(cluster, tmp_path):
     result = run_cli("run", "--preset", "smoke", "--address", cluster.address, "--trials", "4", "--seeds", "2",
-                     "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "multi")
+                     "--max-seeds", "2", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "multi")
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "multi" / "trials.csv")
     worker_nodes = {n.node_id for n in cluster.list_all_nodes() if n is not cluster.head_node}
@@ -57,7 +57,7 @@ def gpu_cluster():
 
 def test_fractional_gpus_pack_trials_on_one_gpu(gpu_cluster, tmp_path):
     result = run_cli("run", "--preset", "smoke", "--address", gpu_cluster.address, "--gpus-per-trial", "0.5",
-                     "--epochs", "4", "--trials", "2", "--seeds", "1", "--scheduler", "fifo",
+                     "--epochs", "4", "--trials", "2", "--seeds", "1", "--max-seeds", "1", "--scheduler", "fifo",
                      "--storage", str(tmp_path), "--name", "gpu")
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "gpu" / "trials.csv")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
 def test_cpus_per_trial_sets_threads_and_limits_concurrency(tmp_path):
     result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--cpus-per-trial", "2", "--trials", "2",
-                     "--seeds", "1", "--storage", str(tmp_path), "--name", "two-cpus")
+                     "--seeds", "1", "--max-seeds", "1", "--storage", str(tmp_path), "--name", "two-cpus")
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "two-cpus" / "trials.csv")
     assert (table["threads"] == 2).all()
@@ -108,7 +108,7 @@ def test_resume_of_a_finished_experiment_changes_nothing(smoke):
     again = run_cli("resume", str(path))
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.strip().splitlines()[-1] == f"experiment: {path}"
-    clash = run_cli("run", "--preset", "smoke", "--storage", str(path.parent), "--name", path.name)
+    clash = main_cli("run", "--preset", "smoke", "--storage", str(path.parent), "--name", path.name)
     assert clash.returncode == 2 and "already exists" in clash.stderr
     assert {name: (path / name).read_bytes() for name in before} == before
 

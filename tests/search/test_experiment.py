@@ -11,7 +11,7 @@ import pytest
 
 from search.engine.searcher import trial_seed
 from search.store.table import COLUMNS
-from tests.search.helpers import cli_process, main_cli, run_cli
+from tests.search.helpers import cli_process, main_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -126,13 +126,13 @@ def test_optuna_study_is_readable_with_optuna(smoke):
 
 def test_trials_subcommand_formats(smoke):
     path, _ = smoke
-    shown = run_cli("trials", str(path), "--top", "2")
+    shown = main_cli("trials", str(path), "--top", "2")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.strip().splitlines()
     assert len(lines) == 3 and "psnr_mean" in lines[0]
-    as_json = json.loads(run_cli("trials", str(path), "--format", "json", "--sort", "latent_dim").stdout)
+    as_json = json.loads(main_cli("trials", str(path), "--format", "json", "--sort", "latent_dim").stdout)
     assert len(as_json) == len(pd.read_csv(path / "trials.csv")) and as_json[0]["latent_dim"] == max(DIMS)
-    as_csv = run_cli("trials", str(path), "--format", "csv", "--phase", "seeds", "--sort", "val_loss").stdout
+    as_csv = main_cli("trials", str(path), "--format", "csv", "--phase", "seeds", "--sort", "val_loss").stdout
     frame = pd.read_csv(__import__("io").StringIO(as_csv))
     assert set(frame["phase"]) == {"seeds"} and frame["val_loss"].is_monotonic_increasing
 
@@ -172,7 +172,7 @@ def test_ray_tune_can_restore_and_read_the_experiment(smoke):
 def test_status_of_a_finished_run(smoke):
     path, _ = smoke
     table = pd.read_csv(path / "trials.csv")
-    shown = json.loads(run_cli("status", str(path), "--format", "json").stdout)
+    shown = json.loads(main_cli("status", str(path), "--format", "json").stdout)
     assert shown["state"] == "done" and shown["stage"] == "done" and shown["eta_s"] == 0
     assert shown["trials"]["done"] == len(table) and shown["trials"]["running"] == 0
     assert set(shown["best_psnr"]) == {str(d) for d in DIMS}
@@ -181,9 +181,9 @@ def test_status_of_a_finished_run(smoke):
         assert shown["best_psnr"][str(dim)] == pytest.approx(best[dim])
     race = json.loads((path / "race.json").read_text())
     assert shown["latent_dim"] == race["latent_dim"] and shown["confidence"] == race["confidence"]
-    text = run_cli("status", str(path)).stdout
+    text = main_cli("status", str(path)).stdout
     assert "state: done" in text and f"decision: latent size {race['latent_dim']}" in text
-    missing = run_cli("status", str(path / "nope"))
+    missing = main_cli("status", str(path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from search.engine.session import token_path
-from tests.search.helpers import cli_process, run_cli, session_processes
+from tests.search.helpers import cli_process, main_cli, run_cli, session_processes
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -70,7 +70,7 @@ def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(tmp_path):
 
 def test_diverging_trials_stop_at_once_without_retries(tmp_path):
     result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--lr-range", "1e4,1e5", "--epochs", "3",
-                     "--storage", str(tmp_path), "--name", "nan")
+                     "--max-seeds", "2", "--storage", str(tmp_path), "--name", "nan")
     assert result.returncode == 0, result.stderr[-3000:]
     experiment = tmp_path / "nan"
     table = pd.read_csv(experiment / "trials.csv")
@@ -160,7 +160,7 @@ def test_a_read_only_storage_is_refused_before_ray_starts(tmp_path):
     readonly = tmp_path / "ro"
     _mount_tmpfs(readonly, "ro,size=1m")
     try:
-        result = run_cli("run", "--preset", "smoke", "--storage", str(readonly), "--name", "x")
+        result = main_cli("run", "--preset", "smoke", "--storage", str(readonly), "--name", "x")
         assert result.returncode == 2 and result.stderr.strip().splitlines() == [
             f"vae-search: error: --storage {readonly} cannot be written ({readonly} is on a read-only file system)"]
         assert "Started a local Ray" not in result.stdout + result.stderr and not list(readonly.iterdir())

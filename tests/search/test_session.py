@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.search.helpers import cli_process, run_cli
+from tests.search.helpers import cli_process, main_cli, run_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -19,7 +19,7 @@ ARGS = ("--preset", "smoke", "--num-cpus", "2", "--epochs", "3", "--max-train", 
 
 def _live_status(experiment):
     """`vae-search status --format json` from another process while the run works."""
-    result = run_cli("status", str(experiment), "--format", "json")
+    result = main_cli("status", str(experiment), "--format", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
 
@@ -80,7 +80,7 @@ def test_sigint_in_the_search_then_a_double_sigterm_in_the_seeds_then_resume_com
     assert "SIGINT" in stderr
     assert json.loads((experiment / "race.json").read_text())["stage"] == "search"  # stopped within the search stage
     stopped = _live_status(experiment)
-    assert stopped["state"] == "stopped" and "resume" in run_cli("status", str(experiment)).stdout
+    assert stopped["state"] == "stopped" and "resume" in main_cli("status", str(experiment)).stdout
 
     # preemption, and a second signal while the first stop is under way: it stops at once
     code, _, stderr, before_term, live = _interrupt(("resume", str(experiment)), when="seeds trial",
