@@ -25,7 +25,7 @@ run: $(STAMP)
 
 # Two workers: most of the suite waits on real Ray runs, and the two halves overlap on two cores.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 # The unit layer only: no Ray started, no end-to-end command (about a minute).
 test-fast: $(STAMP)

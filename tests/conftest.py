@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import shutil
 import struct
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
-
-_SHARED_RUNS = {"smoke", "analyzed"}  # session fixtures that run a real search
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group into the node id
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs two workers), every test that reads the shared smoke
-    search goes to one worker (`--dist loadgroup`), so that search runs once, not once per worker."""
-    for item in items:
-        if _SHARED_RUNS & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("smoke"))
 
 
 @pytest.fixture(scope="session")
@@ -58,23 +53,57 @@ def mnist_dir(tmp_path, _digits):
     return tmp_path / "data"
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _once(tmp_path_factory, worker_id: str, name: str, make) -> tuple[Path, subprocess.CompletedProcess]:
+    """`make(folder)` once per test session, whichever pytest-xdist worker asks first (`make test`
+    runs two); the others wait for it and share its folder and output (xdist's own recipe)."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the session's folder, above each worker's own
+    record = root / f"{name}.json"
+    with _exclusive(root / f"{name}.lock"):
+        if not record.exists():
+            path, result = make(root / name)
+            record.write_text(json.dumps({"path": str(path), "args": [str(a) for a in result.args],
+                                          "returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}))
+    done = json.loads(record.read_text())
+    result = subprocess.CompletedProcess(done["args"], done["returncode"], done["stdout"], done["stderr"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(done["path"]), result
+
+
 @pytest.fixture(scope="session")
-def smoke(tmp_path_factory):
-    """One real smoke search (local Ray, 2 CPUs), shared by the search and analysis tests."""
+def worker_id(request) -> str:
+    """pytest-xdist's worker name (gw0, gw1, …), or "master" without workers."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory, worker_id):
+    """One real smoke search (local Ray, 2 CPUs), shared by the search and analysis tests.
+    Tests read it and do not change it (`analyzed` works on a copy)."""
     from tests.search.helpers import run_cli
 
-    storage = tmp_path_factory.mktemp("experiments")
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(storage), "--name", "smoke", "--seed", "3")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return storage / "smoke", result
+    def make(folder):
+        result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(folder), "--name", "smoke", "--seed", "3")
+        return folder / "smoke", result
+
+    return _once(tmp_path_factory, worker_id, "smoke", make)
 
 
 @pytest.fixture(scope="session")
-def analyzed(smoke):
-    """The smoke experiment after `vae-search analyze`."""
+def analyzed(smoke, tmp_path_factory, worker_id):
+    """A copy of the smoke experiment after `vae-search analyze`."""
     from tests.search.helpers import run_cli
 
-    path, _ = smoke
-    result = run_cli("analyze", str(path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return path, result
+    def make(folder):
+        shutil.copytree(smoke[0], folder / "smoke")
+        return folder / "smoke", run_cli("analyze", str(folder / "smoke"))
+
+    return _once(tmp_path_factory, worker_id, "analyzed", make)
