@@ -15,7 +15,8 @@ from analysis.layout import HISTORY_FILE, JOURNAL_FILE, METRIC, MODE, RACE_FILE,
 from search.config import SearchConfig
 from search.store.race import RaceState, read_race
 from search.store.record import Experiment
-from search.store.tune_files import prune_checkpoints, restore_tune_state
+from search.store.storage import is_dir
+from search.store.tune_files import prune_checkpoints, restore_tune_state, state_backup
 from vae.files import atomic_write_text
 
 SNAPSHOT_S = 0  # Ray Tune's experiment-state snapshot and upload period (see `tune_run_config`)
@@ -33,8 +34,8 @@ def execute(experiment: Experiment, splits, *, slots: int, log: Callable[[str], 
     experiment.upload_file(RUN_FILE)  # `vae-search status URI/NAME` reads it while the run works
     location = experiment.tune_location
     trainable = _trainable(experiment.config, splits)
-    if not experiment.record.get("storage_uri"):
-        notice = restore_tune_state(location)
+    if is_dir(location):
+        notice = restore_tune_state(location, state_backup(experiment))
         if notice:
             log(f"notice: {notice}")
     if tune.Tuner.can_restore(location):

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from ray import tune
 
-from analysis.layout import METRIC, RACE_FILE, TUNE_DIR
+from analysis.layout import METRIC, RACE_FILE
 from search.engine.session import STOPS, is_disk_full
 from search.store.status import STATUS_FILE, one_line, snapshot
-from search.store.tune_files import backup_tune_state
+from search.store.tune_files import STATE_BACKUP, backup_tune_state
 from vae.files import atomic_write_text
 
 STATUS_EVERY_S = 2.0
@@ -102,8 +102,9 @@ class Progress(tune.Callback):
                           elapsed_s=now - (self._started or now), race=race)
         try:
             atomic_write_text(Path(self.path) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
-            if not self.storage_uri:
-                backup_tune_state(Path(self.path) / TUNE_DIR)
+            if trials:  # Tune writes its state here first, then uploads it to the storage path
+                backup_tune_state(trials[0].storage.experiment_driver_staging_path,
+                                  Path(self.path) / STATE_BACKUP)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise

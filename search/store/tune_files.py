@@ -1,5 +1,6 @@
-"""Ray Tune's own files in the experiment (`EXPERIMENT/tune`): a backup of its state files,
-the checkpoints kept, and the space the rest of a run needs."""
+"""Ray Tune's own files in the experiment (`EXPERIMENT/tune`, or URI/NAME/tune): a local backup
+of its state files (`EXPERIMENT/.tune-state`), the checkpoints kept, and the space the rest of
+a run needs."""
 
 from __future__ import annotations
 
@@ -10,20 +11,37 @@ from analysis.layout import TUNE_DIR
 from search.store.record import Experiment
 from vae.errors import UsageError
 
-STATE_BACKUP = ".state-backup"  # in EXPERIMENT/tune: the last complete copy of Ray Tune's state files
+STATE_BACKUP = ".tune-state"  # in EXPERIMENT (local, also with a cloud --storage): the last complete copy
 _STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
 
 
-def _state_files(tune_dir: Path) -> list[Path]:
-    return sorted(f for pattern in _STATE_FILES for f in tune_dir.glob(pattern))
+def _state_names(location: str | Path) -> list[str]:
+    """The names of Ray Tune's state files in the folder at `location` (a path or a URI)."""
+    import fnmatch
+
+    import pyarrow.fs
+
+    from search.store.storage import filesystem
+
+    fs, path = filesystem(str(location))
+    found = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return sorted(f.base_name for f in found
+                  if f.type == pyarrow.fs.FileType.File and any(fnmatch.fnmatch(f.base_name, p) for p in _STATE_FILES))
 
 
-def _complete(path: Path) -> bool:
+def _read(location: str | Path, name: str) -> bytes:
+    from search.store.storage import filesystem, join
+
+    fs, path = filesystem(join(str(location), name))
+    with fs.open_input_stream(path) as handle:
+        return handle.read()
+
+
+def _complete(data: bytes) -> bool:
     """A state file Ray Tune finished writing: a pickle (whatever its name says) whose opcodes run
     to its STOP, read without executing anything, or JSON that parses."""
     import pickletools
 
-    data = path.read_bytes()
     try:
         if data[:1] == b"\x80":  # a pickle's protocol opcode
             for _ in pickletools.genops(data):
@@ -35,39 +53,50 @@ def _complete(path: Path) -> bool:
         return False
 
 
-def backup_tune_state(tune_dir: str | Path) -> None:
-    """Copy Ray Tune's state files to tune/.state-backup when all are complete. Tune rewrites them
-    in place: a disk that fills mid-write tears the only copy, and `Tuner.restore` then fails.
-    Each copy is atomic, so a failed one leaves the previous backup whole."""
+def backup_tune_state(source: str | Path, backup: str | Path) -> None:
+    """Copy Ray Tune's state files from the local folder `source` to the local folder `backup`
+    when all are complete. Tune rewrites them in place, and uploads them to the storage path in
+    the background: a disk that fills mid-write, or a driver killed mid-upload, tears the only
+    copy, and `Tuner.restore` then fails. Each copy is atomic, so a failed one leaves the
+    previous backup whole."""
     from vae.files import atomic_write_bytes
 
-    tune_dir = Path(tune_dir)
-    files = _state_files(tune_dir)
-    if not files or not all(_complete(f) for f in files):
+    names = _state_names(source)
+    files = {name: _read(source, name) for name in names}
+    if not files or not all(_complete(data) for data in files.values()):
         return
-    for f in files:
-        atomic_write_bytes(tune_dir / STATE_BACKUP / f.name, f.read_bytes())
+    for name, data in files.items():
+        atomic_write_bytes(Path(backup) / name, data)
 
 
-def restore_tune_state(tune_dir: str | Path) -> str | None:
-    """Before a restore: put the backup back when a state file is torn. Returns a notice, or None
-    when the state is whole; UsageError when it is torn and there is no backup."""
-    import shutil
+def restore_tune_state(tune_location: str | Path, backup: str | Path) -> str | None:
+    """Before a restore: put the local `backup` back into the experiment's Tune folder (a path or
+    a URI) when one of its state files is torn. Returns a notice, or None when the state is
+    whole; UsageError when it is torn and there is no backup."""
+    from search.store.storage import filesystem, join
 
-    tune_dir = Path(tune_dir)
-    torn = [f for f in _state_files(tune_dir) if not _complete(f)]
+    names = _state_names(tune_location)
+    torn = [name for name in names if not _complete(_read(tune_location, name))]
     if not torn:
         return None
-    backup = _state_files(tune_dir / STATE_BACKUP) if (tune_dir / STATE_BACKUP).is_dir() else []
-    if not backup:
-        raise UsageError(f"Ray Tune's state file {torn[0]} is incomplete (an interrupted write) and there is no backup "
-                         f"in {tune_dir / STATE_BACKUP}; the experiment cannot be resumed")
-    for f in _state_files(tune_dir):
-        f.unlink()
-    for f in backup:
-        shutil.copy2(f, tune_dir / f.name)
-    return (f"Ray Tune's state ({', '.join(f.name for f in torn)}) was cut short by an interrupted write; "
-            f"restored its last complete copy from {STATE_BACKUP}/ (trials finished after it report again from their checkpoints)")
+    saved = _state_names(backup) if Path(backup).is_dir() else []
+    if not saved:
+        raise UsageError(f"Ray Tune's state file {join(str(tune_location), torn[0])} is incomplete (an interrupted write) and "
+                         f"there is no backup in {backup}; the experiment cannot be resumed")
+    for name in names:
+        fs, path = filesystem(join(str(tune_location), name))
+        fs.delete_file(path)
+    for name in saved:
+        fs, path = filesystem(join(str(tune_location), name))
+        with fs.open_output_stream(path) as handle:
+            handle.write((Path(backup) / name).read_bytes())
+    return (f"Ray Tune's state ({', '.join(torn)}) was cut short by an interrupted write; restored its last complete "
+            f"copy from {backup} (trials finished after it report again from their checkpoints)")
+
+
+def state_backup(experiment: Experiment) -> Path:
+    """Where the driver keeps its copy of Ray Tune's state files: a local folder in any case."""
+    return experiment.path / STATE_BACKUP
 
 
 def prune_checkpoints(location: str) -> None:

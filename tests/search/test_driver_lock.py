@@ -108,14 +108,15 @@ def test_a_torn_tune_state_is_put_back_from_its_last_complete_copy(tmp_path):
     searcher = tune_dir / "searcher-state-2026-01-01_00-00-00.pkl"
     state.write_text(json.dumps({"trials": ["a", "b"]}))
     searcher.write_bytes(pickle.dumps({"stage": "seeds"}))
-    assert restore_tune_state(tune_dir) is None  # whole: nothing to do
+    backup = tune_dir / STATE_BACKUP
+    assert restore_tune_state(tune_dir, backup) is None  # whole: nothing to do
     with pytest.raises(UsageError, match="no backup"):
         state.write_text('{"trials": ["a", "b')
-        restore_tune_state(tune_dir)
+        restore_tune_state(tune_dir, backup)
     state.write_text(json.dumps({"trials": ["a", "b"]}))
-    backup_tune_state(tune_dir)
+    backup_tune_state(tune_dir, backup)
     state.write_text('{"trials": ["a", "b", "c')  # a disk that filled mid-write
-    backup_tune_state(tune_dir)  # a torn state is never backed up over a whole one
-    notice = restore_tune_state(tune_dir)
+    backup_tune_state(tune_dir, backup)  # a torn state is never backed up over a whole one
+    notice = restore_tune_state(tune_dir, backup)
     assert state.name in notice and STATE_BACKUP in notice
     assert json.loads(state.read_text()) == {"trials": ["a", "b"]} and pickle.loads(searcher.read_bytes()) == {"stage": "seeds"}

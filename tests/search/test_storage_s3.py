@@ -61,8 +61,15 @@ def test_run_killed_resume_and_analyze_on_an_s3_bucket(s3, tmp_path):
     local = tmp_path / "results" / "cloud"
     assert any(key.startswith("runs/cloud/tune/") for key in _keys(client, "runs/cloud/"))  # the name joined the path
 
+    # the kill may cut an upload short; make sure one is: the bucket's experiment state torn
+    (state_key,) = [k for k in _keys(client, "runs/cloud/tune/") if k.rsplit("/", 1)[-1].startswith("experiment_state-")]
+    whole = client.get_object(Bucket=BUCKET, Key=state_key)["Body"].read()
+    client.put_object(Bucket=BUCKET, Key=state_key, Body=whole[: len(whole) // 2])
+
     resumed = run_cli("resume", str(local), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert any(line.startswith("notice: Ray Tune's state (experiment_state-") and "restored its last complete copy" in line
+               for line in resumed.stdout.splitlines()), resumed.stdout[-2000:]
     table = pd.read_csv(local / "trials.csv")
     assert (table["phase"] == "search").sum() == 2 and (table.loc[table["phase"] == "seeds", "status"] == "completed").all()
     # checkpoints are referenced as URIs that keep the endpoint
@@ -74,7 +81,7 @@ def test_run_killed_resume_and_analyze_on_an_s3_bucket(s3, tmp_path):
     keys = _keys(client, "runs/cloud/")
     for name in ("run.json", "trials.csv", "history.csv", "race.json", "selection.json", "report.html", "best_model/model.pt"):
         assert f"runs/cloud/{name}" in keys, sorted(keys)[:20]
-    assert not (local / "tune").exists()  # Ray Tune wrote to the bucket, not the driver's disk
+    assert not (local / "tune").exists()  # Ray Tune wrote to the bucket, not the driver's disk (a state backup aside)
     # one checkpoint per trial is kept once the run ends
     per_trial = {}
     for key in keys:
