@@ -35,7 +35,7 @@ def execute(experiment: Experiment, splits, *, slots: int, log: Callable[[str], 
     location = experiment.tune_location
     trainable = _trainable(experiment.config, splits)
     if is_dir(location):
-        notice = restore_tune_state(location, state_backup(experiment))
+        notice = restore_tune_state(location, state_backup(experiment.path, experiment.record.get("storage_uri")))
         if notice:
             log(f"notice: {notice}")
     if tune.Tuner.can_restore(location):

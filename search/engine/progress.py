@@ -27,7 +27,7 @@ from ray import tune
 from analysis.layout import METRIC, RACE_FILE
 from search.engine.session import STOPS, is_disk_full
 from search.store.status import STATUS_FILE, one_line, snapshot
-from search.store.tune_files import STATE_BACKUP, backup_tune_state
+from search.store.tune_files import backup_tune_state, state_backup
 from vae.files import atomic_write_text
 
 STATUS_EVERY_S = 2.0
@@ -104,7 +104,7 @@ class Progress(tune.Callback):
             atomic_write_text(Path(self.path) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
             if trials:  # Tune writes its state here first, then uploads it to the storage path
                 backup_tune_state(trials[0].storage.experiment_driver_staging_path,
-                                  Path(self.path) / STATE_BACKUP)
+                                  state_backup(self.path, self.storage_uri))
         except OSError as exc:
             if not is_disk_full(exc):
                 raise

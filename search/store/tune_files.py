@@ -1,5 +1,5 @@
 """Ray Tune's own files in the experiment (`EXPERIMENT/tune`, or URI/NAME/tune): a local backup
-of its state files (`EXPERIMENT/.tune-state`), the checkpoints kept, and the space the rest of
+of its state files (`state_backup`), the checkpoints kept, and the space the rest of
 a run needs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from analysis.layout import TUNE_DIR
 from search.store.record import Experiment
 from vae.errors import UsageError
 
-STATE_BACKUP = ".tune-state"  # in EXPERIMENT (local, also with a cloud --storage): the last complete copy
+STATE_BACKUP = ".state-backup"  # in EXPERIMENT/tune; with a cloud --storage, EXPERIMENT/.tune-state-backup
 _STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
 
 
@@ -94,9 +94,10 @@ def restore_tune_state(tune_location: str | Path, backup: str | Path) -> str | N
             f"copy from {backup} (trials finished after it report again from their checkpoints)")
 
 
-def state_backup(experiment: Experiment) -> Path:
-    """Where the driver keeps its copy of Ray Tune's state files: a local folder in any case."""
-    return experiment.path / STATE_BACKUP
+def state_backup(path: str | Path, storage_uri: str | None) -> Path:
+    """Where the driver of the experiment at `path` keeps its copy of Ray Tune's state files: a
+    local folder in any case (beside Tune's own files, or beside the driver's with a cloud URI)."""
+    return Path(path) / f".{TUNE_DIR}-{STATE_BACKUP.lstrip('.')}" if storage_uri else Path(path) / TUNE_DIR / STATE_BACKUP
 
 
 def prune_checkpoints(location: str) -> None:

@@ -54,7 +54,7 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path):
 
 
 def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(tmp_path):
-    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1500", "--trials", "2",
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "4", "--max-train", "1000", "--trials", "2",
             "--seeds", "2", "--max-seeds", "2", "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fail")
     with cli_process(*args) as driver:
         assert _kill_first_trial_worker(driver, tmp_path / "fail")
@@ -184,7 +184,7 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_the_run_with_one_message_and_resume_finishes_it(small_disk):
     disk, grow = small_disk
     experiment = disk / "full"
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(disk), "--name", "full")
+    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--max-seeds", "2", "--storage", str(disk), "--name", "full")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr

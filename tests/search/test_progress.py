@@ -11,7 +11,8 @@ from search.store.race import RaceState
 
 def _trial(trial_id, status, stage="seeds", **result):
     return SimpleNamespace(trial_id=trial_id, status=status, config={"stage": stage, "latent_dim": result.get("latent_dim", 5)},
-                           last_result=result, error_file=None)
+                           last_result=result, error_file=None,
+                           storage=SimpleNamespace(experiment_driver_staging_path="/nonexistent/staging"))
 
 
 def test_a_finished_trial_is_one_line():

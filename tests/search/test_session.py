@@ -13,8 +13,8 @@ from tests.search.helpers import cli_process, main_cli, run_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
-ARGS = ("--preset", "smoke", "--num-cpus", "2", "--epochs", "3", "--max-train", "1200", "--trials", "6", "--seeds", "2",
-        "--max-seeds", "3")
+ARGS = ("--preset", "smoke", "--num-cpus", "2", "--epochs", "3", "--max-train", "800", "--trials", "6", "--seeds", "2",
+        "--max-seeds", "2")
 
 
 def _live_status(experiment):
