@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vae
-from tests.search.helpers import main_cli, run_cli
+from tests.search.helpers import main_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -68,7 +68,7 @@ def test_other_rules_and_reanalysis_replace_files_whole(analyzed, tmp_path):
     path, _ = analyzed
     copy = tmp_path / "copy"
     shutil.copytree(path, copy)
-    result = run_cli("analyze", str(copy), "--rule", "tolerance", "--tolerance-db", "100")
+    result = main_cli("analyze", str(copy), "--rule", "tolerance", "--tolerance-db", "100")
     assert result.returncode == 0, result.stderr[-2000:]
     selection = json.loads((copy / "selection.json").read_text())
     assert selection["latent_dim"] == 2 and selection["rule"].startswith("tolerance")

@@ -105,7 +105,7 @@ def test_a_second_driver_is_refused_while_the_first_works(tmp_path):
 def test_resume_of_a_finished_experiment_changes_nothing(smoke):
     path, _ = smoke
     before = {name: (path / name).read_bytes() for name in ("trials.csv", "history.csv", "run.json", "race.json")}
-    again = run_cli("resume", str(path))
+    again = main_cli("resume", str(path))
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.strip().splitlines()[-1] == f"experiment: {path}"
     clash = main_cli("run", "--preset", "smoke", "--storage", str(path.parent), "--name", path.name)

@@ -64,7 +64,7 @@ def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(tmp_path):
     errored = table[table["status"] == "errored"]
     assert len(errored) == 1 and isinstance(errored["error"].iloc[0], str) and errored["error"].iloc[0]
     assert (table.loc[table["phase"] == "seeds", "status"] == "completed").all()
-    analysis = run_cli("analyze", str(tmp_path / "fail"))
+    analysis = main_cli("analyze", str(tmp_path / "fail"))
     assert analysis.returncode == 0, analysis.stderr[-2000:]
 
 
@@ -82,7 +82,7 @@ def test_diverging_trials_stop_at_once_without_retries(tmp_path):
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
     assert [t.value for t in study.trials] == [0.0] * 3  # Optuna learns these points are bad
-    analysis = run_cli("analyze", str(experiment))
+    analysis = main_cli("analyze", str(experiment))
     assert analysis.returncode == 2 and "no latent size has a completed seeds trial" in analysis.stderr
 
 
