@@ -71,18 +71,21 @@ def backup_tune_state(source: str | Path, backup: str | Path) -> None:
 
 def restore_tune_state(tune_location: str | Path, backup: str | Path) -> str | None:
     """Before a restore: put the local `backup` back into the experiment's Tune folder (a path or
-    a URI) when one of its state files is torn. Returns a notice, or None when the state is
-    whole; UsageError when it is torn and there is no backup."""
+    a URI) when one of its state files is torn, or when the backup is a later snapshot of the
+    same driver session (Tune's background upload lags behind its snapshots, most under load, so
+    a killed driver's last upload can be older than the copy made here). Returns a notice, or
+    None when the folder's state is kept; UsageError when it is torn and there is no backup."""
     from search.store.storage import filesystem, join
 
     names = _state_names(tune_location)
-    torn = [name for name in names if not _complete(_read(tune_location, name))]
-    if not torn:
-        return None
+    contents = {name: _read(tune_location, name) for name in names}
+    torn = [name for name, data in contents.items() if not _complete(data)]
     saved = _state_names(backup) if Path(backup).is_dir() else []
-    if not saved:
+    if torn and not saved:
         raise UsageError(f"Ray Tune's state file {join(str(tune_location), torn[0])} is incomplete (an interrupted write) and "
                          f"there is no backup in {backup}; the experiment cannot be resumed")
+    if not torn and not _later(saved, backup, contents):
+        return None
     for name in names:
         fs, path = filesystem(join(str(tune_location), name))
         fs.delete_file(path)
@@ -90,8 +93,24 @@ def restore_tune_state(tune_location: str | Path, backup: str | Path) -> str | N
         fs, path = filesystem(join(str(tune_location), name))
         with fs.open_output_stream(path) as handle:
             handle.write((Path(backup) / name).read_bytes())
+    if not torn:
+        return f"Ray Tune's state: its local copy in {backup} was a later snapshot than the uploaded one; resuming from it"
     return (f"Ray Tune's state ({', '.join(torn)}) was cut short by an interrupted write; restored its last complete "
             f"copy from {backup} (trials finished after it report again from their checkpoints)")
+
+
+def _later(saved: list[str], backup: str | Path, contents: dict[str, bytes]) -> bool:
+    """Whether the backup's experiment state is a later snapshot of the newest session in `contents`
+    (the same file name, so the same driver session, and more steps of Tune's loop)."""
+    sessions = sorted(name for name in contents if name.startswith("experiment_state-"))
+    if not sessions or sessions[-1] not in saved:
+        return False
+    try:
+        ours = json.loads((Path(backup) / sessions[-1]).read_bytes())["runner_data"]["_iteration"]
+        theirs = json.loads(contents[sessions[-1]])["runner_data"]["_iteration"]
+        return int(ours) > int(theirs)
+    except (KeyError, TypeError, ValueError):  # a format this code does not know: keep Tune's own
+        return False
 
 
 def state_backup(path: str | Path, storage_uri: str | None) -> Path:

@@ -120,3 +120,24 @@ def test_a_torn_tune_state_is_put_back_from_its_last_complete_copy(tmp_path):
     notice = restore_tune_state(tune_dir, backup)
     assert state.name in notice and STATE_BACKUP in notice
     assert json.loads(state.read_text()) == {"trials": ["a", "b"]} and pickle.loads(searcher.read_bytes()) == {"stage": "seeds"}
+
+
+def test_a_later_local_snapshot_of_the_same_session_wins_over_a_lagging_upload(tmp_path):
+    from search.store.tune_files import backup_tune_state, restore_tune_state
+
+    tune_dir, backup = tmp_path / "tune", tmp_path / "backup"
+    tune_dir.mkdir()
+    state = tune_dir / "experiment_state-2026-01-01_00-00-00.json"
+    state.write_text(json.dumps({"runner_data": {"_iteration": 40}, "trial_data": ["a"]}))
+    backup_tune_state(tune_dir, backup)
+    assert restore_tune_state(tune_dir, backup) is None  # the same snapshot: nothing to do
+    state.write_text(json.dumps({"runner_data": {"_iteration": 90}, "trial_data": ["a", "b"]}))
+    backup_tune_state(tune_dir, backup)
+    state.write_text(json.dumps({"runner_data": {"_iteration": 60}, "trial_data": ["a"]}))  # the upload lags
+    assert "later snapshot" in restore_tune_state(tune_dir, backup)
+    assert json.loads(state.read_text())["trial_data"] == ["a", "b"]
+    # a newer session in the folder: its own state is kept, whatever an older session's copy says
+    newer = tune_dir / "experiment_state-2026-01-02_00-00-00.json"
+    newer.write_text(json.dumps({"runner_data": {"_iteration": 5}, "trial_data": ["c"]}))
+    assert restore_tune_state(tune_dir, backup) is None and newer.exists()
+

@@ -56,9 +56,16 @@ def head(tmp_path_factory):
 
 
 def _job(address: str, env: dict, command: str, *extra: str) -> subprocess.CompletedProcess:
-    """The README's submission, word for word but for the address and the command."""
-    return subprocess.run([RAY, "job", "submit", "--address", address, *extra, "--working-dir", ".", "--", "bash", "-c", command],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    """The README's submission, word for word but for the address and the command. A head whose
+    dashboard listens may not have its job agent up yet: Ray answers "No available agent to
+    submit job, please try again later", and so the submission is tried again, for up to 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        result = subprocess.run([RAY, "job", "submit", "--address", address, *extra, "--working-dir", ".", "--", "bash", "-c",
+                                 command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        if "No available agent to submit job" not in result.stdout + result.stderr or time.monotonic() > deadline:
+            return result
+        time.sleep(2)
 
 
 def test_the_readme_job_runs_the_search_and_the_analysis(head, tmp_path):
