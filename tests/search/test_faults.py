@@ -55,7 +55,7 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path):
 
 def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(tmp_path):
     args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "4", "--max-train", "1000", "--trials", "2",
-            "--seeds", "2", "--max-seeds", "2", "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fail")
+            "--seeds", "1", "--max-seeds", "1", "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fail")
     with cli_process(*args) as driver:
         assert _kill_first_trial_worker(driver, tmp_path / "fail")
         stdout, stderr = driver.communicate(timeout=300)
