@@ -23,7 +23,7 @@ def build_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str]:
     """Ray Tune's trial config -> (TrainConfig, phase): the run's `train` template
     (`search.engine.experiment.trial_template`) with the searcher's latent_dim, lr and seed."""
     values = dict(config)
-    train = dict(values.pop("train", None) or _flat_template(values))
+    train = dict(values.pop("train", {}))
     train["model"] = {**train.get("model", {}), "latent_dim": values.pop("latent_dim")}
     train.update(lr=values.pop("lr"), seed=values.pop("seed"))
     phase = str(values.pop("phase", "search"))
@@ -36,20 +36,6 @@ def build_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str]:
 
         train["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     return TrainConfig.from_dict(train), phase
-
-
-def _flat_template(values: dict[str, Any]) -> dict[str, Any]:
-    """The template of a run started by an earlier release, whose trial config was flat: its
-    TrainConfig, ModelConfig and DataConfig keys (taken out of `values`), nested."""
-    import dataclasses
-
-    from vae.config import DataConfig, ModelConfig
-
-    def take(kind: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-        return {f.name: values.pop(f.name) for f in dataclasses.fields(kind) if f.name in values and f.name not in skip}
-
-    searched = ("latent_dim", "lr", "seed")
-    return {**take(TrainConfig, searched), "model": take(ModelConfig, searched), "data": take(DataConfig)}
 
 
 def run_trial(config: dict[str, Any], splits: Splits) -> None:

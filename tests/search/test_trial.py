@@ -35,14 +35,6 @@ def test_the_template_is_the_trainconfig_the_run_resolved():
     assert template["beta"] == 0.5
 
 
-def test_a_trial_of_a_run_started_by_the_earlier_flat_layout_still_builds():
-    flat = {"latent_dim": 7, "lr": 2e-3, "beta": 0.5, "epochs": 3, "seed": 4, "batch_size": 16, "channels": [4, 8],
-            "hidden_dim": 16, "dataset": "sample", "max_train": 100, "threads": 2, "phase": "search", "use_gpu": False}
-    config, phase = build_config(flat)
-    assert (config.model.latent_dim, config.lr, config.beta, config.epochs, config.seed) == (7, 2e-3, 0.5, 3, 4)
-    assert config.model.channels == (4, 8) and config.threads == 2 and config.data.max_train == 100 and phase == "search"
-
-
 def test_unknown_key_fails_loudly():
     with pytest.raises(UsageError, match="unknown trial config key"):
         build_config({**_template(), "latent_dim": 3, "lr": 1e-3, "seed": 0, "learning_rate": 1})
