@@ -20,11 +20,13 @@ def main(args: argparse.Namespace) -> int:
     from search.store.lock import refuse_if_running
     from search.store.race import read_race
     from search.store.record import Experiment
+    from search.store.tune_files import refuse_earlier_layout
 
     experiment = Experiment.open(args.experiment)
     if experiment.done:  # nothing to run: no data, no Ray
         report(experiment.path, read_race(experiment.path / RACE_FILE))
         return 0
     refuse_if_running(experiment.path)  # before Ray starts; the lock itself is taken in execute
+    refuse_earlier_layout(experiment)
     return execute(experiment.config, args.address, lambda: load_splits(experiment.config, pinned=experiment.record),
                    lambda data: experiment)

@@ -113,6 +113,19 @@ def _later(saved: list[str], backup: str | Path, contents: dict[str, bytes]) -> 
         return False
 
 
+def refuse_earlier_layout(experiment: Experiment) -> None:
+    """UsageError when the unfinished experiment's Ray Tune state was saved by a vae-search from
+    before the `search.engine` layout: Tune pickled the searcher and the callbacks by their old
+    module paths, so `Tuner.restore` cannot load them (and their state differs)."""
+    try:
+        pickled = _read(experiment.tune_location, "tuner.pkl")
+    except OSError:  # no Tune state yet: a run stopped before Ray Tune started
+        return
+    if b"search.searcher" in pickled and b"search.engine" not in pickled:
+        raise UsageError(f"{experiment.path} was started by an earlier vae-search (before search.engine) and cannot be "
+                         "resumed by this one; start a new run")
+
+
 def state_backup(path: str | Path, storage_uri: str | None) -> Path:
     """Where the driver of the experiment at `path` keeps its copy of Ray Tune's state files: a
     local folder in any case (beside Tune's own files, or beside the driver's with a cloud URI)."""

@@ -155,7 +155,7 @@ def test_run_rejects_bad_input_before_writing_anything(tmp_path, args, needle):
     assert not (tmp_path / "store").exists()
 
 
-@pytest.mark.parametrize("make", ["missing", "not-an-experiment", "corrupt", "earlier-release"])
+@pytest.mark.parametrize("make", ["missing", "not-an-experiment", "corrupt", "earlier-release", "earlier-layout"])
 def test_resume_rejects_what_is_not_an_experiment(tmp_path, make):
     target = tmp_path / "x"
     if make != "missing":
@@ -166,11 +166,19 @@ def test_resume_rejects_what_is_not_an_experiment(tmp_path, make):
         from search.config import SearchConfig
 
         (target / "run.json").write_text(json.dumps({"config": SearchConfig().to_dict(), "phases_done": ["search"]}))
+    if make == "earlier-layout":  # stopped mid-run by a release whose Tune state names search.searcher
+        import pickle
+
+        from search.config import SearchConfig
+
+        (target / "run.json").write_text(json.dumps({"config": SearchConfig().to_dict(), "done": False}))
+        (target / "tune").mkdir()
+        (target / "tune" / "tuner.pkl").write_bytes(pickle.dumps({"search_alg": ("search.searcher", "StagedSearcher")}))
     before = sorted(p.name for p in target.iterdir()) if target.exists() else None
     result = main_cli("resume", str(target))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert {"missing": "does not exist", "not-an-experiment": "not a vae-search experiment", "corrupt": "corrupt",
-            "earlier-release": "earlier vae-search"}[make] in result.stderr
+            "earlier-release": "earlier vae-search", "earlier-layout": "before search.engine"}[make] in result.stderr
     assert (sorted(p.name for p in target.iterdir()) if target.exists() else None) == before
 
 
