@@ -220,6 +220,8 @@ def format_trials(table: pd.DataFrame, *, sort: str, top: int | None, fmt: str) 
     if fmt == "json":
         return json.dumps(json.loads(table.to_json(orient="records")), indent=2) + "\n"
     shown = table.reindex(columns=_SHOWN)
+    if shown.empty:  # the header alone (pandas would print "Empty DataFrame")
+        return " ".join(_SHOWN) + "\n"
     return shown.to_string(
         index=False,
         na_rep="-",
