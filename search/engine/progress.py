@@ -85,7 +85,8 @@ class Progress(tune.Callback):
         self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({trial.error_file})")
 
     def on_experiment_end(self, trials, **info):
-        self._update(trials, time.monotonic())
+        if not STOPS.stopping:  # a stopped run's trials now read as ended: keep the last snapshot before the stop
+            self._update(trials, time.monotonic())
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -124,6 +124,11 @@ class _Stops:
         if not self.in_tune:
             raise KeyboardInterrupt
 
+    @property
+    def stopping(self) -> bool:
+        """A signal, a full disk or a pending timeout has asked the run to stop."""
+        return self.received is not None or self.full is not None or self.failure is not None
+
     def give_up(self, message: str) -> None:
         """Stop Ray Tune gracefully, then raise PendingTimeout(message) (exit code 2)."""
         if self.failure is None:
