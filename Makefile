@@ -23,11 +23,11 @@ run: $(STAMP)
 	last=$$($(PY) -m search run --preset quick $(RUN_ARGS) | tee /dev/stderr | tail -n 1); \
 	$(PY) -m search analyze "$${last#experiment: }"
 
-# Two workers: most of the suite waits on real Ray runs, and the two halves overlap on two cores.
+# Two workers: most of the suite is real Ray runs; on two cores three workers gain little and four lose.
 test: $(STAMP)
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
-# The unit layer only: no Ray started, no end-to-end command (about a minute).
+# The unit layer only: no Ray started, no end-to-end command (about 40 s).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
