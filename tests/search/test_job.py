@@ -31,13 +31,16 @@ def _free_port() -> int:
 def head(tmp_path_factory):
     """`RAY_AUTH_MODE=token ray start --head --dashboard-host=127.0.0.1` (cluster.yaml's head
     command), in a session of its own so that every process it starts is killed at the end."""
-    port, dashboard = _free_port(), _free_port()
+    # the agent's port too: every Ray with the dashboard package (ray[default]) starts an agent on
+    # 52365 by default, and a test's local Ray on the other pytest worker may hold it; the head's
+    # agent then cannot bind, and job submission answers "No available agent to submit job"
+    port, dashboard, agent = _free_port(), _free_port(), _free_port()
     # the project's environment, as on a node where cluster.yaml installed it
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = tmp_path_factory.mktemp("head") / "ray-start.log"
     with open(log, "w") as out:
         process = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-                                    f"--dashboard-port={dashboard}", "--num-cpus=2", "--block"],
+                                    f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}", "--num-cpus=2", "--block"],
                                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
