@@ -183,9 +183,6 @@ class StagedSearcher(Searcher):
         with open(checkpoint_path, "rb") as handle:
             state = pickle.load(handle)
         self._trials, self._seeds_lr, self._race = state["trials"], state["seeds_lr"], state["race"]
-        if not isinstance(self._race, RaceState):  # saved by a release that kept plain dicts
-            self._trials = {k: TrialRecord(**v) for k, v in self._trials.items()}
-            self._race = RaceState.from_dict(self._race)
         self._restored = True
         self._study = None
 
