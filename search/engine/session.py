@@ -104,6 +104,21 @@ class _DiskFullLogs(logging.Filter):
 DISK_FULL_LOGS = _DiskFullLogs()
 
 
+class _VanishedTempFile(logging.Filter):
+    """Drops Ray Tune's error for an upload of its state that listed one of its own temporary
+    files (`.<uuid>-tmp-<name>`) just before renaming it into place: the copy then fails with
+    FileNotFoundError, and the next upload carries the renamed file (resume also prefers the
+    driver's later local copy, `search.store.tune_files`). Anything else passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error)
+                    and record.getMessage().startswith("Saving experiment state to storage"))
+
+
+VANISHED_TEMP_FILE = _VanishedTempFile()
+
+
 class _Stops:
     """Why the run is stopping, if it is: a signal, a full disk, or trials no node can run."""
 
@@ -332,10 +347,12 @@ def driver_session(config: SearchConfig, address: str | None) -> Iterator[int]:
                                                                                          str(max(2, slots)))}))
             for handler in _ray_log_handlers():
                 handler.addFilter(DISK_FULL_LOGS)
+                handler.addFilter(VANISHED_TEMP_FILE)
             yield slots
         finally:
             for handler in _ray_log_handlers():
                 handler.removeFilter(DISK_FULL_LOGS)
+                handler.removeFilter(VANISHED_TEMP_FILE)
             if started:
                 import ray
 

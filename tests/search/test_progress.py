@@ -37,3 +37,19 @@ def test_status_json_shows_the_searchers_race_from_memory(tmp_path, capsys):
     assert status["trials"]["completed"] == 1 and status["trials"]["stopped"] == 1 and status["trials"]["running"] == 1
     assert status["best_psnr"] == {"10": 21.0, "15": 20.0}
     assert "choice 10 at confidence 0.71" in capsys.readouterr().out
+
+
+def test_tunes_error_for_its_own_vanished_temp_file_is_dropped_and_others_pass():
+    import logging
+
+    from search.engine.session import VANISHED_TEMP_FILE
+
+    def record(message, error):
+        return logging.LogRecord("ray.tune", logging.ERROR, __file__, 1, message, None,
+                                 (type(error), error, None) if error else None)
+
+    vanished = FileNotFoundError(2, "Failed to open local file '/tmp/ray/x/driver_artifacts/.1a2b-tmp-searcher-state-1.pkl'")
+    assert not VANISHED_TEMP_FILE.filter(record("Saving experiment state to storage at '/e/tune' failed with exception: ", vanished))
+    assert VANISHED_TEMP_FILE.filter(record("Saving experiment state to storage at '/e/tune' failed with exception: ",
+                                            FileNotFoundError(2, "No such file: '/e/tune/experiment_state.json'")))
+    assert VANISHED_TEMP_FILE.filter(record("Trial failed", vanished)) and VANISHED_TEMP_FILE.filter(record("other", None))
