@@ -58,12 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"resume with: vae-search resume {exc.experiment_path}", file=sys.stderr)
         return 1
     except (Stopped, KeyboardInterrupt) as exc:
-        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-        path = exc.experiment_path if isinstance(exc, Stopped) else None
-        name = signal.Signals(signum).name
+        stop = exc if isinstance(exc, Stopped) else Stopped(None, signal.SIGINT)
+        path, name = stop.experiment_path, signal.Signals(stop.signum).name
         if path is None:
             print(f"{PROG}: stopped by {name} before the experiment was created", file=sys.stderr)
         else:
             print(f"{PROG}: stopped by {name}; finished trials and checkpoints are saved", file=sys.stderr)
             print(f"resume with: vae-search resume {path}", file=sys.stderr)
-        return 128 + signum
+        return stop.exit_code

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
 from typing import Callable
 
@@ -164,7 +165,7 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
     except KeyboardInterrupt:  # a second signal, or one before Ray Tune ran
         from search.engine.session import STOPS
 
-        raise Stopped(experiment.path if experiment else None, STOPS.received or 2) from None
+        raise Stopped(experiment.path if experiment else None, STOPS.received or signal.SIGINT) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     report(experiment.path, race)

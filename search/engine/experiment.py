@@ -13,13 +13,12 @@ from typing import Any, Callable
 
 from analysis.layout import HISTORY_FILE, JOURNAL_FILE, METRIC, MODE, RACE_FILE, RUN_FILE, TRIALS_FILE, TUNE_DIR
 from search.config import SearchConfig
+from search.engine.session import SNAPSHOT_S
 from search.store.race import RaceState, read_race
 from search.store.record import Experiment
 from search.store.storage import is_dir
 from search.store.tune_files import prune_checkpoints, restore_tune_state, state_backup
 from vae.files import atomic_write_text
-
-SNAPSHOT_S = 0  # Ray Tune's experiment-state snapshot and upload period (see `tune_run_config`)
 
 
 def execute(experiment: Experiment, splits, *, slots: int, log: Callable[[str], None] = print) -> RaceState:

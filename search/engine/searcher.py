@@ -52,7 +52,6 @@ from search.store.race import RaceState
 
 STUDY_NAME = "vae-search"
 RUNNING = "running"
-OUTCOMES = ("completed", "stopped", "diverged", "errored")
 
 
 @dataclass
@@ -63,7 +62,7 @@ class TrialRecord:
     latent_dim: int
     lr: float
     seed: int
-    state: str = RUNNING  # RUNNING, then one of OUTCOMES
+    state: str = RUNNING  # RUNNING, then its trials.csv status (completed, stopped, diverged, errored)
     epochs: int = 0  # epochs trained when it ended
     psnr: float | None = None  # its last validation PSNR
     storage_id: int | None = None  # search stage: the Optuna trial's id in the journal ...

@@ -30,6 +30,7 @@ from search.config import SearchConfig
 from vae.errors import UsageError
 
 CONNECT_TIMEOUT_S = 5.0
+SNAPSHOT_S = 0  # Ray Tune's experiment-state snapshot and upload period: every step of its loop
 
 
 class Stopped(Exception):
@@ -57,15 +58,14 @@ class DiskFull(Exception):
     experiment adds what the user needs to go on (`search.cli.run`): `experiment_path`, `log`
     (where the details were written), `free` and `needed` (bytes)."""
 
-    def __init__(self, folder: str, detail: BaseException | str | None = None, *, experiment_path: Path | None = None,
-                 log: Path | None = None, free: int = 0, needed: int = 0) -> None:
+    def __init__(self, folder: str, detail: BaseException | str | None = None) -> None:
         super().__init__(f"no space left on device in {folder}")
         self.folder = folder
         self.detail = detail
-        self.experiment_path = experiment_path
-        self.log = log
-        self.free = free
-        self.needed = needed
+        self.experiment_path: Path | None = None
+        self.log: Path | None = None
+        self.free = 0
+        self.needed = 0
 
 
 def is_disk_full(exc: BaseException | str | None) -> bool:
@@ -215,7 +215,7 @@ def check_local_resources(config: SearchConfig) -> None:
         )
 
 
-def _environment(extra: dict[str, str]) -> dict[str, str]:
+def _environment() -> dict[str, str]:
     """The environment variables the session sets (a user's own value of the first three wins)."""
     return {
         "RAY_AIR_NEW_OUTPUT": os.environ.get("RAY_AIR_NEW_OUTPUT", "0"),  # with verbose=0: no status tables
@@ -223,9 +223,8 @@ def _environment(extra: dict[str, str]) -> dict[str, str]:
         # traceback, printed when a failed call's result is dropped unread, would only repeat it
         "RAY_IGNORE_UNHANDLED_ERRORS": os.environ.get("RAY_IGNORE_UNHANDLED_ERRORS", "1"),
         # Ray Tune's experiment-state snapshot: at every step of its loop (its default: every 10 s or more)
-        "TUNE_GLOBAL_CHECKPOINT_S": os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "0"),
+        "TUNE_GLOBAL_CHECKPOINT_S": os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", str(SNAPSHOT_S)),
         "TUNE_DISABLE_SIGINT_HANDLER": "1",  # ours records SIGINT and SIGTERM; StopWatch forwards them
-        **extra,
     }
 
 
@@ -331,7 +330,7 @@ def driver_session(config: SearchConfig, address: str | None) -> Iterator[int]:
         try:
             signal.signal(signal.SIGINT, STOPS.handle)
             signal.signal(signal.SIGTERM, STOPS.handle)
-            stack.enter_context(_environ(_environment({})))
+            stack.enter_context(_environ(_environment()))
             started = _start(config, address)
             # ray.init installs a SIGTERM handler of its own in the driver: ours again, and a
             # harmless SIGUSR1 until Ray Tune installs its handler for it

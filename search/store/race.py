@@ -19,15 +19,13 @@ from analysis.layout import STAGES
 from analysis.racing import Race
 from vae.files import atomic_write_text
 
-STOP_REASONS = ("confidence", "max-seeds", "budget")
-
 
 @dataclass(frozen=True)
 class RaceState:
     stage: str = STAGES[0]  # search | seeds | racing | done
     race: Race | None = None  # the decision on the completed seeds trials, last assessed
     target: float | None = None  # the confidence racing aims at (`--confidence`)
-    stop_reason: str | None = None  # why racing stopped (STOP_REASONS), once stage is done
+    stop_reason: str | None = None  # why racing stopped (analysis.racing.STOP_REASONS), once stage is done
     updated_at: float | None = None  # Unix time of the last change
 
     @property

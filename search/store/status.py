@@ -155,31 +155,18 @@ def _exists(location: str, name: str) -> bool:
 
     if not is_uri(location):
         return (Path(location) / name).is_file()
-    return _read_bytes(_join(location, name)) is not None
+    from search.store.storage import read_bytes
 
-
-def _read_bytes(location: str) -> bytes | None:
-    from search.store.storage import is_uri
-
-    if not is_uri(location):
-        path = Path(location)
-        return path.read_bytes() if path.is_file() else None
-    import pyarrow.fs
-
-    fs, path = pyarrow.fs.FileSystem.from_uri(location)
-    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as handle:
-        return handle.read()
+    return read_bytes(_join(location, name)) is not None
 
 
 def _read_json(location: str, name: str) -> dict[str, Any] | None:
-    from search.store.storage import is_uri
+    from search.store.storage import is_uri, read_bytes
 
     if not is_uri(location) and not Path(location).expanduser().is_dir():
         raise UsageError(f"experiment {location} does not exist")
     try:
-        blob = _read_bytes(_join(str(Path(location).expanduser()) if not is_uri(location) else location, name))
+        blob = read_bytes(_join(str(Path(location).expanduser()) if not is_uri(location) else location, name))
     except OSError as exc:
         raise UsageError(f"cannot read {name} at {location}: {' '.join(str(exc).split())[:200]}") from None
     if blob is None:

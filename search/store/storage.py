@@ -37,6 +37,17 @@ def filesystem(location: str):
     return pyarrow.fs.LocalFileSystem(), str(Path(location).resolve())
 
 
+def read_bytes(location: str) -> bytes | None:
+    """The contents of the file at `location` (a path or a URI), or None when no file is there."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as handle:
+        return handle.read()
+
+
 def is_dir(location: str) -> bool:
     import pyarrow.fs
 

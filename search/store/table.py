@@ -111,16 +111,10 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
 
 def _read_error(location: str, trial) -> str | None:
     """The error.txt in the trial's folder at `location`, or None."""
-    import pyarrow.fs
+    from search.store.storage import join, read_bytes
 
-    from search.store.storage import filesystem, join
-
-    fs, path = filesystem(join(location, f"trial_{trial.trial_id}"))
-    file = f"{path.rstrip('/')}/error.txt"
-    if fs.get_file_info(file).type != pyarrow.fs.FileType.File:
-        return None
-    with fs.open_input_stream(file) as handle:
-        return handle.read().decode("utf-8", "replace") or "error"
+    data = read_bytes(join(join(location, f"trial_{trial.trial_id}"), "error.txt"))
+    return None if data is None else data.decode("utf-8", "replace") or "error"
 
 
 def _last_line(text: str) -> str:

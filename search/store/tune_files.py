@@ -29,12 +29,10 @@ def _state_names(location: str | Path) -> list[str]:
                   if f.type == pyarrow.fs.FileType.File and any(fnmatch.fnmatch(f.base_name, p) for p in _STATE_FILES))
 
 
-def _read(location: str | Path, name: str) -> bytes:
-    from search.store.storage import filesystem, join
+def _read(location: str | Path, name: str) -> bytes | None:
+    from search.store.storage import join, read_bytes
 
-    fs, path = filesystem(join(str(location), name))
-    with fs.open_input_stream(path) as handle:
-        return handle.read()
+    return read_bytes(join(str(location), name))
 
 
 def _complete(data: bytes) -> bool:
@@ -119,7 +117,9 @@ def refuse_earlier_layout(experiment: Experiment) -> None:
     module paths, so `Tuner.restore` cannot load them (and their state differs)."""
     try:
         pickled = _read(experiment.tune_location, "tuner.pkl")
-    except OSError:  # no Tune state yet: a run stopped before Ray Tune started
+    except OSError:  # a store that cannot be read: Tuner.restore says what is wrong
+        return
+    if pickled is None:  # no Tune state yet: a run stopped before Ray Tune started
         return
     if b"search.searcher" in pickled and b"search.engine" not in pickled:
         raise UsageError(f"{experiment.path} was started by an earlier vae-search (before search.engine) and cannot be "
