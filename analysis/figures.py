@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis.layout import DIGITS
+from analysis.rules import METRICS
 
 
 def _figure(width: float = 8.0, height: float = 4.5) -> Figure:
@@ -47,20 +48,81 @@ def metric_by_digit(summary: pd.DataFrame, metric: str, *, chosen: int | None = 
 
 def psnr_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", ax: Axes | None = None) -> Axes:
     """Mean PSNR ± SE against latent size, the chosen size marked."""
-    rows = summary[summary["n_trials"] > 0].sort_values("latent_dim")
+    return _mean_vs_latent(summary, "psnr_mean", "psnr_se", chosen=chosen, rule=rule, ax=ax,
+                           ylabel="mean PSNR over digits (dB)", title="PSNR versus latent size (mean ± SE over seeds)")
+
+
+def nll_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", ax: Axes | None = None) -> Axes:
+    """Mean nll_iw ± SE (the importance-weighted bound on −log p(x), lower is better) against
+    latent size, with the negative ELBO (val_loss) of the same trials for comparison."""
+    ax = _mean_vs_latent(summary, "nll_iw", "nll_iw_se", chosen=chosen, rule=rule, ax=ax, label="nll_iw",
+                         ylabel="nats per validation image", title="Held-out likelihood versus latent size (mean ± SE over seeds)")
+    rows = summary[(summary["n_trials"] > 0)].sort_values("latent_dim")
+    if "val_loss" in rows and rows["val_loss"].notna().any():
+        ax.errorbar(rows["latent_dim"], rows["val_loss"], yerr=np.nan_to_num(rows["val_loss_se"]), marker="s",
+                    capsize=3, color="0.5", linestyle=":", label="negative ELBO (val_loss)")
+        ax.legend()
+    return ax
+
+
+def _mean_vs_latent(summary: pd.DataFrame, column: str, se: str, *, chosen: int, rule: str, ax: Axes | None,
+                    ylabel: str, title: str, label: str | None = None) -> Axes:
+    rows = summary[(summary["n_trials"] > 0) & summary[column].notna()].sort_values("latent_dim")
     ax = _axes(ax, 6.5, 4.2)
-    ax.errorbar(rows["latent_dim"], rows["psnr_mean"], yerr=np.nan_to_num(rows["psnr_se"]), marker="o", capsize=4)
+    ax.errorbar(rows["latent_dim"], rows[column], yerr=np.nan_to_num(rows[se]), marker="o", capsize=4, label=label)
     pick = rows[rows["latent_dim"] == chosen]
-    ax.scatter(pick["latent_dim"], pick["psnr_mean"], s=200, facecolors="none", edgecolors="C3", linewidths=2,
+    ax.scatter(pick["latent_dim"], pick[column], s=200, facecolors="none", edgecolors="C3", linewidths=2,
                label=f"chosen: {chosen}", zorder=3)
     ax.set_xticks(rows["latent_dim"])
     ax.set_xlabel("latent size")
-    ax.set_ylabel("mean PSNR over digits (dB)")
-    ax.set_title("PSNR versus latent size (mean ± SE over seeds)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     if rule:
         ax.text(0.01, 0.01, rule.split(":")[0], transform=ax.transAxes, fontsize="small", color="0.4")
     ax.legend()
     ax.grid(alpha=0.3)
+    return ax
+
+
+def active_units(summary: pd.DataFrame, *, chosen: int | None = None, threshold: float = 0.01,
+                 ax: Axes | None = None) -> Axes:
+    """Active units (latent dimensions whose posterior mean varies over the data by more than
+    `threshold`) against latent size, mean ± SE over seeds, with the line y = x (all in use)."""
+    rows = summary[(summary["n_trials"] > 0) & summary["active_units"].notna()].sort_values("latent_dim")
+    ax = _axes(ax, 6.5, 4.2)
+    dims = rows["latent_dim"].to_numpy(dtype=float)
+    if len(dims):
+        ax.plot([0, dims.max()], [0, dims.max()], color="0.5", linestyle="--", linewidth=1, label="y = x (every dimension active)")
+    ax.errorbar(dims, rows["active_units"], yerr=np.nan_to_num(rows["active_units_se"]), marker="o", capsize=4,
+                label="active units")
+    pick = rows[rows["latent_dim"] == chosen]
+    ax.scatter(pick["latent_dim"], pick["active_units"], s=200, facecolors="none", edgecolors="C3", linewidths=2,
+               label=f"chosen: {chosen}", zorder=3)
+    ax.set_xticks(rows["latent_dim"])
+    ax.set_xlabel("latent size")
+    ax.set_ylabel("active units")
+    ax.set_title(f"Active units versus latent size (Var of posterior mean > {threshold:g}; mean ± SE over seeds)")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def kl_by_dim(kl: np.ndarray, mu_variance: np.ndarray | None = None, *, latent_dim: int, threshold: float = 0.01,
+              ax: Axes | None = None) -> Axes:
+    """The chosen model's mean KL per latent dimension (nats per image), largest first; with
+    `mu_variance`, inactive dimensions are drawn grey."""
+    kl = np.asarray(kl, dtype=float)
+    order = np.argsort(-kl, kind="stable")
+    ax = _axes(ax, 6.5, 4.2)
+    active = np.ones(len(kl), bool) if mu_variance is None else np.asarray(mu_variance)[order] > threshold
+    ax.bar(np.arange(len(kl))[active], kl[order][active], color="C0", label="active")
+    ax.bar(np.arange(len(kl))[~active], kl[order][~active], color="0.7", label="inactive")
+    ax.set_xticks(np.arange(len(kl)), [str(i) for i in order], fontsize="small")
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel("mean KL per image (nats)")
+    ax.set_title(f"KL per latent dimension, latent size {latent_dim} (validation, total {kl.sum():.1f} nats)")
+    ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
     return ax
 
 
@@ -133,23 +195,26 @@ def search_history(trials: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
 
 
 def race(history: pd.DataFrame, *, chosen: int | None = None, confidence: float | None = None,
-         tolerance_db: float | None = None, ax: Axes | None = None) -> Axes:
-    """Each latent size's mean PSNR ± SE as seeds trials were added (`analysis.racing.race_history`);
-    with `tolerance_db`, the tolerance rule's boundary (the best mean − tolerance) at each step."""
+         tolerance: float | None = None, metric: str = "psnr", ax: Axes | None = None) -> Axes:
+    """Each latent size's mean ± SE of the metric (psnr or nll) as seeds trials were added
+    (`analysis.racing.race_history`); with `tolerance`, the tolerance rule's boundary (the best
+    mean − tolerance, or + for nll) at each step."""
+    m = METRICS[metric]
     ax = _axes(ax, 6.5, 4.2)
-    if tolerance_db is not None and len(history):
-        boundary = history.groupby("step")["psnr_mean"].max() - tolerance_db
+    if tolerance is not None and len(history):
+        by_step = history.groupby("step")["mean"]
+        boundary = by_step.max() - tolerance if m.sign > 0 else by_step.min() + tolerance
         ax.step(boundary.index, boundary.to_numpy(), where="mid", color="0.4", linestyle="--", linewidth=1,
-                label=f"best mean − {tolerance_db:g} dB (tolerance)")
+                label=f"best mean {'−' if m.sign > 0 else '+'} {tolerance:g} {m.unit} (tolerance)")
     for i, (dim, group) in enumerate(history.groupby("latent_dim", sort=True)):
         group = group.sort_values("step")
-        x, y = group["step"].to_numpy(), group["psnr_mean"].to_numpy(dtype=float)
-        se = np.nan_to_num(group["psnr_se"].to_numpy(dtype=float))
+        x, y = group["step"].to_numpy(), group["mean"].to_numpy(dtype=float)
+        se = np.nan_to_num(group["se"].to_numpy(dtype=float))
         label = f"latent {dim}" + (" (chosen)" if dim == chosen else "")
         ax.plot(x, y, color=f"C{i}", marker=".", label=label, linewidth=2.5 if dim == chosen else 1.2)
         ax.fill_between(x, y - se, y + se, color=f"C{i}", alpha=0.15, step=None)
     ax.set_xlabel("completed seeds trials (in order of finishing)")
-    ax.set_ylabel("mean PSNR ± SE (dB)")
+    ax.set_ylabel(f"{m.label} ± SE ({m.unit})")
     title = "The race: each latent size as seeds were added"
     if confidence is not None:
         title += f" (confidence {confidence:.2f})"

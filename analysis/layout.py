@@ -31,13 +31,17 @@ COMPLETED, STOPPED, DIVERGED, ERRORED = "completed", "stopped", "diverged", "err
 
 DIGITS = range(N_CLASSES)
 DIGIT_COLUMNS = [f"mse_digit_{d}" for d in DIGITS] + [f"psnr_digit_{d}" for d in DIGITS]
-METRIC_COLUMNS = ["val_loss", "train_loss", "kl", "mse_mean", "psnr_mean"]  # what a trial reports each epoch
+# what a trial reports each epoch (active_units: on the validation split, at active_threshold)
+METRIC_COLUMNS = ["val_loss", "train_loss", "kl", "mse_mean", "psnr_mean", "active_units", "active_threshold"]
+# what a seeds trial reports after its last epoch: the importance-weighted bound on −log p(x)
+LIKELIHOOD_COLUMNS = ["nll_iw", "iw_samples", "iw_images", "iw_time_s"]
 COLUMNS = (
     ["trial_id", "phase", "stage", "status", "latent_dim", "lr", "beta", "seed", "epochs", "max_epochs"]
     + METRIC_COLUMNS
+    + LIKELIHOOD_COLUMNS
     + DIGIT_COLUMNS
     + ["node", "host", "device", "threads", "train_images", "pixel_sum", "time_s", "train_time_s",
        "started_at", "finished_at", "checkpoint", "error"]
 )
 HISTORY_COLUMNS = ["trial_id", "phase", "stage", "latent_dim", "lr", "seed", "epoch", "train_loss", "val_loss",
-                   "kl", "mse_mean", "psnr_mean", "time_s"]
+                   "kl", "mse_mean", "psnr_mean", "active_units", "time_s"]

@@ -1,11 +1,13 @@
 """Racing: what the tool estimates, how sure it is, and which sizes need more seeds.
 
-**What it estimates.** The selection rule's answer on the *true* mean PSNR of each latent
-size: the mean that infinitely many seeds would show. For the default rule (`tolerance`) that
-is the smallest latent size whose true mean PSNR is within `tolerance_db` dB of the best size's.
-More seeds make the tool surer of that answer; they do not change it.
+**What it estimates.** The selection rule's answer on the *true* mean of the metric (`psnr`:
+validation PSNR; `nll`: nll_iw, lower is better) of each latent size: the mean that infinitely
+many seeds would show. For the default rule (`tolerance`) and metric that is the smallest latent
+size whose true mean PSNR is within `tolerance_db` dB of the best size's. More seeds make the
+tool surer of that answer; they do not change it. Everything below holds for either metric: nll
+is handled as its negative, so the two share one model and one calibration.
 
-**The model.** A seeds trial's validation PSNR is its size's true mean plus noise. The noise is
+**The model.** A seeds trial's metric value (e.g. its validation PSNR) is its size's true mean plus noise. The noise is
 normal with one standard deviation shared by every size, so the variance is pooled: four sizes
 with two seeds each give four degrees of freedom, not one per size. Seed k trains every size
 with the same shuffles and first weights, but bench/seed_spread.py found no pairing in the
@@ -40,7 +42,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB
+from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS
 from analysis.selection import answers, choose
 from analysis.summary import seeds_trials
 
@@ -59,13 +61,15 @@ class Race:
     contenders: tuple[int, ...]  # sizes whose role is still unsettled (see the module docstring)
     n_trials: dict[int, int] = field(default_factory=dict)  # completed seeds trials per size
     best_latent_dim: int | None = None  # highest sample mean
-    mean: dict[int, float] = field(default_factory=dict)  # sample mean PSNR per size
+    mean: dict[int, float] = field(default_factory=dict)  # sample mean of the metric per size
     se: dict[int, float | None] = field(default_factory=dict)  # its standard error (pooled SD / sqrt(n))
-    sd: float | None = None  # pooled per-seed SD (dB); None below one degree of freedom
+    sd: float | None = None  # pooled per-seed SD (dB or nats); None below one degree of freedom
     df: int = 0  # its degrees of freedom
     p_answer: dict[int, float] = field(default_factory=dict)  # posterior share of each size being the answer
     rule: str = DEFAULT_RULE
     tolerance_db: float = DEFAULT_TOLERANCE_DB
+    metric: str = DEFAULT_METRIC
+    tolerance_nats: float = DEFAULT_TOLERANCE_NATS
 
     def to_dict(self) -> dict:
         return {
@@ -81,6 +85,8 @@ class Race:
             "p_answer": {str(k): round(v, 4) for k, v in self.p_answer.items()},
             "rule": self.rule,
             "tolerance_db": self.tolerance_db,
+            "metric": self.metric,
+            "tolerance_nats": self.tolerance_nats,
         }
 
     @classmethod
@@ -94,19 +100,28 @@ class Race:
             best_latent_dim=values.get("best_latent_dim"), mean=keyed("mean"), se=keyed("se"), sd=values.get("sd"),
             df=int(values.get("df") or 0), p_answer=keyed("p_answer"), rule=values.get("rule", DEFAULT_RULE),
             tolerance_db=float(values.get("tolerance_db", DEFAULT_TOLERANCE_DB)),
+            metric=values.get("metric", DEFAULT_METRIC),
+            tolerance_nats=float(values.get("tolerance_nats", DEFAULT_TOLERANCE_NATS)),
         )
+
+    @property
+    def tolerance(self) -> float:
+        """The practical-equivalence margin in the metric's unit."""
+        return METRICS[self.metric].tolerance(self.tolerance_db, self.tolerance_nats)
 
     def close_call(self) -> str | None:
         """One sentence when the choice is not the best size: the sizes are practically
         equivalent and the rule takes the smaller one."""
         if self.latent_dim is None or self.best_latent_dim is None or self.latent_dim == self.best_latent_dim:
             return None
-        gap = self.mean[self.best_latent_dim] - self.mean[self.latent_dim]
+        m = METRICS[self.metric]
+        gap = abs(self.mean[self.best_latent_dim] - self.mean[self.latent_dim])
         if self.rule == "tolerance":
-            return (f"latent sizes {self.latent_dim} and {self.best_latent_dim} are within {self.tolerance_db:g} dB of each "
-                    f"other ({gap:.2f} dB apart); the rule takes the smaller, {self.latent_dim}")
-        return (f"latent size {self.best_latent_dim} has the highest mean PSNR, {gap:.2f} dB above {self.latent_dim}; "
-                f"the {self.rule} rule takes {self.latent_dim}")
+            return (f"latent sizes {self.latent_dim} and {self.best_latent_dim} are within {self.tolerance:g} {m.unit} of "
+                    f"each other ({gap:.2f} {m.unit} apart); the rule takes the smaller, {self.latent_dim}")
+        better = "above" if m.sign > 0 else "below"
+        return (f"latent size {self.best_latent_dim} has the {m.best_word} {m.label}, {gap:.2f} {m.unit} {better} "
+                f"{self.latent_dim}; the {self.rule} rule takes {self.latent_dim}")
 
 
 @dataclass(frozen=True)
@@ -128,8 +143,12 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
 
 
 def values_by_latent_dim(trials: pd.DataFrame, column: str = "psnr_mean") -> dict[int, list[float]]:
-    """`column` (the validation psnr_mean, or `seed`) of every completed seeds trial, per latent size."""
+    """`column` (the validation psnr_mean, nll_iw, or `seed`) of every completed seeds trial that
+    has it, per latent size."""
     usable = seeds_trials(trials)
+    if column not in usable.columns:
+        return {}
+    usable = usable[usable[column].notna()]
     return {int(dim): group[column].tolist() for dim, group in usable.groupby("latent_dim")}
 
 
@@ -161,29 +180,38 @@ def assess(
     seed: int = 0,
     horizon: tuple[int, int] | None = None,
     n_draws: int = N_DRAWS,
+    metric: str = DEFAULT_METRIC,
+    tolerance_nats: float = DEFAULT_TOLERANCE_NATS,
 ) -> Race:
-    """The rule's choice on `values` (latent size -> PSNR of each completed seeds trial), the
-    decision confidence and the contenders. `horizon`: (--seeds, --max-seeds), the seeds per size
+    """The rule's choice on `values` (latent size -> the `metric` of each completed seeds trial:
+    PSNR, or nll_iw with lower better), the decision confidence and the contenders.
+    The tolerance is `tolerance_db` for psnr and `tolerance_nats` for nll. `horizon`: (--seeds, --max-seeds), the seeds per size
     between which racing looks; the confidence is discounted for those looks
     (`sequential_confidence`). None: a single look at fixed seeds, no discount. Deterministic
     for a given `seed`."""
     dims = np.array(sorted(d for d, v in values.items() if len(v) > 0), dtype=int)
     counts = {int(d): len(values[d]) for d in dims}
+    settings = dict(rule=rule, tolerance_db=tolerance_db, metric=metric, tolerance_nats=tolerance_nats)
     if len(dims) == 0:
-        return Race(None, 0.0, (), counts, rule=rule, tolerance_db=tolerance_db)
-    draws, means, sd, df = posterior_means(values, n_draws=n_draws, seed=seed)
+        return Race(None, 0.0, (), counts, **settings)
+    tolerance, sign = METRICS[metric].tolerance(tolerance_db, tolerance_nats), METRICS[metric].sign
+    # the posterior is drawn for the scores (higher is better: nll negated), so both metrics take
+    # the very same draws and rule, and share one calibration
+    scores = {int(d): [sign * float(v) for v in values[d]] for d in dims}
+    draws, score_means, sd, df = posterior_means(scores, n_draws=n_draws, seed=seed)
+    means = sign * score_means
     ses = np.array([sd / math.sqrt(counts[int(d)]) if df > 0 else math.nan for d in dims])
     own_ses = np.array([mean_se(values[d])[1] for d in dims])  # what one-se reads: each size's own SE
-    choice = choose(dims, means, own_ses, rule=rule, tolerance_db=tolerance_db)
+    choice = choose(dims, means, own_ses, rule=rule, tolerance=tolerance, metric=metric)
     common = dict(n_trials=counts, best_latent_dim=choice.best_latent_dim,
                   mean={int(d): float(m) for d, m in zip(dims, means, strict=True)},
                   se={int(d): (float(s) if math.isfinite(s) else None) for d, s in zip(dims, ses, strict=True)},
-                  sd=sd if df > 0 else None, df=df, rule=rule, tolerance_db=tolerance_db)
+                  sd=sd if df > 0 else None, df=df, **settings)
     if len(dims) == 1:
         return Race(choice.latent_dim, 1.0, (), p_answer={int(dims[0]): 1.0}, **common)
     if df == 0:  # one seed per size: no spread measured, nothing is settled
         return Race(choice.latent_dim, 0.0, tuple(int(d) for d in dims), p_answer={}, **common)
-    picked = answers(dims, draws, own_ses, rule=rule, tolerance_db=tolerance_db)
+    picked = answers(dims, draws, own_ses, rule=rule, tolerance=tolerance)  # on the scores
     best = dims[draws.argmax(axis=1)]
     p_answer = {int(d): float(np.mean(picked == d)) for d in dims}
     p_best = {int(d): float(np.mean(best == d)) for d in dims}
@@ -233,17 +261,48 @@ def next_trial(race: Race, handed: Mapping[int, int], *, target: float, max_seed
     return NextTrial(latent_dim=min(room, key=lambda d: (handed.get(d, 0), settled[d], d)))
 
 
-def race_history(trials: pd.DataFrame) -> pd.DataFrame:
-    """Each latent size's mean ± SE after every completed seeds trial, in the order they finished.
+def race_history(trials: pd.DataFrame, column: str = "psnr_mean") -> pd.DataFrame:
+    """Each latent size's mean ± SE of `column` after every completed seeds trial that has it,
+    in the order they finished.
 
-    Columns: step (completed seeds trials so far), latent_dim, n_trials, psnr_mean, psnr_se."""
+    Columns: step (completed seeds trials so far), latent_dim, n_trials, mean, se."""
     usable = seeds_trials(trials)
+    usable = usable[usable[column].notna()] if column in usable.columns else usable.iloc[:0]
     order = usable.sort_values("finished_at" if "finished_at" in usable.columns else "trial_id", kind="stable")
     seen: dict[int, list[float]] = {}
     rows = []
-    for step, row in enumerate(order.itertuples(), start=1):
-        seen.setdefault(int(row.latent_dim), []).append(float(row.psnr_mean))
+    for step, (_, row) in enumerate(order.iterrows(), start=1):
+        seen.setdefault(int(row["latent_dim"]), []).append(float(row[column]))
         for dim, values in sorted(seen.items()):
             mean, se = mean_se(values)
-            rows.append({"step": step, "latent_dim": dim, "n_trials": len(values), "psnr_mean": mean, "psnr_se": se})
-    return pd.DataFrame(rows, columns=["step", "latent_dim", "n_trials", "psnr_mean", "psnr_se"])
+            rows.append({"step": step, "latent_dim": dim, "n_trials": len(values), "mean": mean, "se": se})
+    return pd.DataFrame(rows, columns=["step", "latent_dim", "n_trials", "mean", "se"])
+
+
+def both_answers(trials: pd.DataFrame, *, metric: str = DEFAULT_METRIC, **settings) -> dict[str, Race]:
+    """`assess` by each metric on the trial table, the run's chosen `metric` first (`settings`:
+    rule, tolerance_db, tolerance_nats, seed, horizon). A metric no seeds trial has (nll_iw in
+    runs of earlier releases) is left out."""
+    races = {}
+    for name in (metric, *(m for m in METRICS if m != metric)):
+        values = values_by_latent_dim(trials, METRICS[name].column)
+        if values or name == metric:
+            races[name] = assess(values, metric=name, **settings)
+    return races
+
+
+def side_by_side(races: Mapping[str, Race]) -> list[str]:
+    """The answer by each metric on one line, and one more when they differ, with why they can."""
+    shown = {name: race for name, race in races.items() if race.latent_dim is not None}
+    if not shown:
+        return []
+    lines = ["answers by metric: " + "; ".join(
+        f"{METRICS[name].label} {race.latent_dim} (confidence {race.confidence:.2f})" for name, race in shown.items())]
+    chosen = {race.latent_dim for race in shown.values()}
+    if len(chosen) > 1:
+        by = {name: race.latent_dim for name, race in shown.items()}
+        lines.append(
+            f"the metrics differ ({', '.join(f'{METRICS[n].label}: {d}' for n, d in by.items())}): PSNR scores the "
+            "reconstruction alone and keeps rising with capacity, while nll_iw also pays for the KL of every latent "
+            "dimension in use, so it can level off or turn at a smaller size")
+    return lines

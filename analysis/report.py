@@ -27,7 +27,10 @@ FIGURE_CAPTIONS = {
     "latent_tsne": "t-SNE of the chosen model's latent means on the test split, coloured by digit.",
     "reconstructions": "Test-split originals, reconstructions from the posterior mean, and from a sampled z.",
     "search_history": "Search stage: each trial's PSNR and the best so far.",
-    "race": "The race: each latent size's mean PSNR ± SE (validation) as seeds trials were added; dashed: the tolerance rule's boundary.",
+    "race": "The race: each latent size's mean ± SE of the run's metric (validation) as seeds trials were added; dashed: the tolerance rule's boundary.",
+    "nll_vs_latent": "Held-out likelihood: nll_iw, the importance-weighted bound on −log p(x) (nats per validation image, lower is better), with the negative ELBO of the same trials.",
+    "active_units": "Active units (latent dimensions whose posterior mean varies over the validation images by more than the threshold) versus latent size; dashed: every dimension in use.",
+    "kl_by_dim": "The chosen model's mean KL per latent dimension on the validation split, largest first; grey: inactive dimensions.",
 }
 
 
@@ -44,13 +47,16 @@ def render(
     stop_reason: str | None = None,
     close_call: str | None = None,
     provenance: dict | None = None,
+    latent_notes: list[str] | tuple[str, ...] = (),
 ) -> str:
     """The whole page as a string; `figures` maps a figure name to PNG bytes. `provenance`:
     command, preset, settings, data, versions and compute (see `search.cli.analyze`). `close_call`:
-    one sentence when the chosen size is not the best (`analysis.racing.Race.close_call`)."""
-    summary_table = summary[["latent_dim", "n_trials", "psnr_mean", "psnr_se", "mse_mean", "mse_se", "best_trial_id"]]
+    one sentence when the chosen size is not the best (`analysis.racing.Race.close_call`).
+    `latent_notes`: the answer by each metric and what the latent space uses, one line each."""
+    summary_table = summary.reindex(columns=["latent_dim", "n_trials", "psnr_mean", "psnr_se", "mse_mean", "mse_se", "nll_iw",
+                                             "nll_iw_se", "active_units", "active_units_se", "best_trial_id"])
     shown = [c for c in ("trial_id", "phase", "stage", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean",
-                          "psnr_mean", "device", "time_s") if c in trials.columns]
+                          "psnr_mean", "active_units", "nll_iw", "device", "time_s") if c in trials.columns]
     ordered = trials.sort_values(["phase", "latent_dim", "psnr_mean"], ascending=[True, True, False])[shown]
     return _template().render(
         style=_STYLE,
@@ -60,6 +66,7 @@ def render(
         confidence=confidence,
         stop_reason=stop_reason,
         close_call=close_call,
+        latent_notes=list(latent_notes),
         test=test,
         summary_table=Markup(_table(summary_table)),
         trials_table=Markup(_table(ordered)),

@@ -1,5 +1,9 @@
-"""The names of the selection rules and their defaults (kept light: the command line imports it
-for --help)."""
+"""The names of the selection rules and metrics, and their defaults (kept light: the command
+line imports it for --help)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 RULES = ("tolerance", "one-se", "knee")
 DEFAULT_RULE = "tolerance"
@@ -8,3 +12,33 @@ DEFAULT_RULE = "tolerance"
 # size with different seeds on the quick preset (sqrt(2) x 0.21 dB, bench/seed_spread.py): a gap
 # smaller than what retraining alone produces is not a property of the latent size.
 DEFAULT_TOLERANCE_DB = 0.3
+# The same for nll_iw, in nats per image: sqrt(2) x 1.0 nats, the pooled per-seed SD of nll_iw on
+# the quick preset (bench/seed_spread.py: 4 sizes x 4 seeds, the same SD at k = 1, 16 and 64, so it
+# is the training's spread, not Monte-Carlo noise).
+DEFAULT_TOLERANCE_NATS = 1.4
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What the rules, racing and the confidence compare the latent sizes by."""
+
+    name: str  # the --metric value
+    column: str  # its trials.csv column
+    label: str  # in words
+    unit: str
+    sign: int  # +1: higher is better; -1: lower is better
+
+    @property
+    def best_word(self) -> str:
+        return "highest" if self.sign > 0 else "lowest"
+
+    def tolerance(self, tolerance_db: float, tolerance_nats: float) -> float:
+        """The practical-equivalence margin in this metric's unit."""
+        return tolerance_db if self.unit == "dB" else tolerance_nats
+
+
+METRICS = {
+    "psnr": Metric("psnr", "psnr_mean", "mean PSNR", "dB", +1),
+    "nll": Metric("nll", "nll_iw", "nll_iw", "nats", -1),
+}
+DEFAULT_METRIC = "psnr"

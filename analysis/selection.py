@@ -1,10 +1,11 @@
 """Choosing the latent size from the per-latent-size summary, by a stated rule.
 
-Rules:
-- `one-se` (default): the smallest latent size whose mean PSNR is within one standard error
-  of the best size's mean PSNR (parsimony with a margin the data justifies).
-- `tolerance`: the smallest latent size whose mean PSNR is within `tolerance_db` dB of the best.
-- `knee`: the knee of mean PSNR versus latent size (Kneedle: the size furthest above the
+Rules, on the chosen metric (`analysis.rules.METRICS`: mean PSNR, higher is better, or
+nll_iw, lower is better):
+- `tolerance` (default): the smallest latent size within `tolerance` (dB or nats) of the best.
+- `one-se`: the smallest latent size within one standard error of the best size's mean
+  (parsimony with a margin the data justifies).
+- `knee`: the knee of the metric versus latent size (Kneedle: the size furthest above the
   straight line from the smallest to the largest size, both axes scaled to [0, 1]).
 Ties go to the smaller latent size. Sizes without a usable trial are left out and named.
 """
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, RULES
+from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULES
+from analysis.summary import se_column
 from vae.errors import UsageError
 
 
@@ -25,7 +27,7 @@ from vae.errors import UsageError
 class Selection:
     latent_dim: int
     rule: str  # the rule in words, with the numbers it used
-    best_latent_dim: int  # highest mean PSNR
+    best_latent_dim: int  # best mean of the metric
     best_trial_id: str | None  # the chosen size's best seeds trial (its model is exported)
     notes: tuple[str, ...] = field(default_factory=tuple)
     per_latent_dim: tuple[dict, ...] = field(default_factory=tuple)
@@ -41,36 +43,43 @@ class Selection:
         }
 
 
-def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: float = DEFAULT_TOLERANCE_DB) -> Selection:
-    """Pick a latent size from `analysis.summary.summarize` output."""
+_PER_DIM = ("psnr_mean", "psnr_se", "mse_mean", "mse_se", "nll_iw", "nll_iw_se", "active_units", "active_units_se")
+
+
+def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: float = DEFAULT_TOLERANCE_DB,
+           metric: str = DEFAULT_METRIC, tolerance_nats: float = DEFAULT_TOLERANCE_NATS) -> Selection:
+    """Pick a latent size from `analysis.summary.summarize` output by `metric` (psnr | nll);
+    the tolerance is `tolerance_db` for psnr and `tolerance_nats` for nll."""
     if rule not in RULES:
         raise UsageError(f"rule must be one of {', '.join(RULES)} but got {rule!r}")
-    if not (math.isfinite(tolerance_db) and tolerance_db >= 0):
-        raise UsageError(f"tolerance_db must be a number >= 0 but got {tolerance_db!r}")
+    if metric not in METRICS:
+        raise UsageError(f"metric must be one of {', '.join(METRICS)} but got {metric!r}")
+    for name, value in (("tolerance_db", tolerance_db), ("tolerance_nats", tolerance_nats)):
+        if not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{name} must be a number >= 0 but got {value!r}")
+    m = METRICS[metric]
     per_dim = tuple(
-        {
-            "latent_dim": int(r.latent_dim),
-            "n_trials": int(r.n_trials),
-            "psnr_mean": _num(r.psnr_mean),
-            "psnr_se": _num(r.psnr_se),
-            "mse_mean": _num(r.mse_mean),
-            "mse_se": _num(r.mse_se),
-        }
-        for r in summary.sort_values("latent_dim").itertuples()
+        {"latent_dim": int(r["latent_dim"]), "n_trials": int(r["n_trials"])}
+        | {k: _num(r[k]) for k in _PER_DIM if k in summary.columns}
+        for _, r in summary.sort_values("latent_dim").iterrows()
     )
     notes: list[str] = []
-    candidates = summary[summary["n_trials"] > 0].sort_values("latent_dim")
-    missing = sorted(int(d) for d in summary.loc[summary["n_trials"] == 0, "latent_dim"])
+    has_value = summary[m.column].notna() if m.column in summary.columns else summary["n_trials"] < 0
+    candidates = summary[(summary["n_trials"] > 0) & has_value].sort_values("latent_dim")
+    missing = sorted(int(d) for d in summary.loc[(summary["n_trials"] == 0) | ~has_value, "latent_dim"])
     if missing:
-        notes.append(f"latent size(s) {', '.join(map(str, missing))} have no completed seeds trial and were not considered")
+        notes.append(f"latent size(s) {', '.join(map(str, missing))} have no completed seeds trial with {m.column} "
+                     "and were not considered")
     if candidates.empty:
-        raise UsageError("no latent size has a completed seeds trial; nothing to select from")
+        raise UsageError(f"no latent size has a completed seeds trial with {m.column}; nothing to select from"
+                         + ("" if metric == "psnr" else " (runs of releases before nll_iw have none: use --metric psnr)"))
     choice = choose(
         candidates["latent_dim"].to_numpy(dtype=int),
-        candidates["psnr_mean"].to_numpy(dtype=float),
-        candidates["psnr_se"].to_numpy(dtype=float),
+        candidates[m.column].to_numpy(dtype=float),
+        candidates[se_column(m.column)].to_numpy(dtype=float),
         rule=rule,
-        tolerance_db=tolerance_db,
+        tolerance=m.tolerance(tolerance_db, tolerance_nats),
+        metric=metric,
     )
     row = candidates[candidates["latent_dim"] == choice.latent_dim].iloc[0]
     return Selection(
@@ -93,70 +102,72 @@ class Choice:
 
 
 def answers(dims: np.ndarray, means: np.ndarray, ses: np.ndarray | None = None, *, rule: str = DEFAULT_RULE,
-            tolerance_db: float = DEFAULT_TOLERANCE_DB) -> np.ndarray:
-    """The rule's answer for each row of `means` (shape (B, D), columns sorted like `dims`).
+            tolerance: float = DEFAULT_TOLERANCE_DB, metric: str = DEFAULT_METRIC) -> np.ndarray:
+    """The rule's answer for each row of `means` (shape (B, D), columns sorted like `dims`), in
+    the metric's own unit (for nll, lower is better; `tolerance` is in that unit too).
 
     Vectorised so that `analysis.racing` applies the very same rule to thousands of posterior
     draws of the true means at once; `choose` applies it to the observed means. `ses` (shape
     (D,)) is read by one-se only: that rule's boundary is an estimate's SE, not a property of
     the true means, which is why its answer drifts as seeds are added."""
     dims = np.asarray(dims)
-    means = np.atleast_2d(np.asarray(means, dtype=float))
-    best = means.argmax(axis=1)  # ties in the mean go to the smaller size: argmax returns the first
-    rows = np.arange(len(means))
+    scores = METRICS[metric].sign * np.atleast_2d(np.asarray(means, dtype=float))  # higher is better
+    best = scores.argmax(axis=1)  # ties go to the smaller size: argmax returns the first
+    rows = np.arange(len(scores))
     if len(dims) == 1:
-        return np.full(len(means), dims[0])
+        return np.full(len(scores), dims[0])
     if rule == "knee":
-        return dims[_knee_index(dims, means)]
+        return dims[_knee_index(dims, scores)]
     if rule == "one-se":
         best_se = np.asarray(ses, dtype=float)[best]
         margin = np.where(np.isfinite(best_se), best_se, 0.0)  # no SE: the best itself
     else:
-        margin = np.full(len(means), float(tolerance_db))
-    within = means >= (means[rows, best] - margin)[:, None]
+        margin = np.full(len(scores), float(tolerance))
+    within = scores >= (scores[rows, best] - margin)[:, None]
     return dims[within.argmax(axis=1)]  # the first (smallest) size within the margin
 
 
 def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = DEFAULT_RULE,
-           tolerance_db: float = DEFAULT_TOLERANCE_DB) -> Choice:
+           tolerance: float = DEFAULT_TOLERANCE_DB, metric: str = DEFAULT_METRIC) -> Choice:
     """The rule on the observed means (arrays sorted by latent size, each size with a trial),
     with its words and boundary. `select` calls it; the answer is `answers`' on one row."""
+    m = METRICS[metric]
     means = np.asarray(means, dtype=float)
-    index = int(np.argmax(means))
+    index = int(np.argmax(m.sign * means))
     best_dim, best_mean, best_se = int(dims[index]), float(means[index]), float(ses[index])
-    chosen = int(answers(dims, means, ses, rule=rule, tolerance_db=tolerance_db)[0])
+    chosen = int(answers(dims, means, ses, rule=rule, tolerance=tolerance, metric=metric)[0])
+    best = f"{m.best_word} {m.label} ({best_mean:.2f} {m.unit} at latent size {best_dim})"
     if len(dims) == 1:
-        words = f"only latent size {best_dim} has completed trials, so it is chosen (mean PSNR {best_mean:.2f} dB)"
+        words = f"only latent size {best_dim} has completed trials, so it is chosen ({m.label} {best_mean:.2f} {m.unit})"
         return Choice(best_dim, best_dim, words, None)
     if rule == "one-se":
         if not math.isfinite(best_se):
             words = (
                 f"one-standard-error rule not applicable: latent size {best_dim} has fewer than two seeds, so no "
-                f"standard error; fell back to the highest mean PSNR ({best_mean:.2f} dB at latent size {best_dim})"
+                f"standard error; fell back to the {best}"
             )
             return Choice(best_dim, best_dim, words, None, ("run with --seeds 2 or more for a standard error",))
-        threshold = best_mean - best_se
+        threshold = best_mean - m.sign * best_se
         words = (
-            f"smallest latent size whose mean PSNR is within one standard error of the best: best is latent size "
-            f"{best_dim} at {best_mean:.2f} ± {best_se:.2f} dB (mean ± SE over seeds), threshold {threshold:.2f} dB; "
-            f"this boundary narrows as seeds are added, so its answer can move toward larger sizes"
+            f"smallest latent size whose {m.label} is within one standard error of the best: best is latent size "
+            f"{best_dim} at {best_mean:.2f} ± {best_se:.2f} {m.unit} (mean ± SE over seeds), threshold {threshold:.2f} "
+            f"{m.unit}; this boundary narrows as seeds are added, so its answer can move toward larger sizes"
         )
     elif rule == "tolerance":
-        threshold = best_mean - tolerance_db
+        threshold = best_mean - m.sign * tolerance
         words = (
-            f"smallest latent size whose mean PSNR is within {tolerance_db:g} dB of the best: best is latent size "
-            f"{best_dim} at {best_mean:.2f} dB, threshold {threshold:.2f} dB"
+            f"smallest latent size whose {m.label} is within {tolerance:g} {m.unit} of the best: best is latent size "
+            f"{best_dim} at {best_mean:.2f} {m.unit}, threshold {threshold:.2f} {m.unit}"
         )
     else:
         notes: list[str] = []
         if len(dims) < 3 or means.max() == means.min():
-            notes.append("knee needs at least three latent sizes with different mean PSNR; fell back to the highest mean")
-            return Choice(chosen, best_dim, f"no knee to find; highest mean PSNR ({best_mean:.2f} dB at latent size {best_dim})",
-                          None, tuple(notes))
+            notes.append(f"knee needs at least three latent sizes with different {m.label}; fell back to the {m.best_word}")
+            return Choice(chosen, best_dim, f"no knee to find; {best}", None, tuple(notes))
         x = np.asarray(dims, dtype=float)
-        gap = _knee_gaps(x, means[None, :])[0]
+        gap = _knee_gaps(x, m.sign * means[None, :])[0]
         words = (
-            f"knee of mean PSNR versus latent size (largest gain over the straight line from size {int(x[0])} to "
+            f"knee of {m.label} versus latent size (largest gain over the straight line from size {int(x[0])} to "
             f"{int(x[-1])}, both axes scaled to [0, 1]: {gap.max():.2f})"
         )
         return Choice(chosen, best_dim, words, None)

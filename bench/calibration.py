@@ -77,7 +77,7 @@ def _truth(means: dict[int, float], rule: str, tolerance_db: float) -> int:
     from analysis.selection import choose
 
     dims = np.array(sorted(means))
-    return choose(dims, np.array([means[d] for d in dims]), np.zeros(len(dims)), rule=rule, tolerance_db=tolerance_db).latent_dim
+    return choose(dims, np.array([means[d] for d in dims]), np.zeros(len(dims)), rule=rule, tolerance=tolerance_db).latent_dim
 
 
 def _true_means(scenario: dict, rng: np.random.Generator) -> dict[int, float]:

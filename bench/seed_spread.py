@@ -9,6 +9,12 @@ variance that a seed effect explains in the two-way model psnr = size + seed + n
 the residual SD with and without the seed effect. These figures feed the scenarios of
 `bench/calibration.py` and the default `--tolerance-db`.
 
+The same for the held-out likelihood: after training, each trial computes nll_iw as a seeds trial
+does (`search.engine.trial.held_out_likelihood`, on the preset's fixed validation subset) at
+every k in `--iw-k`, timed against the trial's training time. Reported per k: each size's mean
+and SD over seeds, the pooled per-seed SD, the smallest gap between two sizes' means, and the
+cost as a share of training. These set the default `--tolerance-nats` and the presets' k.
+
     python seed_spread.py --preset quick --seeds 6           # sample digits, as `make run`
     python seed_spread.py --preset paper --full --epochs 15 --latent-dims 15,20 --seeds 3
 """
@@ -27,20 +33,45 @@ from _common import unpack_full_mnist, write
 
 
 def _train_one(job: dict) -> dict:
+    import dataclasses
+
     import torch
 
-    from search.engine.trial import build_config
+    from search.engine.trial import build_trial, held_out_likelihood
     from vae import load_data
     from vae.training import train
 
     torch.set_num_threads(1)
-    config, _ = build_config(job["trial"])
+    config, _, likelihood = build_trial(job["trial"])
     splits = load_data(config.data, download=False)
     started = time.perf_counter()
     state = train(config, splits)
+    wall = time.perf_counter() - started
     last = state.history[-1]
+    train_s = sum(r.time_s for r in state.history)
+    iw = {}
+    for k in job["iw_k"]:
+        measured = held_out_likelihood(state.model, splits, dataclasses.replace(likelihood, samples=k))
+        iw[str(k)] = {"nll_iw": measured["nll_iw"], "seconds": measured["iw_time_s"], "share_of_training": measured["iw_time_s"] / train_s,
+                      "images": measured["iw_images"]}
     return {"latent_dim": job["trial"]["latent_dim"], "seed": job["trial"]["seed"], "psnr_mean": last.psnr_mean,
-            "val_loss": last.val_loss, "wall_s": time.perf_counter() - started}
+            "val_loss": last.val_loss, "active_units": last.active_units, "train_s": train_s, "iw": iw, "wall_s": wall}
+
+
+def _likelihood_spread(rows: list[dict], dims: list[int], seeds: int, k: str) -> dict:
+    """nll_iw at k samples: per size mean and SD over seeds, the pooled per-seed SD, the smallest
+    gap between two sizes' means, and the median cost as a share of the training time."""
+    table = np.array([[next(r["iw"][k]["nll_iw"] for r in rows if r["latent_dim"] == d and r["seed"] == s)
+                       for s in range(1, seeds + 1)] for d in dims])
+    means = table.mean(axis=1)
+    pooled = float(np.sqrt(((table - means[:, None]) ** 2).sum() / (len(dims) * (seeds - 1))))
+    gaps = np.abs(np.diff(np.sort(means)))
+    return {"per_latent_dim": {str(d): {"mean": float(means[i]), "sd": float(table[i].std(ddof=1)),
+                                        "values": table[i].round(3).tolist()} for i, d in enumerate(dims)},
+            "sd_per_seed": pooled, "smallest_gap_between_sizes": float(gaps.min()) if len(gaps) else None,
+            "images": rows[0]["iw"][k]["images"],
+            "share_of_training_median": float(np.median([r["iw"][k]["share_of_training"] for r in rows])),
+            "seconds_median": float(np.median([r["iw"][k]["seconds"] for r in rows]))}
 
 
 def two_way(table: np.ndarray) -> dict:
@@ -77,12 +108,15 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the full MNIST from ../shared/mnist (else the sample digits)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default=None, help="results name (default seed_spread_<preset>[_full])")
+    parser.add_argument("--iw-k", default="1,16,64", help="importance samples to compute nll_iw with, comma-separated")
+    parser.add_argument("--iw-images", type=int, default=None, help="default: the preset's")
     args = parser.parse_args()
+    iw_k = [int(k) for k in args.iw_k.split(",")]
 
     from search.config import resolve
     from search.engine.experiment import trial_template
 
-    config = resolve(args.preset, {"epochs": args.epochs})
+    config = resolve(args.preset, {"epochs": args.epochs, "iw_images": args.iw_images})
     dims = [int(d) for d in args.latent_dims.split(",")] if args.latent_dims else list(config.latent_dims)
     with tempfile.TemporaryDirectory() as tmp:
         data = {"source": "mnist" if args.full else "sample",
@@ -90,7 +124,7 @@ def main() -> None:
         constants = trial_template(config, data)
         constants["train"]["threads"] = 1
         constants["train"]["data"]["max_train"] = None if args.full else config.max_train
-        jobs = [{"trial": {**constants, "phase": "seeds", "latent_dim": d, "lr": args.lr, "seed": s}}
+        jobs = [{"trial": {**constants, "phase": "seeds", "latent_dim": d, "lr": args.lr, "seed": s}, "iw_k": iw_k}
                 for s in range(1, args.seeds + 1) for d in dims]
         rows = []
         with ProcessPoolExecutor(args.workers) as pool:
@@ -103,7 +137,9 @@ def main() -> None:
                 for i, d in enumerate(dims)}
     figures = {"preset": args.preset, "data": "full MNIST (48k train)" if args.full else "sample digits",
                "epochs": config.epochs, "lr": args.lr, "seeds": args.seeds, "per_latent_dim": per_size,
-               **two_way(table), "median_trial_s": float(np.median([r["wall_s"] for r in rows]))}
+               **two_way(table), "median_trial_s": float(np.median([r["wall_s"] for r in rows])),
+               "active_units": {str(d): [r["active_units"] for r in rows if r["latent_dim"] == d] for d in dims},
+               "nll_iw": {str(k): _likelihood_spread(rows, dims, args.seeds, str(k)) for k in iw_k}}
     write(args.name or f"seed_spread_{args.preset}{'_full' if args.full else ''}", figures)
 
 

@@ -15,11 +15,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, RULES
+from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULES
 from vae.config import DATASETS, LR_SCHEDULES, DataConfig, ModelConfig, TrainConfig
 from vae.errors import UsageError
 
 SCHEDULERS = ("asha", "fifo")
+# nll_iw of a seeds trial: k importance samples on a fixed subset of the validation images.
+# 16 x 500 costs about 5% of a quick-preset trial's training (bench/seed_spread.py; 64 would
+# cost 20%); the paper preset affords 64 x 1000 (README "Held-out likelihood").
+DEFAULT_IW_SAMPLES = 16
+DEFAULT_IW_IMAGES = 500
 
 
 def _preset_only(default: Any) -> Any:
@@ -39,7 +44,11 @@ class SearchConfig:
     confidence: float = 0.9  # racing: stop once the decision confidence reaches this
     max_trials: int | None = None  # all trials of the run (search + seeds + racing); None: no cap but max_seeds
     rule: str = DEFAULT_RULE  # the selection rule that racing makes sure of (analyze may use another)
-    tolerance_db: float = DEFAULT_TOLERANCE_DB  # practical equivalence (dB) for rule "tolerance"
+    tolerance_db: float = DEFAULT_TOLERANCE_DB  # practical equivalence (dB) for rule "tolerance", metric psnr
+    metric: str = DEFAULT_METRIC  # what the rule compares: psnr (validation PSNR) or nll (nll_iw, lower is better)
+    tolerance_nats: float = DEFAULT_TOLERANCE_NATS  # practical equivalence (nats) for rule "tolerance", metric nll
+    iw_samples: int = DEFAULT_IW_SAMPLES  # nll_iw: importance samples per image (1: the negative ELBO)
+    iw_images: int = DEFAULT_IW_IMAGES  # nll_iw: validation images it is computed on (fixed subset)
     scheduler: str = "asha"
     grace_period: int = _preset_only(2)  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = _preset_only(2)  # ASHA: keep the best 1/rf at each rung
@@ -89,6 +98,13 @@ class SearchConfig:
         )
         _check(self.rule in RULES, f"rule must be one of {', '.join(RULES)} but got {self.rule!r}")
         _check(math.isfinite(self.tolerance_db) and self.tolerance_db >= 0, f"tolerance_db must be >= 0 but got {self.tolerance_db}")
+        _check(self.metric in METRICS, f"metric must be one of {', '.join(METRICS)} but got {self.metric!r}")
+        _check(math.isfinite(self.tolerance_nats) and self.tolerance_nats >= 0,
+               f"tolerance_nats must be >= 0 but got {self.tolerance_nats}")
+        for name in ("iw_samples", "iw_images"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                   f"{name} must be an integer >= 1 but got {value!r}")
         _check(self.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)} but got {self.scheduler!r}")
         _check(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)} but got {self.dataset!r}")
         _check(self.cpus_per_trial > 0, f"cpus_per_trial must be > 0 but got {self.cpus_per_trial}")
@@ -153,7 +169,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Seconds: two small latent sizes on 600 sample digits. For tests and a first look.
     "smoke": dict(
         latent_dims=(2, 8), epochs=2, trials=3, seeds=2, max_seeds=3, grace_period=1, dataset="sample",
-        max_train=600, channels=(8, 16), hidden_dim=64, batch_size=32, lr_range=(1e-3, 1e-2),
+        max_train=600, channels=(8, 16), hidden_dim=64, batch_size=32, lr_range=(1e-3, 1e-2), iw_samples=4, iw_images=200,
     ),
     # A few minutes on 2 cores: the study's four latent sizes on up to 4,000 training digits.
     # Half-width convolutions: 1.9x the images per CPU-second, which buys more epochs
@@ -167,7 +183,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The study at full scale: all of MNIST, 20 epochs, 3 seeds, four trials per GPU.
     "paper": dict(
         latent_dims=(5, 10, 15, 20), epochs=20, trials=24, seeds=3, max_seeds=8, grace_period=4, dataset="mnist",
-        max_train=None, batch_size=128, gpus_per_trial=0.25, cpus_per_trial=1.0,
+        max_train=None, batch_size=128, gpus_per_trial=0.25, cpus_per_trial=1.0, iw_samples=64, iw_images=1000,
     ),
 }
 

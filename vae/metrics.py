@@ -12,6 +12,8 @@ PSNR = 10 log10(1 / max(MSE, 1e-10)), so a perfect reconstruction scores 100 dB,
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -68,3 +70,31 @@ def digit_metrics_from_mse(mse: torch.Tensor, labels: torch.Tensor) -> dict[str,
         "mse_mean": sum(mse_by_digit) / N_CLASSES,
         "psnr_mean": sum(psnr_by_digit) / N_CLASSES,
     }
+
+
+# A latent dimension is active when the variance over the data of its posterior mean exceeds
+# this (Burda, Grosse and Salakhutdinov, 2015, "Importance Weighted Autoencoders", and the
+# threshold of the authors' code).
+ACTIVE_THRESHOLD = 0.01
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z_j|x) || N(0, 1)) of each latent dimension j, per sample: (N, D) -> (N, D)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def active_units(mu_variance: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
+    """How many dimensions have Var_x(E_q[z_j|x]) above `threshold`: (D,) -> int."""
+    return int((mu_variance > threshold).sum())
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
+
+
+def iw_nll_from_log_weights(log_weights: torch.Tensor) -> torch.Tensor:
+    """The importance-weighted bound on −log p(x) from log w_i = log p(x, z_i) − log q(z_i|x) of
+    k draws per image: −log((1/k) Σ_i w_i), (N, k) -> (N,). For k = 1 it is the single-draw
+    negative ELBO; it cannot rise, in expectation, as k grows (Burda et al., 2015)."""
+    return -(torch.logsumexp(log_weights, dim=1) - math.log(log_weights.shape[1]))

@@ -16,7 +16,17 @@ import torch
 
 from vae.config import TrainConfig
 from vae.data import Split, Splits, to_unit
-from vae.metrics import digit_metrics_from_mse, kl_divergence, mse_per_image, vae_loss
+from vae.metrics import (
+    ACTIVE_THRESHOLD,
+    active_units,
+    digit_metrics_from_mse,
+    iw_nll_from_log_weights,
+    kl_per_dim,
+    log_normal,
+    mse_per_image,
+    reconstruction_nll,
+    vae_loss,
+)
 from vae.model import ConvVAE
 
 EVAL_BATCH_SIZE = 500  # images per evaluation chunk: bounds the activations a trial worker holds
@@ -43,9 +53,15 @@ class EpochResult:
     time_s: float  # wall time of this epoch (training + validation)
     kl: float = math.nan  # mean KL(q(z|x) || N(0, I)) per validation image (NaN in older checkpoints)
     fit_time_s: float = math.nan  # the training part of time_s (no validation)
+    # latent dimensions with Var_x(E_q[z_j|x]) > active_threshold on the validation split (NaN in older checkpoints)
+    active_units: float = math.nan
+    active_threshold: float = ACTIVE_THRESHOLD
+    kl_by_dim: list[float] = field(default_factory=list)  # mean KL of each latent dimension per validation image
+    mu_var_by_dim: list[float] = field(default_factory=list)  # Var_x(E_q[z_j|x]) of each latent dimension
 
     def flat(self) -> dict[str, float]:
-        """Scalars only: `mse_digit_0..9`, `psnr_digit_0..9` instead of lists."""
+        """Scalars only: `mse_digit_0..9`, `psnr_digit_0..9` instead of the per-digit lists (the
+        per-dimension lists are left out)."""
         out: dict[str, float] = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
         for digit, (mse, psnr) in enumerate(zip(self.mse_by_digit, self.psnr_by_digit, strict=True)):
             out[f"mse_digit_{digit}"] = mse
@@ -170,14 +186,53 @@ def evaluate(model: ConvVAE, split: Split, *, beta: float) -> tuple[float, dict[
     model.eval()
     generator = torch.Generator(device=split.pixels.device).manual_seed(_VAL_NOISE_SEED)
     total = torch.zeros((), device=split.pixels.device)
-    kl = torch.zeros((), device=split.pixels.device)
-    mse = []
+    kl = torch.zeros(model.latent_dim, device=split.pixels.device)
+    mse, means = [], []
     for start in range(0, len(split), EVAL_BATCH_SIZE):
         x = to_unit(split.pixels[start : start + EVAL_BATCH_SIZE])
         mu, logvar = model.encode(x)
         logits = model.decode_logits(ConvVAE.sample(mu, logvar, generator))
         total += vae_loss(logits, x, mu, logvar, beta) * len(x)
-        kl += kl_divergence(mu, logvar).sum()
+        kl += kl_per_dim(mu, logvar).sum(dim=0)
         mse.append(mse_per_image(model.decode(mu), x))
+        means.append(mu)
     metrics = digit_metrics_from_mse(torch.cat(mse).cpu(), split.labels.cpu())
-    return float(total) / len(split), {**metrics, "kl": float(kl) / len(split)}
+    mu_var = torch.cat(means).var(dim=0, correction=0).cpu()  # over the data, as Burda et al.
+    kl_by_dim = (kl / len(split)).cpu()
+    return float(total) / len(split), {
+        **metrics,
+        "kl": float(kl_by_dim.sum()),
+        "active_units": active_units(mu_var),
+        "active_threshold": ACTIVE_THRESHOLD,
+        "kl_by_dim": kl_by_dim.tolist(),
+        "mu_var_by_dim": mu_var.tolist(),
+    }
+
+
+IW_SEED = 4321  # the importance samples of `importance_weighted_nll`: a fixed stream, so it is repeatable
+_IW_ROWS = 4096  # images x samples decoded at once: bounds the memory (4096 x 784 logits, 13 MB)
+
+
+@torch.inference_mode()
+def importance_weighted_nll(model: ConvVAE, pixels: torch.Tensor, *, k: int, seed: int = IW_SEED) -> torch.Tensor:
+    """The importance-weighted bound on −log p(x) in nats, with k draws from q(z|x) per image
+    (Burda et al., 2015), for each image of `pixels` (uint8 or [0, 1], (N, 1, 28, 28)) -> (N,).
+    k = 1 is the single-draw negative ELBO; the bound tightens toward −log p(x) as k grows.
+    p(x|z) is the model's Bernoulli likelihood of the pixel intensities, as in the training loss.
+    Repeatable: the draws come from a generator seeded with `seed`."""
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k must be an integer >= 1 but got {k!r}")
+    model.eval()
+    generator = torch.Generator(device=pixels.device).manual_seed(seed)
+    per_chunk = max(1, _IW_ROWS // k)
+    out = []
+    for start in range(0, len(pixels), per_chunk):
+        chunk = pixels[start : start + per_chunk]
+        x = to_unit(chunk) if chunk.dtype == torch.uint8 else chunk
+        mu, logvar = model.encode(x)
+        mu_k, logvar_k = mu.repeat_interleave(k, dim=0), logvar.repeat_interleave(k, dim=0)
+        z = ConvVAE.sample(mu_k, logvar_k, generator)
+        log_px_z = -reconstruction_nll(model.decode_logits(z), x.repeat_interleave(k, dim=0))
+        log_w = log_px_z + log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(z, mu_k, logvar_k)
+        out.append(iw_nll_from_log_weights(log_w.view(len(x), k)))
+    return torch.cat(out)

@@ -23,12 +23,16 @@ TSNE_POINTS = 2000
 
 
 def add(parser: argparse.ArgumentParser) -> None:
-    from analysis.rules import RULES
+    from analysis.rules import METRICS, RULES
 
     parser.add_argument("experiment", help="the experiment folder printed by `run`")
     parser.add_argument("--rule", choices=RULES, default=None, help="the selection rule (default: the run's, see run --rule)")
+    parser.add_argument("--metric", choices=tuple(METRICS), default=None,
+                        help="psnr or nll (nll_iw, lower is better) (default: the run's, see run --metric)")
     parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
-                        help="for --rule tolerance (default: the run's)")
+                        help="for --rule tolerance, --metric psnr (default: the run's)")
+    parser.add_argument("--tolerance-nats", type=types.non_negative_float, default=None,
+                        help="for --rule tolerance, --metric nll (default: the run's)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -40,10 +44,11 @@ def main(args: argparse.Namespace) -> int:
     from analysis import figures as figs
     from analysis.latents import latent_means, reconstruction_examples, stratified_subset, tsne_embedding
     from analysis.layout import HISTORY_FILE, JOURNAL_FILE, RACE_FILE
-    from analysis.racing import assess, race_history, values_by_latent_dim
+    from analysis.racing import both_answers, race_history, side_by_side
     from analysis.report import render
+    from analysis.rules import METRICS
     from analysis.selection import select
-    from analysis.summary import summarize
+    from analysis.summary import summarize, usage_words
     from search.engine.data import load_splits
     from search.store.lock import refuse_if_running, repair_journal
     from search.store.race import read_race
@@ -60,14 +65,18 @@ def main(args: argparse.Namespace) -> int:
     trials = read_trials(experiment.path)
     history_file = experiment.path / HISTORY_FILE
     history = pd.read_csv(history_file) if history_file.is_file() else pd.DataFrame(columns=["phase", "latent_dim", "trial_id"])
-    summary = summarize(trials, latent_dims=list(config.latent_dims))
     rule = args.rule or config.rule
+    metric = args.metric or config.metric
     tolerance_db = config.tolerance_db if args.tolerance_db is None else args.tolerance_db
-    selection = select(summary, rule=rule, tolerance_db=tolerance_db)
+    tolerance_nats = config.tolerance_nats if args.tolerance_nats is None else args.tolerance_nats
+    summary = summarize(trials, latent_dims=list(config.latent_dims), metric=metric)
+    selection = select(summary, rule=rule, tolerance_db=tolerance_db, metric=metric, tolerance_nats=tolerance_nats)
     # the confidence of this rule's choice, from whatever seeds trials exist, discounted for the
-    # looks racing took exactly as the run's own racing did
-    race = assess(values_by_latent_dim(trials), rule=rule, tolerance_db=tolerance_db, seed=config.seed,
-                  horizon=(config.seeds, config.max_seeds))
+    # looks racing took exactly as the run's own racing did; and the answer by the other metric
+    races = both_answers(trials, metric=metric, rule=rule, tolerance_db=tolerance_db, tolerance_nats=tolerance_nats,
+                         seed=config.seed, horizon=(config.seeds, config.max_seeds))
+    race = races[metric]
+    latent_notes = side_by_side(races) + usage_words(summary)
     stop_reason = read_race(experiment.path / RACE_FILE).stop_reason
 
     checkpoint = trials.loc[trials["trial_id"] == selection.best_trial_id, "checkpoint"]
@@ -78,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
         # the test split of the source the search actually used (never used for the choice)
         splits, _ = load_splits(config, pinned=experiment.record)
         _, test = evaluate(model, splits.test, beta=config.beta)
+        _, val = evaluate(model, splits.val, beta=config.beta)  # the chosen model's latent use, as its trial saw it
 
         subset = stratified_subset(splits.test, TSNE_POINTS, seed=config.seed)
         embedding = tsne_embedding(latent_means(model, subset.pixels), seed=config.seed)
@@ -90,17 +100,25 @@ def main(args: argparse.Namespace) -> int:
             "latent_tsne": figs.latent_tsne(embedding, subset.labels.numpy(), latent_dim=chosen),
             "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
             "search_history": figs.search_history(trials),
-            "race": figs.race(race_history(trials), chosen=chosen, confidence=race.confidence,
-                              tolerance_db=tolerance_db if rule == "tolerance" else None),
+            "race": figs.race(race_history(trials, METRICS[metric].column), chosen=chosen, confidence=race.confidence,
+                              tolerance=race.tolerance if rule == "tolerance" else None, metric=metric),
+            "active_units": figs.active_units(summary, chosen=chosen, threshold=val["active_threshold"]),
+            "kl_by_dim": figs.kl_by_dim(val["kl_by_dim"], val["mu_var_by_dim"], latent_dim=chosen,
+                                        threshold=val["active_threshold"]),
         }
+        if summary["nll_iw"].notna().any():
+            pictures["nll_vs_latent"] = figs.nll_vs_latent(summary, chosen=chosen, rule=selection.rule)
         pngs = {name: _png(figure) for name, figure in pictures.items()}
 
-        result = {**selection.to_dict(), "confidence": round(race.confidence, 4), "stop_reason": stop_reason,
+        result = {**selection.to_dict(), "metric": metric, "confidence": round(race.confidence, 4), "stop_reason": stop_reason,
                   "contenders": list(race.contenders), "close_call": race.close_call(),
-                  "p_answer": {str(d): round(p, 4) for d, p in race.p_answer.items()}, "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
+                  "p_answer": {str(d): round(p, 4) for d, p in race.p_answer.items()},
+                  "answers": {name: {"latent_dim": r.latent_dim, "confidence": round(r.confidence, 4)} for name, r in races.items()},
+                  "chosen_latent_use": {k: val[k] for k in ("active_units", "active_threshold", "kl_by_dim", "mu_var_by_dim")},
+                  "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
         html = render(name=experiment.path.name, selection=selection, summary=summary, trials=trials, test=test,
                       figures=pngs, source=splits.source, confidence=race.confidence, stop_reason=stop_reason,
-                      close_call=race.close_call(), provenance=_provenance(experiment, trials))
+                      close_call=race.close_call(), provenance=_provenance(experiment, trials), latent_notes=latent_notes)
 
         # everything is computed: now write, each file atomically, best_model/ swapped in whole
         _export_model(folder, experiment.path / "best_model")
@@ -115,6 +133,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"rule: {selection.rule}")
     if race.close_call():
         print(f"close call: {race.close_call()}")
+    for line in latent_notes:
+        print(line)
     for note in selection.notes:
         print(f"note: {note}")
     print(f"test split: MSE {test['mse_mean']:.4f}, PSNR {test['psnr_mean']:.2f} dB (trial {selection.best_trial_id})")

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from search.config import SearchConfig
 from search.store.race import RaceState
 
 PROG = "vae-search"
@@ -34,14 +35,33 @@ def print_table(path: Path) -> None:
     sys.stdout.write(format_trials(read_trials(path), sort="psnr_mean", top=None, fmt="table"))
 
 
-def report(path: Path, race: RaceState) -> None:
-    """The trial table, the decision, and as the last line where the experiment is."""
+def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> None:
+    """The trial table, the decision (with the answer by each metric and the latent use, given
+    the run's `config`), and as the last line where the experiment is."""
     print_table(path)
     if race.latent_dim is not None:
         close_call = race.race.close_call() if race.race.mean else None
         if close_call:
             print(f"close call: {close_call}")
+        if config is not None:
+            for line in latent_lines(path, race, config):
+                print(line)
         print(f"chosen latent size: {race.latent_dim} (confidence {race.confidence or 0:.2f})")
     else:
         print(f"chosen latent size: none ({race.stop_reason or 'no completed seeds trial'})")
     print(f"experiment: {path}")
+
+
+def latent_lines(path: Path, race: RaceState, config: SearchConfig) -> list[str]:
+    """The answer by each metric side by side (the run's own decision for its metric) and what
+    each latent size uses of its dimensions."""
+    from analysis.racing import both_answers, side_by_side
+    from analysis.summary import summarize, usage_words
+    from search.store.table import read_trials
+
+    trials = read_trials(path)
+    races = both_answers(trials, metric=config.metric, rule=config.rule, tolerance_db=config.tolerance_db,
+                         tolerance_nats=config.tolerance_nats, seed=config.seed, horizon=(config.seeds, config.max_seeds))
+    if race.race is not None:
+        races[config.metric] = race.race
+    return side_by_side(races) + usage_words(summarize(trials, latent_dims=list(config.latent_dims)))

@@ -24,7 +24,7 @@ def main(args: argparse.Namespace) -> int:
 
     experiment = Experiment.open(args.experiment)
     if experiment.done:  # nothing to run: no data, no Ray
-        report(experiment.path, read_race(experiment.path / RACE_FILE))
+        report(experiment.path, read_race(experiment.path / RACE_FILE), experiment.config)
         return 0
     refuse_if_running(experiment.path)  # before Ray starts; the lock itself is taken in execute
     refuse_earlier_layout(experiment)

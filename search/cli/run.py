@@ -25,8 +25,8 @@ LOCAL_RESULTS = "results"
 
 
 def add(parser: argparse.ArgumentParser) -> None:
-    from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, RULES
-    from search.config import PRESETS, SCHEDULERS
+    from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULES
+    from search.config import DEFAULT_IW_IMAGES, DEFAULT_IW_SAMPLES, PRESETS, SCHEDULERS
 
     parser.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="default values (flags override); default: quick")
     types.add_data_args(parser)
@@ -47,7 +47,16 @@ def add(parser: argparse.ArgumentParser) -> None:
                         help=f"the selection rule racing makes sure of (default {DEFAULT_RULE}: the smallest size whose "
                              "mean PSNR is within --tolerance-db of the best; one-se's answer drifts to larger sizes as seeds are added)")
     parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
-                        help=f"practical equivalence for --rule tolerance (default {DEFAULT_TOLERANCE_DB:g} dB)")
+                        help=f"practical equivalence for --rule tolerance, --metric psnr (default {DEFAULT_TOLERANCE_DB:g} dB)")
+    parser.add_argument("--metric", choices=tuple(METRICS), default=None,
+                        help="what the rule, racing and the confidence compare: psnr (validation PSNR, default) or nll "
+                             "(nll_iw, the importance-weighted bound on -log p(x), lower is better); the report shows both")
+    parser.add_argument("--tolerance-nats", type=types.non_negative_float, default=None,
+                        help=f"practical equivalence for --rule tolerance, --metric nll (default {DEFAULT_TOLERANCE_NATS:g} nats)")
+    parser.add_argument("--iw-samples", type=types.positive_int, default=None,
+                        help=f"nll_iw: importance samples per image (default {DEFAULT_IW_SAMPLES}; 1 gives the negative ELBO)")
+    parser.add_argument("--iw-images", type=types.positive_int, default=None,
+                        help=f"nll_iw: validation images it is computed on, a fixed subset (default {DEFAULT_IW_IMAGES})")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="asha (early stopping) or fifo")
     parser.add_argument("--cpus-per-trial", type=types.positive_float, default=None)
     parser.add_argument("--gpus-per-trial", type=types.fraction_or_count, default=None, help="fractions share a GPU, e.g. 0.25")
@@ -168,7 +177,7 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
         raise Stopped(experiment.path if experiment else None, STOPS.received or signal.SIGINT) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    report(experiment.path, race)
+    report(experiment.path, race, experiment.config)
     return 0
 
 

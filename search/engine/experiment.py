@@ -75,8 +75,10 @@ def _trainable(config: SearchConfig, splits):
 def trial_template(config: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
     """Ray Tune's param_space: the trial config's fixed part. `train` is a `vae.TrainConfig` as a
     dict (`TrainConfig.from_dict` reads it back in the trial); the searcher adds phase, stage,
-    latent_dim, lr and seed. The data is the data the trials were shipped (never `auto`)."""
-    return {"train": config.train_template(data).to_dict(), "use_gpu": config.gpus_per_trial > 0}
+    latent_dim, lr and seed. The data is the data the trials were shipped (never `auto`).
+    `likelihood`: how a seeds trial estimates nll_iw (`search.engine.trial.Likelihood`)."""
+    return {"train": config.train_template(data).to_dict(), "use_gpu": config.gpus_per_trial > 0,
+            "likelihood": {"samples": config.iw_samples, "images": config.iw_images}}
 
 
 def _searcher(experiment: Experiment):

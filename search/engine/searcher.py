@@ -65,6 +65,7 @@ class TrialRecord:
     state: str = RUNNING  # RUNNING, then its trials.csv status (completed, stopped, diverged, errored)
     epochs: int = 0  # epochs trained when it ended
     psnr: float | None = None  # its last validation PSNR
+    nll: float | None = None  # seeds and racing: its nll_iw after the last epoch
     storage_id: int | None = None  # search stage: the Optuna trial's id in the journal ...
     number: int | None = None  # ... and its number in the study
     reported: int = 0  # search stage: the last epoch reported to Optuna
@@ -74,10 +75,11 @@ class TrialRecord:
         """`search` or `seeds` (racing trials are seeds trials too): the trial's phase column."""
         return "search" if self.stage == "search" else "seeds"
 
-    @property
-    def measured(self) -> bool:
-        """A completed seeds or racing trial: evidence for the decision."""
-        return self.stage != "search" and self.state == "completed" and self.psnr is not None
+    def evidence(self, metric: str) -> float | None:
+        """A completed seeds or racing trial's value of `metric` (psnr | nll): evidence for the
+        decision; None for any other trial."""
+        value = self.psnr if metric == "psnr" else self.nll
+        return value if self.stage != "search" and self.state == "completed" else None
 
 
 def trial_seed(run_seed: int, k: int) -> int:
@@ -165,7 +167,7 @@ class StagedSearcher(Searcher):
             outcome = "stopped"
         else:
             outcome = "completed"
-        entry.state, entry.epochs, entry.psnr = outcome, epochs, result.get(METRIC)
+        entry.state, entry.epochs, entry.psnr, entry.nll = outcome, epochs, result.get(METRIC), result.get("nll_iw")
         if entry.stage == "search":
             # a result on which the scheduler stopped the trial comes here, not to on_trial_result
             if not error:
@@ -226,13 +228,15 @@ class StagedSearcher(Searcher):
     def _assess(self):
         from analysis.racing import assess
 
+        config = self._config
         values: dict[int, list[float]] = {}
         for entry in self._trials.values():
-            if entry.measured:
-                values.setdefault(entry.latent_dim, []).append(float(entry.psnr))
-        config = self._config
+            value = entry.evidence(config.metric)
+            if value is not None:
+                values.setdefault(entry.latent_dim, []).append(float(value))
         race = assess(values, rule=config.rule, tolerance_db=config.tolerance_db, seed=config.seed,
-                      horizon=(config.seeds, config.max_seeds))
+                      horizon=(config.seeds, config.max_seeds), metric=config.metric,
+                      tolerance_nats=config.tolerance_nats)
         if self._race.stage in ("search", "seeds") and len(values) < len(config.latent_dims):
             # sizes still to measure: nothing is decided yet (one size alone would read as certain)
             race = dataclasses.replace(race, confidence=0.0)

@@ -11,18 +11,40 @@ from __future__ import annotations
 import socket
 import tempfile
 import time
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
 
 from analysis.layout import DIGITS
+from search.config import DEFAULT_IW_IMAGES, DEFAULT_IW_SAMPLES
 from vae.config import TrainConfig
 from vae.data import Splits
 from vae.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """The held-out likelihood a seeds trial estimates after its last epoch: the
+    importance-weighted bound with `samples` draws per image on `images` validation images."""
+
+    samples: int = DEFAULT_IW_SAMPLES
+    images: int = DEFAULT_IW_IMAGES
 
 
 def build_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str]:
     """Ray Tune's trial config -> (TrainConfig, phase): the run's `train` template
     (`search.engine.experiment.trial_template`) with the searcher's latent_dim, lr and seed."""
+    train_config, phase, _ = build_trial(config)
+    return train_config, phase
+
+
+def build_trial(config: Mapping[str, Any]) -> tuple[TrainConfig, str, Likelihood]:
+    """`build_config`, and the run's likelihood settings (the defaults for a run of an earlier
+    release, which had none)."""
     values = dict(config)
+    likelihood = Likelihood(**values.pop("likelihood", {}))
     train = dict(values.pop("train", {}))
     train["model"] = {**train.get("model", {}), "latent_dim": values.pop("latent_dim")}
     train.update(lr=values.pop("lr"), seed=values.pop("seed"))
@@ -35,7 +57,29 @@ def build_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str]:
         import torch
 
         train["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    return TrainConfig.from_dict(train), phase
+    return TrainConfig.from_dict(train), phase, likelihood
+
+
+def likelihood_subset(splits: Splits, images: int) -> torch.Tensor:
+    """The validation images every trial of a run scores nll_iw on: a fixed, seeded draw of
+    `images` of them (all when there are fewer), the same for every trial and seed."""
+    import torch
+
+    pixels = splits.val.pixels
+    if images >= len(pixels):
+        return pixels
+    return pixels[torch.randperm(len(pixels), generator=torch.Generator().manual_seed(0))[:images]]
+
+
+def held_out_likelihood(model, splits: Splits, likelihood: Likelihood) -> dict[str, float]:
+    """nll_iw (nats per image, the mean over the subset) and what it took to compute."""
+    from vae.training import importance_weighted_nll
+
+    started = time.perf_counter()
+    pixels = likelihood_subset(splits, likelihood.images).to(next(model.parameters()).device)
+    nll = float(importance_weighted_nll(model, pixels, k=likelihood.samples).mean())
+    return {"nll_iw": nll, "iw_samples": likelihood.samples, "iw_images": len(pixels),
+            "iw_time_s": time.perf_counter() - started}
 
 
 def run_trial(config: dict[str, Any], splits: Splits) -> None:
@@ -47,7 +91,7 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     from vae.checkpoint import load_state, load_weights, save_state
     from vae.training import TrainingDiverged, TrainState, train
 
-    train_config, phase = build_config(config)
+    train_config, phase, likelihood = build_trial(config)
     where = {
         "phase": phase,
         "latent_dim": train_config.model.latent_dim,
@@ -72,19 +116,26 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
             state = TrainState.from_dict(train_config, load_weights(folder, train_config.device), load_state(folder),
                                          n_train=len(splits.train))
 
+    def epoch_metrics(result, current: TrainState) -> dict[str, Any]:
+        """The epoch's scalars and per-dimension lists; after the last epoch of a seeds trial, nll_iw."""
+        metrics = {**result.flat(), "kl_by_dim": result.kl_by_dim, "mu_var_by_dim": result.mu_var_by_dim}
+        if phase == "seeds" and result.epoch >= train_config.epochs:
+            metrics |= held_out_likelihood(current.model, splits, likelihood)
+        return metrics
+
     train_time = sum(r.time_s for r in state.history) if state else 0.0
     if state is not None and state.epoch >= train_config.epochs:
         # It had finished, but Ray Tune's saved experiment state (snapshot at every step of its
         # loop, uploaded in the background) was older when the driver stopped: report the final
-        # epoch again, train nothing.
-        tune.report({**state.history[-1].flat(), **where, "train_time_s": train_time, "diverged": False,
+        # epoch again, train nothing (nll_iw is repeatable: the same draws give the same value).
+        tune.report({**epoch_metrics(state.history[-1], state), **where, "train_time_s": train_time, "diverged": False,
                      "threads": torch.get_num_threads(), "finished_at": time.time(), "restored": True})
         return
 
     def report(result, current: TrainState) -> None:
         nonlocal train_time
         train_time += result.time_s
-        metrics = {**result.flat(), **where, "train_time_s": train_time, "diverged": False,
+        metrics = {**epoch_metrics(result, current), **where, "train_time_s": train_time, "diverged": False,
                    "threads": torch.get_num_threads(), "finished_at": time.time()}
         with tempfile.TemporaryDirectory() as folder:
             save_state(folder, current.model, train_config, current.to_dict())

@@ -23,6 +23,7 @@ from analysis.layout import (
     DIVERGED,
     ERRORED,
     HISTORY_COLUMNS,
+    LIKELIHOOD_COLUMNS,
     METRIC_COLUMNS,
     STOPPED,
     TRIALS_FILE,
@@ -103,7 +104,7 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
         }
         # a diverged trial shows the PSNR it reported, which is what Optuna was told (0 dB)
         shown = status in (COMPLETED, STOPPED, DIVERGED)
-        for key in METRIC_COLUMNS + DIGIT_COLUMNS:
+        for key in METRIC_COLUMNS + LIKELIHOOD_COLUMNS + DIGIT_COLUMNS:
             row[key] = result.get(key, math.nan) if shown else math.nan
         rows.append(row)
     return rows
@@ -198,14 +199,15 @@ def read_trials(experiment: str | Path) -> pd.DataFrame:
     return table
 
 
-_SHOWN = ["trial_id", "stage", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean", "psnr_mean", "device", "time_s"]
+_SHOWN = ["trial_id", "stage", "status", "latent_dim", "lr", "seed", "epochs", "val_loss", "mse_mean", "psnr_mean",
+          "active_units", "nll_iw", "device", "time_s"]
 
 
 def format_trials(table: pd.DataFrame, *, sort: str, top: int | None, fmt: str) -> str:
     """The table as text: `table` (the main columns, readable), `csv` or `json` (every column)."""
     if sort not in table.columns:
         raise UsageError(f"--sort {sort!r} is not a column; choose from {', '.join(table.columns)}")
-    ascending = not (sort.startswith("psnr") or sort in ("epochs", "latent_dim"))
+    ascending = not (sort.startswith("psnr") or sort in ("epochs", "latent_dim", "active_units"))
     table = table.sort_values(sort, ascending=ascending, na_position="last", kind="stable")
     if top is not None:
         table = table.head(top)
@@ -220,5 +222,6 @@ def format_trials(table: pd.DataFrame, *, sort: str, top: int | None, fmt: str) 
         index=False,
         na_rep="-",
         formatters={"lr": "{:.2e}".format, "val_loss": "{:.2f}".format, "mse_mean": "{:.4f}".format,
-                    "psnr_mean": "{:.2f}".format, "time_s": "{:.1f}".format},
+                    "psnr_mean": "{:.2f}".format, "active_units": "{:.0f}".format, "nll_iw": "{:.2f}".format,
+                    "time_s": "{:.1f}".format},
     ) + "\n"

@@ -110,6 +110,6 @@ def test_race_draws_each_sizes_running_mean():
     x, y = ax.lines[0].get_data()  # latent 5: after steps 1..4
     assert list(x) == [1, 2, 3, 4] and list(y) == pytest.approx([10.0, 10.0, 10.5, 10.5])
     _not_blank(ax)
-    bounded = figures.race(race_history(pd.DataFrame(rows)), chosen=10, tolerance_db=0.3)
+    bounded = figures.race(race_history(pd.DataFrame(rows)), chosen=10, tolerance=0.3)
     boundary = bounded.lines[0]  # the best mean at each step, less the tolerance
     assert list(boundary.get_ydata()) == pytest.approx([9.7, 11.7, 11.7, 11.95]) and "tolerance" in boundary.get_label()

@@ -9,7 +9,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.racing import Race, assess, mean_se, next_trial, race_history, sequential_confidence, values_by_latent_dim
+from analysis.racing import (
+    Race,
+    assess,
+    both_answers,
+    mean_se,
+    next_trial,
+    race_history,
+    sequential_confidence,
+    side_by_side,
+    values_by_latent_dim,
+)
 from analysis.selection import choose, select
 from analysis.summary import summarize
 
@@ -133,7 +143,7 @@ def test_confidence_is_calibrated_over_truths_near_the_boundary():
         values = {d: list(m + 0.2 * rng.standard_normal(3)) for d, m in truth.items()}
         race = assess(values, seed=race_seed, n_draws=1000)
         dims = np.array(sorted(truth))
-        answer = choose(dims, np.array([truth[d] for d in dims]), np.zeros(4), rule="tolerance", tolerance_db=0.3).latent_dim
+        answer = choose(dims, np.array([truth[d] for d in dims]), np.zeros(4), rule="tolerance", tolerance=0.3).latent_dim
         right.append(race.latent_dim == answer)
         confidence.append(race.confidence)
     right, confidence = np.array(right), np.array(confidence)
@@ -165,7 +175,43 @@ def test_race_history_follows_the_order_trials_finished():
     history = race_history(pd.DataFrame(rows))
     assert history["step"].max() == 3
     last = history[history["step"] == 3].set_index("latent_dim")
-    assert last.loc[5, "psnr_mean"] == pytest.approx(11.0) and last.loc[5, "n_trials"] == 2
-    assert last.loc[5, "psnr_se"] == pytest.approx(math.sqrt(2) / math.sqrt(2))
+    assert last.loc[5, "mean"] == pytest.approx(11.0) and last.loc[5, "n_trials"] == 2
+    assert last.loc[5, "se"] == pytest.approx(math.sqrt(2) / math.sqrt(2))
     first = history[history["step"] == 1]
-    assert list(first["latent_dim"]) == [5] and first["psnr_mean"].iloc[0] == 12.0
+    assert list(first["latent_dim"]) == [5] and first["mean"].iloc[0] == 12.0
+
+
+def test_nll_is_raced_as_its_negative_so_it_shares_the_psnr_calibration():
+    # lower nll is better: the same numbers negated must give the same decision, confidence and
+    # contenders as PSNR does, so bench/calibration.py's check covers --metric nll too
+    nll = {5: [130.0, 130.6, 129.8], 10: [112.0, 112.5, 111.7], 15: [109.9, 110.4, 110.2], 20: [110.1, 109.6, 110.0]}
+    psnr_like = {d: [-v for v in values] for d, values in nll.items()}
+    for rule in ("tolerance", "one-se", "knee"):
+        by_nll = assess(nll, rule=rule, metric="nll", tolerance_nats=0.5, horizon=(3, 6))
+        by_psnr = assess(psnr_like, rule=rule, tolerance_db=0.5, horizon=(3, 6))
+        assert (by_nll.latent_dim, by_nll.confidence, by_nll.contenders, by_nll.p_answer) == (
+            by_psnr.latent_dim, by_psnr.confidence, by_psnr.contenders, by_psnr.p_answer)
+        assert by_nll.best_latent_dim == by_psnr.best_latent_dim
+        assert by_nll.mean[15] == pytest.approx(np.mean(nll[15]))  # reported in nats, not negated
+    race = assess(nll, metric="nll", tolerance_nats=0.5)
+    assert race.latent_dim == 15 and race.best_latent_dim == 20  # 15 is within 0.5 nats of the lowest
+    assert race.close_call() == "latent sizes 15 and 20 are within 0.5 nats of each other (0.27 nats apart); the rule takes the smaller, 15"
+    assert Race.from_dict(race.to_dict()).metric == "nll"
+
+
+def test_each_metric_answers_side_by_side_and_a_disagreement_is_explained():
+    rows = []
+    values = {5: ([15.0, 15.1], [130.0, 130.2]), 10: ([18.0, 18.1], [112.0, 112.3]), 20: ([19.0, 19.1], [112.1, 112.2])}
+    for dim, (psnrs, nlls) in values.items():
+        for i, (psnr, nll) in enumerate(zip(psnrs, nlls, strict=True)):
+            rows.append({"trial_id": f"{dim}-{i}", "phase": "seeds", "status": "completed", "latent_dim": dim,
+                         "psnr_mean": psnr, "nll_iw": nll})
+    races = both_answers(pd.DataFrame(rows), metric="nll", tolerance_db=0.3, tolerance_nats=0.5)
+    assert list(races) == ["nll", "psnr"] and races["nll"].latent_dim == 10 and races["psnr"].latent_dim == 20
+    first, why = side_by_side(races)
+    assert first.startswith("answers by metric: nll_iw 10 (confidence") and "mean PSNR 20" in first
+    assert "the metrics differ" in why and "KL" in why
+    same = both_answers(pd.DataFrame(rows).assign(nll_iw=lambda t: -t["psnr_mean"]), tolerance_db=0.3, tolerance_nats=0.3)
+    assert len(side_by_side(same)) == 1  # they agree: one line
+    # a table of an earlier release has no nll_iw: only the PSNR answer
+    assert list(both_answers(pd.DataFrame(rows).drop(columns="nll_iw"))) == ["psnr"]

@@ -65,7 +65,7 @@ def test_the_page_states_the_decision_its_confidence_and_how_it_was_made():
     assert page.ids["command"] == "vae-search run --preset smoke --seed 3"
     assert "core-seconds in trials" in html and "torch 2.14.1" in html
     assert "within 0.3 dB of the best" in html  # the rule in words
-    assert "true mean PSNRs" in html  # what the confidence is the probability of
+    assert "true means of the metric" in html  # what the confidence is the probability of
     assert 'id="close-call"' not in html  # the best size was chosen: no close call to state
     close = _page(close_call="latent sizes 15 and 20 are within 0.3 dB of each other (0.10 dB apart); the rule takes the smaller, 15")
     assert re.search(r'<p id="close-call"><strong>Close call.</strong> latent sizes 15 and 20 are within 0.3 dB .*'

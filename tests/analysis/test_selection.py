@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from analysis.selection import answers, choose, select
-from analysis.summary import summarize
+from analysis.summary import summarize, usage_words
 from vae.errors import UsageError
 
 
@@ -123,5 +123,29 @@ def test_the_vectorised_rule_gives_choose_answer_on_every_row(rule):
     dims = np.array([2, 5, 10, 20])
     rows = 17.0 + np.cumsum(rng.uniform(0, 1, size=(200, 4)), axis=1) * rng.uniform(0.1, 1, size=(200, 1))
     ses = np.array([0.1, 0.2, 0.3, 0.2])
-    expected = [choose(dims, row, ses, rule=rule, tolerance_db=0.4).latent_dim for row in rows]
-    assert answers(dims, rows, ses, rule=rule, tolerance_db=0.4).tolist() == expected
+    expected = [choose(dims, row, ses, rule=rule, tolerance=0.4).latent_dim for row in rows]
+    assert answers(dims, rows, ses, rule=rule, tolerance=0.4).tolist() == expected
+
+
+def test_nll_selects_the_smallest_size_within_the_tolerance_of_the_lowest():
+    rows = []
+    for dim, nlls in {5: [130.0, 130.4], 10: [112.0, 112.4], 15: [110.3, 110.5], 20: [110.0, 110.2]}.items():
+        for i, nll in enumerate(nlls):
+            rows.append({"trial_id": f"{dim}-{i}", "phase": "seeds", "status": "completed", "latent_dim": dim,
+                         "psnr_mean": float(dim), "mse_mean": 0.01, "nll_iw": nll, "active_units": dim - 1.0 - i})
+    summary = summarize(pd.DataFrame(rows), metric="nll")
+    selection = select(summary, metric="nll", tolerance_nats=0.5)
+    assert selection.latent_dim == 15 and selection.best_latent_dim == 20
+    assert "nll_iw is within 0.5 nats of the best" in selection.rule and "threshold 110.60 nats" in selection.rule
+    assert select(summary, metric="nll", tolerance_nats=0.1).latent_dim == 20
+    assert select(summary).latent_dim == 20  # by PSNR, which here rises with the size
+    assert summary.set_index("latent_dim").loc[20, "best_trial_id"] == "20-0"  # lowest nll_iw of its seeds
+    per_dim = {d["latent_dim"]: d for d in selection.per_latent_dim}
+    assert per_dim[10]["active_units"] == pytest.approx(8.5) and per_dim[10]["active_units_se"] == pytest.approx(0.5)
+    assert usage_words(summary)[0] == "latent 5 uses 3.5 ± 0.5 of its 5 dimensions"
+
+
+def test_nll_on_a_table_without_it_is_a_usage_error():
+    table = _trials({5: [15.0, 15.1], 10: [16.0, 16.1]})
+    with pytest.raises(UsageError, match="nll_iw.*--metric psnr"):
+        select(summarize(table), metric="nll")

@@ -14,7 +14,7 @@ from tests.search.helpers import main_cli
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
 FIGURES = ["mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history",
-           "race"]
+           "race", "nll_vs_latent", "active_units", "kl_by_dim"]
 
 
 def test_selection_json_follows_the_contract(analyzed):
@@ -42,6 +42,53 @@ def test_selection_json_follows_the_contract(analyzed):
     assert chosen["phase"] == "seeds" and chosen["latent_dim"] == selection["latent_dim"]
     assert f"chosen latent size: {selection['latent_dim']} (confidence {selection['confidence']:.2f})" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == f"report: {path / 'report.html'}"
+    # both answers side by side, and what each size uses of its latent space
+    assert selection["metric"] == "psnr" and set(selection["answers"]) == {"psnr", "nll"}
+    assert selection["answers"]["psnr"] == {"latent_dim": selection["latent_dim"], "confidence": selection["confidence"]}
+    assert "answers by metric: mean PSNR" in result.stdout
+    for dim in (2, 8):
+        seeds_of = trials[(trials["phase"] == "seeds") & (trials["latent_dim"] == dim) & (trials["status"] == "completed")]
+        mean = seeds_of["active_units"].mean()
+        assert f"latent {dim} uses {mean:.1f}" in result.stdout and f"of its {dim} dimensions" in result.stdout
+    use = selection["chosen_latent_use"]
+    assert len(use["kl_by_dim"]) == selection["latent_dim"] and use["active_threshold"] == 0.01
+    assert use["active_units"] == sum(v > 0.01 for v in use["mu_var_by_dim"])
+
+
+def test_seeds_trials_carry_nll_iw_and_every_trial_its_active_units(smoke):
+    path, _ = smoke
+    trials = pd.read_csv(path / "trials.csv")
+    history = pd.read_csv(path / "history.csv")
+    seeds = trials[(trials["phase"] == "seeds") & (trials["status"] == "completed")]
+    # the smoke preset: 4 importance samples on 200 validation images, after the last epoch only
+    assert seeds["nll_iw"].notna().all() and (seeds["iw_samples"] == 4).all() and (seeds["iw_images"] == 200).all()
+    assert (seeds["nll_iw"] > 0).all() and (seeds["iw_time_s"] > 0).all()
+    assert trials.loc[trials["phase"] == "search", "nll_iw"].isna().all()
+    done = trials[trials["status"] == "completed"]
+    assert done["active_units"].between(0, done["latent_dim"]).all() and (done["active_threshold"] == 0.01).all()
+    assert history["active_units"].notna().all() and history["active_units"].le(history["latent_dim"]).all()
+
+
+def test_analyze_by_nll_races_the_held_out_likelihood(analyzed, tmp_path):
+    path, _ = analyzed
+    copy = tmp_path / "by-nll"
+    shutil.copytree(path, copy)
+    result = main_cli("analyze", str(copy), "--metric", "nll", "--tolerance-nats", "0.5")
+    assert result.returncode == 0, result.stderr
+    selection = json.loads((copy / "selection.json").read_text())
+    trials = pd.read_csv(copy / "trials.csv")
+    seeds = trials[(trials["phase"] == "seeds") & (trials["status"] == "completed")]
+    means = seeds.groupby("latent_dim")["nll_iw"].mean()
+    best = int(means.idxmin())
+    expected = min(int(d) for d, m in means.items() if m <= means.min() + 0.5)  # the rule on nll, by hand
+    assert selection["metric"] == "nll" and selection["latent_dim"] == expected
+    assert selection["best_latent_dim"] == best and "nll_iw is within 0.5 nats of the best" in selection["rule"]
+    assert list(selection["answers"]) == ["nll", "psnr"]
+    assert selection["answers"]["psnr"]["latent_dim"] == json.loads((path / "selection.json").read_text())["latent_dim"]
+    chosen = trials[trials["trial_id"] == selection["best_trial_id"]].iloc[0]  # the size's lowest-nll seeds trial
+    assert chosen["nll_iw"] == seeds.loc[seeds["latent_dim"] == expected, "nll_iw"].min()
+    assert f"chosen latent size: {expected} (confidence {selection['confidence']:.2f})" in result.stdout
+    assert "answers by metric: nll_iw" in result.stdout
 
 
 @pytest.mark.parametrize("name", FIGURES)

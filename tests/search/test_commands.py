@@ -26,9 +26,10 @@ def test_cpus_per_trial_sets_threads_and_limits_concurrency(tmp_path):
 
 
 def test_resume_after_the_driver_is_killed_while_racing(tmp_path):
-    # three close latent sizes and a confidence target the seeds cannot reach: racing follows
+    # three close latent sizes and a confidence target the seeds cannot reach: racing follows,
+    # on the held-out likelihood (--metric nll)
     args = ("run", "--preset", "smoke", "--num-cpus", "2", "--latent-dims", "6,7,8", "--trials", "3", "--seeds", "2",
-            "--max-seeds", "3", "--confidence", "0.99", "--storage", str(tmp_path), "--name", "killed")
+            "--max-seeds", "3", "--confidence", "0.99", "--metric", "nll", "--storage", str(tmp_path), "--name", "killed")
     finished = {}  # trial id -> (epochs trained, validation PSNR) as printed before the kill
     with cli_process(*args) as driver:
         for line in driver.stdout:
@@ -71,6 +72,12 @@ def test_resume_after_the_driver_is_killed_while_racing(tmp_path):
     race = json.loads((experiment / "race.json").read_text())
     assert race["stage"] == "done" and race["stop_reason"] in ("max-seeds", "confidence")
     assert race["n_trials"] == {str(d): int(n) for d, n in seeds.groupby("latent_dim").size().items()}
+    # racing decided on nll_iw (lower is better), every seeds trial's, restored ones included
+    assert race["metric"] == "nll" and seeds["nll_iw"].notna().all()
+    means = seeds.groupby("latent_dim")["nll_iw"].mean()
+    assert race["mean"] == pytest.approx({str(d): m for d, m in means.items()})
+    assert race["best_latent_dim"] == int(means.idxmin())
+    assert "answers by metric: nll_iw" in resumed.stdout and "mean PSNR" in resumed.stdout
     history = pd.read_csv(experiment / "history.csv")
     for trial_id, (epochs, psnr) in finished.items():
         assert (table["trial_id"] == trial_id).sum() == 1

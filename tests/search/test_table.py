@@ -56,6 +56,6 @@ def test_trials_filters_by_stage(tmp_path, stage, expected):
     assert result.returncode == 0 and [r["trial_id"] for r in json.loads(result.stdout)] == expected
     none = main_cli("trials", str(tmp_path), "--stage", stage, "--phase", "search" if stage != "search" else "seeds")
     assert none.returncode == 0 and none.stdout.split() == ["trial_id", "stage", "status", "latent_dim", "lr", "seed", "epochs",
-                                                            "val_loss", "mse_mean", "psnr_mean", "device", "time_s"]
+                                                            "val_loss", "mse_mean", "psnr_mean", "active_units", "nll_iw", "device", "time_s"]
     phase = main_cli("trials", str(tmp_path), "--phase", "seeds", "--format", "json")
     assert sorted(r["trial_id"] for r in json.loads(phase.stdout)) == ["t1", "t2"]
