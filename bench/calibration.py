@@ -19,6 +19,11 @@ below 20: the answer is 15, by the rule's >=; no method can be sure here), `clea
 steps: 20), and `quick` / `full`, the per-size means and seed SDs measured by
 bench/seed_spread.py on the quick preset and on the full MNIST (means of the full scenario
 from bench/study_budget.py's validation PSNR).
+
+`--metric nll` races the held-out likelihood instead, lower being better, with the tolerance in
+nats (`--tolerance-nats`, default the rule's): scenarios `quick-nll` and `quick-nll-uncertain`
+take the per-size means and seed SDs of nll_iw that bench/seed_spread.py measured on the quick
+preset (`seed_spread_quick_likelihood.json`, k = 16), and `nll-tie` puts 15 and 20 level.
 """
 
 from __future__ import annotations
@@ -39,6 +44,21 @@ from _common import RESULTS, write
 
 LEVELS = (0.8, 0.9, 0.95)
 DIMS = (5, 10, 15, 20)
+
+
+def nll_scenarios() -> dict[str, dict]:
+    """The nll_iw scenarios (nats, lower is better), each marked `"metric": "nll"`."""
+    out = {"nll-tie": {"means": {5: 124.5, 10: 110.6, 15: 109.0, 20: 109.0}, "sds": {d: 1.0 for d in DIMS},
+                       "source": "15 and 20 equal, the quick preset's 1.0-nat seed SD", "metric": "nll"}}
+    measured = RESULTS / "seed_spread_quick_likelihood.json"
+    if measured.exists():
+        spread = json.loads(measured.read_text())["nll_iw"]["16"]["per_latent_dim"]
+        n = len(next(iter(spread.values()))["values"])
+        out["quick-nll"] = {"means": {int(d): v["mean"] for d, v in spread.items()}, "sds": {int(d): v["sd"] for d, v in spread.items()},
+                            "source": f"bench/seed_spread.py quick preset, nll_iw at k = 16, {n} seeds", "metric": "nll"}
+        out["quick-nll-uncertain"] = {**out["quick-nll"], "truth_se": {d: sd / math.sqrt(n) for d, sd in out["quick-nll"]["sds"].items()},
+                                      "source": f"quick-nll, true means drawn around the measured ones (their SE over {n} seeds)"}
+    return out
 
 
 def scenarios(tolerance_db: float) -> dict[str, dict]:
@@ -72,12 +92,23 @@ def scenarios(tolerance_db: float) -> dict[str, dict]:
     return out
 
 
-def _truth(means: dict[int, float], rule: str, tolerance_db: float) -> int:
+def _truth(means: dict[int, float], rule: str, tolerance_db: float, metric: str = "psnr") -> int:
     """The rule on the true means (a zero SE: what infinitely many seeds would show)."""
     from analysis.selection import choose
 
     dims = np.array(sorted(means))
-    return choose(dims, np.array([means[d] for d in dims]), np.zeros(len(dims)), rule=rule, tolerance=tolerance_db).latent_dim
+    extra = {"metric": metric} if metric != "psnr" else {}
+    return choose(dims, np.array([means[d] for d in dims]), np.zeros(len(dims)), rule=rule, tolerance=tolerance_db,
+                  **extra).latent_dim
+
+
+def _assess(values, scenario: dict, **settings):
+    """`assess` on the scenario's metric; a tolerance given as tolerance_db is in its unit."""
+    from analysis.racing import assess
+
+    if scenario.get("metric", "psnr") == "psnr":
+        return assess(values, **settings)
+    return assess(values, metric=scenario["metric"], tolerance_nats=settings.pop("tolerance_db"), **settings)
 
 
 def _true_means(scenario: dict, rng: np.random.Generator) -> dict[int, float]:
@@ -114,8 +145,8 @@ def _race(job: tuple) -> dict:
     values = {d: list(means[d] + scenario["sds"][d] * rng.standard_normal(seeds)) for d in dims}
     while True:
         try:
-            race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed,
-                          horizon=(seeds, max_seeds) if discount else None)
+            race = _assess(values, scenario, rule=rule, tolerance_db=tolerance_db, seed=race_seed,
+                           horizon=(seeds, max_seeds) if discount else None)
         except TypeError:  # a checkout whose assess predates the horizon
             race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed)
         _BASELINE_SE.clear()
@@ -124,20 +155,20 @@ def _race(job: tuple) -> dict:
         if dim is None:
             break
         values[dim].append(means[dim] + scenario["sds"][dim] * rng.standard_normal())
-    return {"right": race.latent_dim == _truth(means, rule, tolerance_db), "confidence": race.confidence,
-            "seeds": sum(len(v) for v in values.values()) / len(dims)}
+    return {"right": race.latent_dim == _truth(means, rule, tolerance_db, scenario.get("metric", "psnr")),
+            "confidence": race.confidence, "seeds": sum(len(v) for v in values.values()) / len(dims)}
 
 
 def _fixed(job: tuple) -> dict:
     """No racing: n seeds per size, the rule's choice and confidence."""
-    from analysis.racing import assess
 
     scenario, rule, tolerance_db, n, race_seed = job
     rng = np.random.default_rng(race_seed)
     means = _true_means(scenario, rng)
     values = {d: list(means[d] + scenario["sds"][d] * rng.standard_normal(n)) for d in sorted(means)}
-    race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed)
-    return {"right": race.latent_dim == _truth(means, rule, tolerance_db), "confidence": race.confidence}
+    race = _assess(values, scenario, rule=rule, tolerance_db=tolerance_db, seed=race_seed)
+    return {"right": race.latent_dim == _truth(means, rule, tolerance_db, scenario.get("metric", "psnr")),
+            "confidence": race.confidence}
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -158,18 +189,22 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
+def _scenarios(args: argparse.Namespace) -> dict[str, dict]:
+    return nll_scenarios() if getattr(args, "metric", "psnr") == "nll" else scenarios(args.tolerance_db)
+
+
 def run_engine(args: argparse.Namespace, rules: list[str]) -> dict:
     """Every scenario through whichever `analysis` package is importable."""
     import analysis
 
     results: dict = {"analysis_package": str(Path(analysis.__file__).parent)}
     with ProcessPoolExecutor(args.workers) as pool:
-        for name, scenario in scenarios(args.tolerance_db).items():
+        for name, scenario in _scenarios(args).items():
             for rule in rules:
                 jobs = [(scenario, rule, args.tolerance_db, args.seeds, args.max_seeds, args.target, 10_000 + i, not args.no_discount)
                         for i in range(args.races)]
                 started = time.perf_counter()
-                summary = {"truth": _truth(scenario["means"], rule, args.tolerance_db),
+                summary = {"truth": _truth(scenario["means"], rule, args.tolerance_db, scenario.get("metric", "psnr")),
                            **_summary(list(pool.map(_race, jobs, chunksize=8)))}
                 summary["seconds"] = time.perf_counter() - started
                 results[f"{name}/{rule}"] = summary
@@ -199,7 +234,14 @@ def main() -> None:
     parser.add_argument("--name", default="calibration", help="results name (bench/results/NAME.json)")
     parser.add_argument("--engine-only", type=Path, help=argparse.SUPPRESS)  # the baseline's subprocess writes here
     parser.add_argument("--rules", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--metric", default="psnr", choices=["psnr", "nll"], help="nll: the nll_iw scenarios")
+    parser.add_argument("--tolerance-nats", type=float, default=None, help="--metric nll (default: the rule's)")
     args = parser.parse_args()
+    if args.metric == "nll":
+        from analysis.rules import DEFAULT_TOLERANCE_NATS
+
+        # the races read one tolerance, in the scenario's unit
+        args.tolerance_db = DEFAULT_TOLERANCE_NATS if args.tolerance_nats is None else args.tolerance_nats
     if args.tolerance_db is None:
         try:
             from analysis.rules import DEFAULT_TOLERANCE_DB
@@ -215,7 +257,7 @@ def main() -> None:
 
     figures: dict = {"settings": {"races": args.races, "seeds": args.seeds, "max_seeds": args.max_seeds, "target": args.target,
                                   "tolerance_db": args.tolerance_db, "discount": not args.no_discount},
-                     "scenarios": scenarios(args.tolerance_db)}
+                     "metric": args.metric, "scenarios": _scenarios(args)}
     if args.baseline:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "baseline.json"

@@ -10,6 +10,7 @@ Also the pairing check of bench/seed_spread.py on the real seeds trials: within 
 trains every size, so a seed effect would show as a correlation between the sizes.
 
     python replicates.py --runs 5            # about 25 minutes here
+    python replicates.py --runs 4 --metric nll   # racing on nll_iw; each run's PSNR answer too
 """
 
 from __future__ import annotations
@@ -30,32 +31,42 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--keep", type=Path, help="keep the experiments in this folder (default: a temporary one)")
+    parser.add_argument("--metric", default="psnr", choices=["psnr", "nll"])
     args = parser.parse_args()
+    from analysis.rules import METRICS
 
-    from analysis.racing import assess, values_by_latent_dim
+    column = METRICS[args.metric].column
+
+    from analysis.racing import assess, both_answers, values_by_latent_dim
 
     with tempfile.TemporaryDirectory() as tmp:
         storage = args.keep or Path(tmp)
         runs, pooled = [], []
         for seed in range(args.runs):
             name = f"{args.preset}-seed{seed}"
-            wall, _ = cli("run", "--preset", args.preset, "--seed", str(seed), "--storage", str(storage), "--name", name)
+            wall, _ = cli("run", "--preset", args.preset, "--seed", str(seed), "--metric", args.metric, "--storage", str(storage),
+                          "--name", name)
             race = json.loads((storage / name / "race.json").read_text())
             trials = pd.read_csv(storage / name / "trials.csv")
             seeds = trials[(trials["phase"] == "seeds") & (trials["status"] == "completed")]
             pooled.append(seeds.assign(run=seed))
             runs.append({"seed": seed, "latent_dim": race["latent_dim"], "confidence": race["confidence"],
                          "stop_reason": race["stop_reason"], "seeds_per_size": race["n_trials"], "wall_s": wall,
-                         "mean_psnr": {k: round(v, 3) for k, v in race["mean"].items()}})
+                         f"mean_{args.metric}": {k: round(v, 3) for k, v in race["mean"].items()},
+                         "other_metric": {name: {"latent_dim": r.latent_dim, "confidence": round(r.confidence, 3)}
+                                          for name, r in both_answers(seeds, metric=args.metric, seed=seed,
+                                                                      horizon=_horizon(args.preset)).items()},
+                         "active_units": {str(d): round(float(v), 2) for d, v in seeds.groupby("latent_dim")["active_units"].mean().items()}})
             print(json.dumps(runs[-1]), flush=True)
     every = pd.concat(pooled)
-    overall = assess(values_by_latent_dim(every))
+    overall = assess(values_by_latent_dim(every, column), metric=args.metric)
     choices = [r["latent_dim"] for r in runs]
     mode = max(set(choices), key=choices.count)
     sure = [r for r in runs if r["confidence"] >= 0.9]
     pairs = list(itertools.combinations(sure, 2))
     figures = {
         "preset": args.preset,
+        "metric": args.metric,
         "runs": runs,
         "choices": choices,
         "agree_with_most_common": f"{choices.count(mode)} of {len(runs)} chose {mode}",
@@ -67,7 +78,14 @@ def main() -> None:
         "pairing": _pairing(every),
         "median_wall_s": float(np.median([r["wall_s"] for r in runs])),
     }
-    write(f"replicates_{args.preset}", figures)
+    write(f"replicates_{args.preset}" + ("" if args.metric == "psnr" else f"_{args.metric}"), figures)
+
+
+def _horizon(preset: str) -> tuple[int, int]:
+    from search.config import resolve
+
+    config = resolve(preset, {})
+    return config.seeds, config.max_seeds
 
 
 def _pairing(seeds: pd.DataFrame) -> dict:

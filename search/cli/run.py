@@ -45,7 +45,8 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-trials", type=types.positive_int, default=None, help="cap on all trials of the run (default: none)")
     parser.add_argument("--rule", choices=RULES, default=None,
                         help=f"the selection rule racing makes sure of (default {DEFAULT_RULE}: the smallest size whose "
-                             "mean PSNR is within --tolerance-db of the best; one-se's answer drifts to larger sizes as seeds are added)")
+                             "--metric is within --tolerance-db (or --tolerance-nats) of the best; one-se's answer drifts to larger "
+                             "sizes as seeds are added)")
     parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
                         help=f"practical equivalence for --rule tolerance, --metric psnr (default {DEFAULT_TOLERANCE_DB:g} dB)")
     parser.add_argument("--metric", choices=tuple(METRICS), default=None,

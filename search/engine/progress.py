@@ -42,7 +42,19 @@ def trial_line(trial) -> str:
         return f"{head} diverged"
     tail = " (had finished before the restart; not trained again)" if r.get("restored") else ""
     return (f"{head} seed {r.get('seed')} epochs {r.get('epoch', r.get('training_iteration'))}/{r.get('max_epochs')} "
-            f"val PSNR {r.get(METRIC, math.nan):.2f} dB{tail}")
+            f"val PSNR {r.get(METRIC, math.nan):.2f} dB{_latent_words(r)}{tail}")
+
+
+def _latent_words(r: dict) -> str:
+    """Active units and, for a finished seeds trial, nll_iw."""
+    words = f" active {r['active_units']:.0f}/{r.get('latent_dim')}" if _finite(r.get("active_units")) else ""
+    if _finite(r.get("nll_iw")):
+        words += f" nll_iw {r['nll_iw']:.2f}"
+    return words
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 class Progress(tune.Callback):

@@ -12,10 +12,14 @@ Stages, all inside one Ray Tune experiment (no barrier between them):
    search trials have all finished: its best learning rate (most epochs trained, then highest
    PSNR) retrained with new seeds, `--seeds` times, for all epochs.
 3. **racing**: once every seeds trial has finished, the decision is assessed on the completed
-   seeds trials (`analysis.racing.assess`, the same code `analyze` uses) and
+   seeds trials' `--metric` (validation PSNR, or nll_iw, which a seeds trial computes after its
+   last epoch) with `analysis.racing.assess`, the same code `analyze` uses, and
    `analysis.racing.next_trial` says what comes next: while the decision confidence is below
    `--confidence`, a seed for the contender with the fewest, up to `--max-seeds` per size and
    `--max-trials` in all.
+
+The search stage optimises validation PSNR whatever `--metric` is: nll_iw is computed for seeds
+trials only, and the learning rate a size is retrained at is its best by PSNR.
 
 Seeds: search trials train with `--seed`; the k-th seeds trial of every latent size with
 `trial_seed(--seed, k)`, so the sizes share seed k within a run (the same shuffles), and

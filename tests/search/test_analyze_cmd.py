@@ -140,3 +140,22 @@ def test_analyze_bad_input(tmp_path, analyzed):
     (unfinished / "trials.csv").unlink()
     result = main_cli("analyze", str(unfinished))
     assert result.returncode == 2 and "trials.csv" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_nll_on_an_experiment_without_it_is_refused_and_changes_nothing(tmp_path, analyzed):
+    path, _ = analyzed
+    older = tmp_path / "older"  # as a release before nll_iw wrote it: no such column
+    shutil.copytree(path, older)
+    table = pd.read_csv(older / "trials.csv")
+    table.drop(columns=["nll_iw", "iw_samples", "iw_images", "iw_time_s"]).to_csv(older / "trials.csv", index=False)
+    before = {p: p.read_bytes() for p in older.rglob("*") if p.is_file()}
+    result = main_cli("analyze", str(older), "--metric", "nll")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "vae-search: error: no latent size has a completed seeds trial with nll_iw; nothing to select from "
+        "(runs of releases before nll_iw have none: use --metric psnr)"]
+    assert {p: p.read_bytes() for p in older.rglob("*") if p.is_file()} == before
+    bad = main_cli("analyze", str(older), "--metric", "ssim")
+    assert bad.returncode == 2 and "--metric" in bad.stderr
+    # by PSNR it still works, with the one answer it can give
+    assert main_cli("analyze", str(older)).returncode == 0
+    assert list(json.loads((older / "selection.json").read_text())["answers"]) == ["psnr"]

@@ -18,6 +18,9 @@ def _trial(trial_id, status, stage="seeds", **result):
 def test_a_finished_trial_is_one_line():
     line = trial_line(_trial("ab12", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.234))
     assert line == "  seeds trial ab12: latent 10 lr 2.00e-03 seed 7 epochs 4/4 val PSNR 21.23 dB"
+    latent = trial_line(_trial("ab12", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.234,
+                               active_units=9, nll_iw=101.456))
+    assert latent == "  seeds trial ab12: latent 10 lr 2.00e-03 seed 7 epochs 4/4 val PSNR 21.23 dB active 9/10 nll_iw 101.46"
     restored = trial_line(_trial("cd34", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.0,
                                  restored=True))
     assert restored.endswith("(had finished before the restart; not trained again)")
