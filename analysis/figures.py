@@ -100,8 +100,8 @@ def active_units(summary: pd.DataFrame, *, chosen: int | None = None, threshold:
                label=f"chosen: {chosen}", zorder=3)
     ax.set_xticks(rows["latent_dim"])
     ax.set_xlabel("latent size")
-    ax.set_ylabel("active units")
-    ax.set_title(f"Active units versus latent size (Var of posterior mean > {threshold:g}; mean ± SE over seeds)")
+    ax.set_ylabel(f"active units (Var of posterior mean > {threshold:g})")
+    ax.set_title("Active units versus latent size (mean ± SE over seeds)")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return ax
@@ -116,7 +116,8 @@ def kl_by_dim(kl: np.ndarray, mu_variance: np.ndarray | None = None, *, latent_d
     ax = _axes(ax, 6.5, 4.2)
     active = np.ones(len(kl), bool) if mu_variance is None else np.asarray(mu_variance)[order] > threshold
     ax.bar(np.arange(len(kl))[active], kl[order][active], color="C0", label="active")
-    ax.bar(np.arange(len(kl))[~active], kl[order][~active], color="0.7", label="inactive")
+    if not active.all():
+        ax.bar(np.arange(len(kl))[~active], kl[order][~active], color="0.7", label="inactive")
     ax.set_xticks(np.arange(len(kl)), [str(i) for i in order], fontsize="small")
     ax.set_xlabel("latent dimension (sorted by KL)")
     ax.set_ylabel("mean KL per image (nats)")

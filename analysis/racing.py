@@ -304,5 +304,7 @@ def side_by_side(races: Mapping[str, Race]) -> list[str]:
         lines.append(
             f"the metrics differ ({', '.join(f'{METRICS[n].label}: {d}' for n, d in by.items())}): PSNR scores the "
             "reconstruction alone and keeps rising with capacity, while nll_iw also pays for the KL of every latent "
-            "dimension in use, so it can level off or turn at a smaller size")
+            "dimension in use, so it can level off or turn at a smaller size; and each metric has its own tolerance "
+            f"({'; '.join(f'{shown[n].tolerance:g} {METRICS[n].unit}' for n in shown)}), so sizes equivalent by one need "
+            "not be by the other")
     return lines

@@ -113,3 +113,40 @@ def test_race_draws_each_sizes_running_mean():
     bounded = figures.race(race_history(pd.DataFrame(rows)), chosen=10, tolerance=0.3)
     boundary = bounded.lines[0]  # the best mean at each step, less the tolerance
     assert list(boundary.get_ydata()) == pytest.approx([9.7, 11.7, 11.7, 11.95]) and "tolerance" in boundary.get_label()
+
+
+def test_active_units_against_the_line_of_every_dimension_in_use(summary):
+    table = summary.assign(active_units=[5.0, 9.5, 12.0, np.nan], active_units_se=[0.0, 0.5, 1.0, np.nan])
+    ax = figures.active_units(table, chosen=10)
+    diagonal, measured = ax.lines[0], ax.lines[1]
+    assert list(diagonal.get_xdata()) == [0, 15] and list(diagonal.get_ydata()) == [0, 15]  # y = x up to the largest size
+    assert list(measured.get_xdata()) == [5, 10, 15] and list(measured.get_ydata()) == [5.0, 9.5, 12.0]
+    assert "0.01" in ax.get_ylabel()
+    _not_blank(ax)
+
+
+def test_kl_by_dim_is_sorted_largest_first_and_greys_the_inactive():
+    ax = figures.kl_by_dim([0.5, 3.0, 0.001, 1.5], [0.4, 1.0, 0.0001, 0.9], latent_dim=4)
+    active, inactive = ax.containers
+    assert [bar.get_height() for bar in active] == [3.0, 1.5, 0.5] and [bar.get_height() for bar in inactive] == [0.001]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "3", "0", "2"]  # the dimensions, in that order
+    assert "total 5.0 nats" in ax.get_title()
+    all_active = figures.kl_by_dim([0.5, 3.0], [0.4, 1.0], latent_dim=2)
+    assert len(all_active.containers) == 1 and [t.get_text() for t in all_active.get_legend().get_texts()] == ["active"]
+
+
+def test_nll_vs_latent_marks_the_choice_beside_the_negative_elbo(summary):
+    table = summary.assign(nll_iw=[125.0, 110.0, 111.0, np.nan], nll_iw_se=[0.5, 0.4, 0.3, np.nan],
+                           val_loss=[128.0, 113.0, 114.5, np.nan], val_loss_se=[0.5, 0.5, 0.5, np.nan])
+    ax = figures.nll_vs_latent(table, chosen=10)
+    assert list(ax.lines[0].get_ydata()) == [125.0, 110.0, 111.0]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["chosen: 10", "negative ELBO (val_loss)", "nll_iw"]
+    _not_blank(ax)
+
+
+def test_the_race_of_nll_draws_its_boundary_above_the_lowest_mean():
+    rows = [{"trial_id": str(i), "phase": "seeds", "status": "completed", "latent_dim": dim, "psnr_mean": 0.0, "nll_iw": v,
+             "finished_at": float(i)} for i, (dim, v) in enumerate([(5, 120.0), (10, 110.0), (5, 121.0), (10, 109.0)])]
+    ax = figures.race(race_history(pd.DataFrame(rows), "nll_iw"), chosen=10, tolerance=1.4, metric="nll")
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([121.4, 111.4, 111.4, 110.9])  # lowest mean + tolerance
+    assert "nats" in ax.get_ylabel() and "+ 1.4 nats" in ax.lines[0].get_label()

@@ -70,6 +70,11 @@ def test_the_page_states_the_decision_its_confidence_and_how_it_was_made():
     close = _page(close_call="latent sizes 15 and 20 are within 0.3 dB of each other (0.10 dB apart); the rule takes the smaller, 15")
     assert re.search(r'<p id="close-call"><strong>Close call.</strong> latent sizes 15 and 20 are within 0.3 dB .*'
                      r'the rule takes the smaller, 15.</p>', close)
+    assert 'id="latent-notes"' not in html
+    noted = _page(latent_notes=["answers by metric: mean PSNR 10 (confidence 0.93); nll_iw 5 (confidence 0.71)",
+                                "latent 10 uses 8.5 ± 0.5 of its 10 dimensions <b>"])
+    assert re.search(r'<ul id="latent-notes"><li>answers by metric: mean PSNR 10 .*</li><li>latent 10 uses 8.5 ± 0.5 of its '
+                     r'10 dimensions &lt;b&gt;</li></ul>', noted)  # escaped like every other text
 
 
 def test_figures_are_inline_pngs_that_decode():
