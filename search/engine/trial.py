@@ -1,13 +1,15 @@
 """The trial: Ray Tune's dict in, a typed `TrainConfig` out, then `vae.train` with a report per epoch.
 
-Each epoch reports validation loss, train loss and the per-digit MSE/PSNR with
-`ray.tune.report`, together with a checkpoint (model, optimizer, history, RNG) so a
-retried trial resumes where it stopped. The data arrives through the object store
-(`tune.with_parameters`); trials never read files.
+Each epoch reports validation loss, train loss, the per-digit MSE/PSNR, the active units and
+the KL and posterior-mean variance of each latent dimension with `ray.tune.report`, together
+with a checkpoint (model, optimizer, history, RNG) so a retried trial resumes where it stopped.
+A seeds trial's last report also carries nll_iw, computed where the model is (its CPU or GPU).
+The data arrives through the object store (`tune.with_parameters`); trials never read files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import tempfile
 import time
@@ -44,7 +46,11 @@ def build_trial(config: Mapping[str, Any]) -> tuple[TrainConfig, str, Likelihood
     """`build_config`, and the run's likelihood settings (the defaults for a run of an earlier
     release, which had none)."""
     values = dict(config)
-    likelihood = Likelihood(**values.pop("likelihood", {}))
+    likelihood_values = dict(values.pop("likelihood", {}))
+    unknown = sorted(set(likelihood_values) - {f.name for f in dataclasses.fields(Likelihood)})
+    if unknown:
+        raise UsageError(f"unknown likelihood setting(s): {', '.join(unknown)}")
+    likelihood = Likelihood(**likelihood_values)
     train = dict(values.pop("train", {}))
     train["model"] = {**train.get("model", {}), "latent_dim": values.pop("latent_dim")}
     train.update(lr=values.pop("lr"), seed=values.pop("seed"))

@@ -76,3 +76,17 @@ def test_trials_get_uint8_train_and_val_as_read_only_views_of_the_object_store(s
     assert permissions.endswith("s")  # a shared mapping of the object store, not a private unpickled copy
     assert total == float(sample_splits.train.pixels.double().sum())
     assert n_val == len(sample_splits.val)
+
+
+def test_the_likelihood_settings_come_from_the_run_and_default_for_earlier_runs():
+    from search.config import SearchConfig
+    from search.engine.experiment import trial_template
+    from search.engine.trial import Likelihood, build_trial
+
+    template = trial_template(SearchConfig(iw_samples=8, iw_images=300), {"source": "sample", "data_dir": "data"})
+    point = {"latent_dim": 5, "lr": 1e-3, "seed": 1, "phase": "seeds"}
+    assert build_trial({**template, **point})[2] == Likelihood(samples=8, images=300)
+    del template["likelihood"]  # a run of a release before nll_iw: Tune restores its config without it
+    assert build_trial({**template, **point})[2] == Likelihood()
+    with pytest.raises(UsageError, match="unknown likelihood setting"):
+        build_trial({**template, **point, "likelihood": {"k": 3}})
