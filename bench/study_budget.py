@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout, run the same way first")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only-15-epochs", action="store_true", help="skip the 5-epoch run at latent 15")
+    parser.add_argument("--name", default="study_budget", help="results name (bench/results/NAME.json)")
     args = parser.parse_args()
     runs = [r for r in RUNS if r[1] == 15] if args.only_15_epochs else RUNS
     figures: dict = {"train_images": 48_000, "test": "official MNIST test set (10,000)", "study": STUDY, "target": TARGET}
@@ -100,7 +101,7 @@ def main() -> None:
                 "met_non_decreasing": all(at15[a] <= at15[b] for a, b in zip(sizes, sizes[1:], strict=False)),
                 "met_5_epochs": None if five is None else five >= STUDY[15],
             }
-    write("study_budget", figures)
+    write(args.name, figures)
 
 
 if __name__ == "__main__":
