@@ -56,15 +56,15 @@ def test_resume_after_the_driver_is_killed_while_racing(tmp_path):
     (aside,) = experiment.glob("optuna.journal.torn-*")
     assert len(notices) == 1 and aside.name in notices[0] and aside.read_bytes() == torn
     # Tune's saved state lags the driver (more under load): a trial that finished after the last
-    # snapshot trains again from its saved checkpoint, to the same value; none finished earlier
+    # saved snapshot trains again from its saved checkpoint, to the same value. Ray Tune registers
+    # the trials' checkpoints asynchronously, so which of the last ones are caught is not strictly
+    # their finishing order (a full suite under load once retrained the 8th and 9th of 10 but not
+    # the 10th); but the first half of them, all finished long before the kill, never are
     again = {line.split()[2].rstrip(":"): float(line.split("val PSNR")[1].split()[0])
              for line in resumed.stdout.splitlines() if " trial " in line and "val PSNR" in line
              and line.split()[2].rstrip(":") in finished and "not trained again" not in line}
-    # only the trials that finished last, after Tune's last saved snapshot: the newest ones in the
-    # order they finished (how many depends on the machine's load, not on what resume does)
     order = list(finished)  # dicts keep the order the lines were printed in
-    assert set(again) == set(order[len(order) - len(again):]), f"trained again: {sorted(again)}, finished in order: {order}"
-    assert len(again) < len(order), "every trial finished before the kill was trained again"
+    assert not set(again) & set(order[: len(order) // 2]), f"trained again: {sorted(again)}, finished in order: {order}"
     for trial_id, psnr in again.items():
         assert psnr == pytest.approx(finished[trial_id][1], abs=0.006)
     table = pd.read_csv(experiment / "trials.csv")
