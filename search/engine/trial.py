@@ -123,10 +123,13 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
                                          n_train=len(splits.train))
 
     def epoch_metrics(result, current: TrainState) -> dict[str, Any]:
-        """The epoch's scalars and per-dimension lists; after the last epoch of a seeds trial, nll_iw."""
-        metrics = {**result.flat(), "kl_by_dim": result.kl_by_dim, "mu_var_by_dim": result.mu_var_by_dim}
-        if phase == "seeds" and result.epoch >= train_config.epochs:
-            metrics |= held_out_likelihood(current.model, splits, likelihood)
+        """The epoch's scalars; after the last epoch also the per-dimension lists (every epoch's
+        are in the checkpoint's history) and, for a seeds trial, nll_iw."""
+        metrics = result.flat()
+        if result.epoch >= train_config.epochs:
+            metrics |= {"kl_by_dim": result.kl_by_dim, "mu_var_by_dim": result.mu_var_by_dim}
+            if phase == "seeds":
+                metrics |= held_out_likelihood(current.model, splits, likelihood)
         return metrics
 
     train_time = sum(r.time_s for r in state.history) if state else 0.0

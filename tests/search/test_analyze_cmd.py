@@ -67,6 +67,12 @@ def test_seeds_trials_carry_nll_iw_and_every_trial_its_active_units(smoke):
     done = trials[trials["status"] == "completed"]
     assert done["active_units"].between(0, done["latent_dim"]).all() and (done["active_threshold"] == 0.01).all()
     assert history["active_units"].notna().all() and history["active_units"].le(history["latent_dim"]).all()
+    # the final epoch's KL and posterior-mean variance per dimension stay with the trial's result
+    trial = seeds.iloc[0]
+    results = [json.loads(line) for line in (path / "tune" / f"trial_{trial['trial_id']}" / "result.json").read_text().splitlines()]
+    assert len(results[-1]["kl_by_dim"]) == len(results[-1]["mu_var_by_dim"]) == trial["latent_dim"]
+    assert results[-1]["active_units"] == sum(v > 0.01 for v in results[-1]["mu_var_by_dim"])
+    assert "kl_by_dim" not in results[0]  # earlier epochs keep theirs in the checkpoint's history
 
 
 def test_analyze_by_nll_races_the_held_out_likelihood(analyzed, tmp_path):
