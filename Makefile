@@ -34,14 +34,17 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-# Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 4.5 hours here;
+# Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 6 hours here;
 # study_budget.py, paper_memory.py and seed_spread.py --full need the full MNIST at ../shared/mnist.
 bench: $(STAMP)
 	cd bench && ../$(PY) train_loop.py && ../$(PY) recipe.py --seeds 2 && ../$(PY) scheduling.py && \
 		../$(PY) parallel.py && ../$(PY) fixed_cost.py && ../$(PY) driver_scale.py && ../$(PY) search_quality.py && \
 		../$(PY) study_budget.py && ../$(PY) paper_memory.py && ../$(PY) seed_spread.py --preset quick --seeds 6 && \
 		../$(PY) seed_spread.py --preset paper --full --epochs 15 --latent-dims 15,20 --seeds 3 && \
-		../$(PY) calibration.py --drift && ../$(PY) replicates.py --runs 5
+		../$(PY) calibration.py --drift && ../$(PY) replicates.py --runs 5 && \
+		../$(PY) likelihood_cost.py && ../$(PY) seed_spread.py --preset quick --seeds 4 --name seed_spread_quick_likelihood && \
+		../$(PY) study_budget.py --only-15-epochs --threads 1 --name study_budget_latent_use && \
+		../$(PY) calibration.py --metric nll --drift --name calibration_nll && ../$(PY) replicates.py --runs 4 --metric nll
 
 clean:
 	rm -rf $(VENV) *.egg-info
