@@ -88,22 +88,15 @@ def active_units(summary: pd.DataFrame, *, chosen: int | None = None, threshold:
                  ax: Axes | None = None) -> Axes:
     """Active units (latent dimensions whose posterior mean varies over the data by more than
     `threshold`) against latent size, mean ± SE over seeds, with the line y = x (all in use)."""
-    rows = summary[(summary["n_trials"] > 0) & summary["active_units"].notna()].sort_values("latent_dim")
     ax = _axes(ax, 6.5, 4.2)
-    dims = rows["latent_dim"].to_numpy(dtype=float)
-    if len(dims):
-        ax.plot([0, dims.max()], [0, dims.max()], color="0.5", linestyle="--", linewidth=1, label="y = x (every dimension active)")
-    ax.errorbar(dims, rows["active_units"], yerr=np.nan_to_num(rows["active_units_se"]), marker="o", capsize=4,
-                label="active units")
-    pick = rows[rows["latent_dim"] == chosen]
-    ax.scatter(pick["latent_dim"], pick["active_units"], s=200, facecolors="none", edgecolors="C3", linewidths=2,
-               label=f"chosen: {chosen}", zorder=3)
-    ax.set_xticks(rows["latent_dim"])
-    ax.set_xlabel("latent size")
-    ax.set_ylabel(f"active units (Var of posterior mean > {threshold:g})")
-    ax.set_title("Active units versus latent size (mean ± SE over seeds)")
+    measured = summary.loc[(summary["n_trials"] > 0) & summary["active_units"].notna(), "latent_dim"]
+    if len(measured):
+        ax.plot([0, measured.max()], [0, measured.max()], color="0.5", linestyle="--", linewidth=1,
+                label="y = x (every dimension active)")
+    _mean_vs_latent(summary, "active_units", "active_units_se", chosen=chosen, rule="", ax=ax, label="active units",
+                    ylabel=f"active units (Var of posterior mean > {threshold:g})",
+                    title="Active units versus latent size (mean ± SE over seeds)")
     ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
     return ax
 
 

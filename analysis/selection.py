@@ -43,7 +43,8 @@ class Selection:
         }
 
 
-_PER_DIM = ("psnr_mean", "psnr_se", "mse_mean", "mse_se", "nll_iw", "nll_iw_se", "active_units", "active_units_se")
+# selection.json's per_latent_dim: each of these summary columns with its standard error
+_PER_DIM = tuple(c for column in ("psnr_mean", "mse_mean", "nll_iw", "active_units") for c in (column, se_column(column)))
 
 
 def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: float = DEFAULT_TOLERANCE_DB,
@@ -60,11 +61,11 @@ def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: flo
     m = METRICS[metric]
     per_dim = tuple(
         {"latent_dim": int(r["latent_dim"]), "n_trials": int(r["n_trials"])}
-        | {k: _num(r[k]) for k in _PER_DIM if k in summary.columns}
+        | {k: _num(r[k]) for k in _PER_DIM}
         for _, r in summary.sort_values("latent_dim").iterrows()
     )
     notes: list[str] = []
-    has_value = summary[m.column].notna() if m.column in summary.columns else summary["n_trials"] < 0
+    has_value = summary[m.column].notna()  # summarize fills a column an earlier release's table lacks with NaN
     candidates = summary[(summary["n_trials"] > 0) & has_value].sort_values("latent_dim")
     missing = sorted(int(d) for d in summary.loc[(summary["n_trials"] == 0) | ~has_value, "latent_dim"])
     if missing:

@@ -29,22 +29,26 @@ def megabytes(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def print_table(path: Path) -> None:
-    from search.store.table import format_trials, read_trials
+def print_table(trials) -> None:
+    """`trials` (a trials.csv read back) as the `trials` command prints it, best PSNR first."""
+    from search.store.table import format_trials
 
-    sys.stdout.write(format_trials(read_trials(path), sort="psnr_mean", top=None, fmt="table"))
+    sys.stdout.write(format_trials(trials, sort="psnr_mean", top=None, fmt="table"))
 
 
 def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> None:
     """The trial table, the decision (with the answer by each metric and the latent use, given
     the run's `config`), and as the last line where the experiment is."""
-    print_table(path)
+    from search.store.table import read_trials
+
+    trials = read_trials(path)
+    print_table(trials)
     if race.latent_dim is not None:
         close_call = race.race.close_call() if race.race.mean else None
         if close_call:
             print(f"close call: {close_call}")
         if config is not None:
-            for line in latent_lines(path, race, config):
+            for line in latent_lines(trials, race, config):
                 print(line)
         print(f"chosen latent size: {race.latent_dim} (confidence {race.confidence or 0:.2f})")
     else:
@@ -52,14 +56,12 @@ def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> N
     print(f"experiment: {path}")
 
 
-def latent_lines(path: Path, race: RaceState, config: SearchConfig) -> list[str]:
+def latent_lines(trials, race: RaceState, config: SearchConfig) -> list[str]:
     """The answer by each metric side by side (the run's own decision for its metric) and what
-    each latent size uses of its dimensions."""
+    each latent size uses of its dimensions, from the run's trial table."""
     from analysis.racing import both_answers, side_by_side
     from analysis.summary import summarize, usage_words
-    from search.store.table import read_trials
 
-    trials = read_trials(path)
     races = both_answers(trials, metric=config.metric, rule=config.rule, tolerance_db=config.tolerance_db,
                          tolerance_nats=config.tolerance_nats, seed=config.seed, horizon=(config.seeds, config.max_seeds))
     if race.race is not None:

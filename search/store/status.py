@@ -151,13 +151,9 @@ def _join(location: str, name: str) -> str:
 
 
 def _exists(location: str, name: str) -> bool:
-    from search.store.storage import is_uri
+    from search.store.storage import is_file
 
-    if not is_uri(location):
-        return (Path(location) / name).is_file()
-    from search.store.storage import read_bytes
-
-    return read_bytes(_join(location, name)) is not None
+    return is_file(_join(location, name))  # in a bucket too, without downloading the file
 
 
 def _read_json(location: str, name: str) -> dict[str, Any] | None:

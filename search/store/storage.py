@@ -37,6 +37,14 @@ def filesystem(location: str):
     return pyarrow.fs.LocalFileSystem(), str(Path(location).resolve())
 
 
+def is_file(location: str) -> bool:
+    """Whether a file is at `location` (a path or a URI), without reading it."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type == pyarrow.fs.FileType.File
+
+
 def read_bytes(location: str) -> bytes | None:
     """The contents of the file at `location` (a path or a URI), or None when no file is there."""
     import pyarrow.fs
