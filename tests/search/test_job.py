@@ -52,7 +52,7 @@ def head(tmp_path_factory):
             time.sleep(0.5)
         else:
             pytest.fail(f"the head's dashboard never listened:\n{log.read_text()[-3000:]}")
-        yield f"http://127.0.0.1:{dashboard}", env
+        yield f"http://127.0.0.1:{dashboard}", env, port
     finally:
         kill_session(process.pid)
         process.wait()
@@ -72,7 +72,7 @@ def _job(address: str, env: dict, command: str, *extra: str) -> subprocess.Compl
 
 
 def test_the_readme_job_runs_the_search_and_the_analysis(head, tmp_path):
-    address, env = head
+    address, env, _ = head
     experiment = tmp_path / "jobs" / "job-1"
     command = (f"vae-search run --preset smoke --address auto --storage {experiment.parent} --name job-1 "
                f"&& vae-search analyze {experiment}")
@@ -89,7 +89,7 @@ def test_the_readme_job_runs_the_search_and_the_analysis(head, tmp_path):
 
 
 def test_a_job_without_the_token_is_refused(head, tmp_path):
-    address, env = head
+    address, env, _ = head
     marker = tmp_path / "ran"
     result = _job(address, {**env, "RAY_AUTH_TOKEN": "not-the-token"}, f"touch {marker}", "--no-wait")
     assert result.returncode != 0 and re.search(r"401|[Uu]nauthori[sz]ed|[Aa]uthentication", result.stdout + result.stderr)
@@ -99,11 +99,13 @@ def test_a_job_without_the_token_is_refused(head, tmp_path):
 
 def test_a_local_run_starts_its_own_ray_even_beside_a_running_head(head):
     # `ray start` left a cluster on this machine (and its address in /tmp/ray/ray_current_cluster):
-    # a run without --address must not join it (and must not fail trying)
-    _, env = head
+    # a run without --address must not join it (and must not fail trying). The head is known by
+    # its GCS port: /tmp/ray/ray_current_cluster is shared by every Ray on the machine, and a Ray
+    # of a test on the other pytest worker can rewrite or remove it meanwhile
+    _, env, head_port = head
     code = ("import ray\nfrom search.config import SearchConfig\nfrom search.engine.session import driver_session\n"
             "with driver_session(SearchConfig(num_cpus=1), None):\n    print(ray.get_runtime_context().gcs_address)")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    head_gcs = (Path("/tmp/ray") / "ray_current_cluster").read_text().strip()
-    assert result.stdout.strip() and result.stdout.strip() != head_gcs
+    gcs = result.stdout.strip()
+    assert gcs and gcs.rsplit(":", 1)[1] != str(head_port)
