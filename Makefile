@@ -1,21 +1,30 @@
 # Two commands for a fresh machine: `make run` and `make test`. Both create .venv when it is
-# missing and (re)install the project only when pyproject.toml changed.
+# missing and (re)install only when pyproject.toml changed: `make run` the project and what a
+# run needs (ray[tune], no dashboard extras), `make test` that plus the test toolchain.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench install clean
+.PHONY: run test test-fast lint bench install install-test clean
 
 install: $(STAMP)
+install-test: $(TEST_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
 	touch $(STAMP)
+
+# The test toolchain over the run install (one install: a run stamp follows from it).
+$(TEST_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP) $(TEST_STAMP)
 
 # The quick search on the default data, then the analysis; prints where the report is.
 run: $(STAMP)
@@ -24,19 +33,20 @@ run: $(STAMP)
 	$(PY) -m search analyze "$${last#experiment: }"
 
 # Two workers: most of the suite is real Ray runs; on two cores three workers gain little and four lose.
-test: $(STAMP)
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+test: $(TEST_STAMP)
+	@set -o pipefail; started=$$(date +%s); $(PY) -m pytest -n 2 $(PYTEST_ARGS); status=$$?; \
+	echo "pytest took $$(( $$(date +%s) - started )) s"; exit $$status
 
 # The unit layer only: no Ray started, no end-to-end command (about 40 s).
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check .
 
 # Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 6 hours here;
 # study_budget.py, paper_memory.py and seed_spread.py --full need the full MNIST at ../shared/mnist.
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	cd bench && ../$(PY) train_loop.py && ../$(PY) recipe.py --seeds 2 && ../$(PY) scheduling.py && \
 		../$(PY) parallel.py && ../$(PY) fixed_cost.py && ../$(PY) driver_scale.py && ../$(PY) search_quality.py && \
 		../$(PY) study_budget.py && ../$(PY) paper_memory.py && ../$(PY) seed_spread.py --preset quick --seeds 6 && \
