@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from search.config import SearchConfig
-from search.store.race import RaceState
+if TYPE_CHECKING:  # `--help` imports this module: no pandas (analysis.racing) on that path
+    from search.config import SearchConfig
+    from search.store.race import RaceState
 
 PROG = "vae-search"
 

@@ -112,3 +112,16 @@ def test_the_installed_command_prints_one_line_and_exits_2():
     result = run_cli("run", "--preset", "smoke", "--epochs", "0")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == ["vae-search: error: argument --epochs: must be a positive integer but got '0'"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["analyze", "--help"], ["status", "--help"]])
+def test_help_imports_no_heavy_library(argv):
+    """`--help` is instant: pandas, torch and ray load only inside the subcommands that need them."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom search.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('pandas', 'torch', 'ray', 'optuna', 'matplotlib') if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
+    assert "usage: vae-search" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "[]"
