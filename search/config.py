@@ -109,8 +109,8 @@ class SearchConfig:
         _check(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)} but got {self.dataset!r}")
         _check(self.cpus_per_trial > 0, f"cpus_per_trial must be > 0 but got {self.cpus_per_trial}")
         _check(
-            self.gpus_per_trial >= 0 and (self.gpus_per_trial <= 1 or float(self.gpus_per_trial).is_integer()),
-            f"gpus_per_trial must be 0, a fraction <= 1 or a whole number but got {self.gpus_per_trial}",
+            0 <= self.gpus_per_trial <= 1,
+            f"gpus_per_trial must be between 0 and 1 (a trial uses one GPU; fractions share it) but got {self.gpus_per_trial}",
         )
         _check(self.max_concurrent is None or self.max_concurrent >= 1, f"max_concurrent must be >= 1 but got {self.max_concurrent}")
         _check(math.isfinite(self.pending_timeout) and self.pending_timeout > 0,

@@ -84,11 +84,11 @@ def lr_range(text: str) -> tuple[float, float]:
     return low, high
 
 
-def fraction_or_count(text: str) -> float:
-    """GPUs per trial: 0, a fraction in (0, 1], or a whole number."""
+def gpu_share(text: str) -> float:
+    """GPUs per trial: 0 or a share of one GPU in (0, 1] (a trial trains one model on one device)."""
     value = non_negative_float(text)
-    if value > 1 and not value.is_integer():
-        raise argparse.ArgumentTypeError(f"must be a fraction <= 1 or a whole number but got {text!r}")
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be at most 1 (a trial uses one GPU; fractions share it) but got {text!r}")
     return value
 
 

@@ -60,7 +60,7 @@ def add(parser: argparse.ArgumentParser) -> None:
                         help=f"nll_iw: validation images it is computed on, a fixed subset (default {DEFAULT_IW_IMAGES})")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="asha (early stopping) or fifo")
     parser.add_argument("--cpus-per-trial", type=types.positive_float, default=None)
-    parser.add_argument("--gpus-per-trial", type=types.fraction_or_count, default=None, help="fractions share a GPU, e.g. 0.25")
+    parser.add_argument("--gpus-per-trial", type=types.gpu_share, default=None, help="0 to 1: a trial uses one GPU, fractions share it, e.g. 0.25")
     parser.add_argument("--max-concurrent", type=types.positive_int, default=None)
     parser.add_argument("--max-failures", type=types.non_negative_int, default=None, help="retries of a crashing trial (default 2)")
     parser.add_argument("--num-cpus", type=types.positive_int, default=None, help="CPUs of the local Ray (default: all); ignored with --address")

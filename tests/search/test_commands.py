@@ -145,6 +145,7 @@ def test_resume_of_a_finished_experiment_changes_nothing(smoke):
         (["--cpus-per-trial", "0"], "--cpus-per-trial"),
         (["--cpus-per-trial", "4", "--num-cpus", "2"], "must not exceed"),
         (["--gpus-per-trial", "1.5"], "--gpus-per-trial"),
+        (["--gpus-per-trial", "2"], "--gpus-per-trial"),  # a trial uses one device: a whole 2 would idle one
         (["--gpus-per-trial", "-1"], "--gpus-per-trial"),
         (["--name", "a/b"], "--name"),
         (["--seeds", "3", "--max-seeds", "2"], "max_seeds (2) must be at least seeds (3)"),
