@@ -86,3 +86,14 @@ def test_the_bound_averages_the_weights_not_their_logs():
     assert iw_nll_from_log_weights(log_w).item() == pytest.approx(-math.log(2.0))
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         importance_weighted_nll(ConvVAE(SMALL), torch.zeros(1, 1, 28, 28, dtype=torch.uint8), k=0)
+
+
+def test_how_many_rows_are_decoded_at_once_does_not_change_nll_iw(trained, sample_splits, monkeypatch):
+    """The chunk bounds a worker's memory (bench/overhead.py --parts memory); the value is the
+    same seeded draws whatever it is."""
+    import vae.training
+
+    pixels = sample_splits.val.pixels[:40]
+    whole = importance_weighted_nll(trained, pixels, k=16, seed=5)
+    monkeypatch.setattr(vae.training, "_IW_ROWS", 24)  # 1 image of 16 draws per chunk
+    assert importance_weighted_nll(trained, pixels, k=16, seed=5) == pytest.approx(whole, abs=1e-3)
