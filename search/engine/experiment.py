@@ -119,15 +119,16 @@ def tune_run_config(experiment: Experiment, searcher, slots: int = 1):
         name=TUNE_DIR,
         storage_path=root,
         failure_config=tune.FailureConfig(max_failures=config.max_failures),
-        # Keep every checkpoint while the run lasts: Ray's experiment-state snapshot can lag
-        # the newest checkpoint, and with num_to_keep it may point at one already deleted, so
-        # a driver killed at that moment would lose a finished trial. Pruned when the run ends.
+        # Ray Tune deletes nothing: its experiment-state snapshot can lag the newest checkpoint,
+        # and with num_to_keep it may point at one already deleted, so a driver killed at that
+        # moment would lose a trial. The progress callback deletes what no saved snapshot refers
+        # to any more (`prune_superseded`), and the rest when the run ends.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         # Ray Tune snapshots the experiment state (which trials exist, their status, the
         # searcher) in the driver and uploads it to the storage path at most every sync_period
         # (default 300 s): a driver killed in between would come back with trials and results
-        # missing. Snapshot and upload at every step of Tune's loop instead (an upload starts
-        # only once the previous one has finished); measured here, it costs no wall time.
+        # missing. Upload as often as it snapshots (SNAPSHOT_S; an upload starts only once the
+        # previous one has finished).
         sync_config=tune.SyncConfig(sync_period=SNAPSHOT_S),
         callbacks=[Progress(str(experiment.path), searcher, storage_uri=experiment.record.get("storage_uri"),
                             minimum_trials=config.minimum_trials, slots=slots, epochs=config.epochs),

@@ -5,8 +5,9 @@
   have, running, best PSNR per latent size, the racing decision and confidence, elapsed, ETA;
 - on a non-terminal (a cluster job's log), a heartbeat line at most every 30 s instead;
 - `status.json` in the experiment every few seconds, for `vae-search status` (copied to a
-  cloud `--storage` with `race.json` at each heartbeat), and a copy of Ray Tune's state files
-  (`search.store.tune_files.backup_tune_state`).
+  cloud `--storage` with `race.json` at each heartbeat), a copy of Ray Tune's state files
+  (`search.store.tune_files.backup_tune_state`), and then the checkpoints no saved state can
+  ask for any more are deleted (`prune_superseded`; with a cloud `--storage`, at each heartbeat).
 
 The racing state comes from the searcher in memory (`StagedSearcher.race`). Ray Tune pickles
 callbacks with the experiment (tuner.pkl, in one pickle with the searcher, so the reference
@@ -24,10 +25,11 @@ from pathlib import Path
 
 from ray import tune
 
-from analysis.layout import METRIC, RACE_FILE
+from analysis.layout import METRIC, RACE_FILE, TUNE_DIR
 from search.engine.session import STOPS, is_disk_full
 from search.store.status import STATUS_FILE, one_line, snapshot
-from search.store.tune_files import backup_tune_state, state_backup
+from search.store.storage import join
+from search.store.tune_files import backup_tune_state, prune_superseded, state_backup
 from vae.files import atomic_write_text
 
 STATUS_EVERY_S = 2.0
@@ -116,8 +118,10 @@ class Progress(tune.Callback):
         try:
             atomic_write_text(Path(self.path) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
             if trials:  # Tune writes its state here first, then uploads it to the storage path
-                backup_tune_state(trials[0].storage.experiment_driver_staging_path,
-                                  state_backup(self.path, self.storage_uri))
+                backup = state_backup(self.path, self.storage_uri)
+                backup_tune_state(trials[0].storage.experiment_driver_staging_path, backup)
+                if not self.storage_uri or now - self._heartbeat >= HEARTBEAT_EVERY_S:  # a bucket: less often
+                    prune_superseded(join(self.storage_uri or self.path, TUNE_DIR), backup)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise

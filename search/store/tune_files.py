@@ -133,7 +133,7 @@ def state_backup(path: str | Path, storage_uri: str | None) -> Path:
 
 
 def prune_checkpoints(location: str) -> None:
-    """Delete all but each trial's latest checkpoint."""
+    """Delete all but each trial's latest checkpoint (when the run is done)."""
     from search.store.storage import delete_dir, subdirs
 
     for trial in subdirs(location, "trial_"):
@@ -141,17 +141,66 @@ def prune_checkpoints(location: str) -> None:
             delete_dir(old)
 
 
+def referenced_checkpoints(state: bytes | None) -> dict[str, int] | None:
+    """Trial id -> the newest checkpoint index (`checkpoint_NNNNNN`) that a Ray Tune experiment
+    state file refers to; None when the file is missing or torn. Tune keeps each trial's
+    checkpoint list in a cloudpickled blob (hex in the JSON): its paths are searched as bytes,
+    never unpickled."""
+    import re
+
+    if not state or not _complete(state):
+        return None
+    found: dict[str, int] = {}
+    for trial in json.loads(state).get("trial_data", []):
+        try:
+            trial_id = json.loads(trial[0])["trial_id"]
+            blob = bytes.fromhex(json.loads(trial[1])["checkpoint_manager"]["value"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None  # a format this code does not know: prune nothing
+        indices = [int(m) for m in re.findall(rb"checkpoint_(\d{6})", blob)]
+        if indices:
+            found[trial_id] = max(indices)
+    return found
+
+
+def _newest_references(folder: str | Path) -> dict[str, int] | None:
+    names = [name for name in _state_names(folder) if name.startswith("experiment_state-")]
+    return referenced_checkpoints(_read(folder, names[-1])) if names else None
+
+
+def prune_superseded(location: str | Path, backup: str | Path) -> int:
+    """While the run works: delete each trial's checkpoints older than the newest one that every
+    saved copy of Ray Tune's state refers to (the uploaded one in `location` and the driver's
+    `backup`, either of which `resume` may restore from). What a restore can ask for is never
+    deleted, and a trial keeps about two checkpoints instead of one per epoch. Returns how many
+    were deleted; deletes nothing when either copy is missing or torn."""
+    from search.store.storage import delete_dir, subdirs
+
+    snapshots = [_newest_references(location), _newest_references(backup) if Path(backup).is_dir() else None]
+    if any(s is None for s in snapshots):
+        return 0
+    deleted = 0
+    for trial_id in set(snapshots[0]) & set(snapshots[1]):
+        keep_from = min(s[trial_id] for s in snapshots)
+        trial = f"{str(location).rstrip('/')}/trial_{trial_id}"
+        for old in subdirs(trial, "checkpoint_"):
+            if int(old.rsplit("checkpoint_", 1)[1]) < keep_from:
+                delete_dir(old)
+                deleted += 1
+    return deleted
+
+
 def space_needed(experiment: Experiment) -> int:
-    """Bytes the rest of the run needs, about: per trial, a checkpoint per epoch (weights and
-    Adam's two moments, float32, of the largest latent size; all are kept until the run ends)
-    and its results, or the largest trial folder so far if that is more; times the trials
-    still to finish (at least the minimum the run will have)."""
+    """Bytes the rest of the run needs, about: per trial, three checkpoints (weights and Adam's
+    two moments, float32, of the largest latent size; a trial keeps about two while it trains,
+    `prune_superseded`) and its results, or the largest trial folder so far if that is more;
+    times the trials still to finish (at least the minimum the run will have)."""
     from vae.config import ModelConfig
     from vae.model import ConvVAE
 
     config = experiment.config
     model = ConvVAE(ModelConfig(latent_dim=max(config.latent_dims), channels=config.channels, hidden_dim=config.hidden_dim))
-    estimate = config.epochs * 3 * 4 * sum(p.numel() for p in model.parameters()) + 100_000
+    estimate = min(config.epochs, 3) * 3 * 4 * sum(p.numel() for p in model.parameters()) + 100_000
     folders = [t for t in (experiment.path / TUNE_DIR).glob("trial_*") if t.is_dir()]
     largest = max((sum(f.stat().st_size for f in t.rglob("*") if f.is_file()) for t in folders), default=0)
     finished = sum(1 for t in folders if (t / "result.json").is_file() and '"done": true' in (t / "result.json").read_text())
