@@ -1,6 +1,6 @@
 """Property-based: random flag values and combinations for every subcommand's parser and the
 config layer behind it (no Ray is started). Every input ends in a valid config or in the
-one-line UsageError, never in another exception."""
+one-line UsageError that names a flag or value the user gave, never in another exception."""
 
 import argparse
 
@@ -49,7 +49,13 @@ def _outcome(argv):
             return train_config(args)
         return args
     except UsageError as exc:
-        assert " ".join(str(exc).split()), "an empty error message"
+        message = " ".join(str(exc).split())
+        assert message, "an empty error message"
+        # the line names what the user got wrong: one of the flags given (as typed or as its
+        # setting's name) or one of the values
+        flags = [t for t in argv if t.startswith("-")]
+        names = set(flags) | {t.lstrip("-").replace("-", "_") for t in flags} | {t[:2] for t in flags if t[1:2] != "-"}  # -h2 is -h 2
+        assert any(n and n in message for n in names) or any(t.strip() and t.strip() in message for t in argv), message
         return exc
 
 

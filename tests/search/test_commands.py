@@ -19,6 +19,7 @@ def test_cpus_per_trial_sets_threads_and_limits_concurrency(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "two-cpus" / "trials.csv")
     assert (table["threads"] == 2).all()
+    assert len(table) == 4  # 2 search trials and 1 seeds trial per latent size: three handovers to check
     # two CPUs on the node and two per trial: trials never overlap in time
     spans = table.sort_values("started_at")[["started_at", "finished_at"]].to_numpy()
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):

@@ -161,12 +161,11 @@ def test_ray_tune_can_restore_and_read_the_experiment(smoke):
 
     path, _ = smoke
     n = len(pd.read_csv(path / "trials.csv"))
-    for _ in range(1):
-        assert tune.Tuner.can_restore(str(path / "tune"))
-        grid = tune.Tuner.restore(str(path / "tune"), trainable=run_trial).get_results()
-        assert len(grid) == n and grid.num_errors == 0
-        assert all("psnr_mean" in r.metrics for r in grid)
-        assert all(list(Path(r.path).glob("events.out.tfevents.*")) for r in grid)  # TensorBoard logs
+    assert tune.Tuner.can_restore(str(path / "tune"))
+    grid = tune.Tuner.restore(str(path / "tune"), trainable=run_trial).get_results()
+    assert len(grid) == n and grid.num_errors == 0
+    assert all("psnr_mean" in r.metrics for r in grid)
+    assert all(list(Path(r.path).glob("events.out.tfevents.*")) for r in grid)  # TensorBoard logs
 
 
 def test_status_of_a_finished_run(smoke):

@@ -97,15 +97,16 @@ def _through_seeds(searcher, values):
     while (config := searcher.suggest(f"seed{len(handed)}")) not in (None, Searcher.FINISHED) and config["stage"] == "seeds":
         handed[f"seed{len(handed)}"] = config
     order = {d: iter(v) for d, v in values.items()}
-    for trial_id, config in handed.items():
-        _finish(searcher, trial_id, next(order[config["latent_dim"]]))
-    return config
+    for trial_id, seeds_config in handed.items():
+        _finish(searcher, trial_id, next(order[seeds_config["latent_dim"]]))
+    return config  # what the searcher said once every seeds trial was handed out
 
 
 def test_a_clear_decision_stops_racing_at_once(tmp_path):
     searcher = _searcher(tmp_path)
     last = _through_seeds(searcher, {2: [11.0, 11.1], 8: [15.0, 15.1]})
-    assert searcher.suggest("next") == Searcher.FINISHED or last == Searcher.FINISHED
+    assert last is None  # every seeds trial handed out, none finished yet: racing waits for them
+    assert searcher.suggest("next") == Searcher.FINISHED
     race = json.loads((tmp_path / "race.json").read_text())
     assert race["stage"] == "done" and race["stop_reason"] == "confidence" and race["latent_dim"] == 8
     assert race["confidence"] >= 0.9

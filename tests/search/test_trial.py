@@ -42,9 +42,16 @@ def test_unknown_key_fails_loudly():
         build_config({**_template(momentum=0.9), "latent_dim": 3, "lr": 1e-3, "seed": 0})
 
 
-def test_gpu_request_maps_to_cuda_when_present_else_cpu():
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback needs a machine without CUDA")
+def test_gpu_request_falls_back_to_the_cpu_without_cuda():
     config, _ = build_config({**_template(), "latent_dim": 3, "lr": 1e-3, "seed": 0, "use_gpu": True})
-    assert config.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert config.device == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_request_trains_on_cuda():
+    config, _ = build_config({**_template(), "latent_dim": 3, "lr": 1e-3, "seed": 0, "use_gpu": True})
+    assert config.device == "cuda"
 
 
 @pytest.mark.slow
