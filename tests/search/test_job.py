@@ -3,11 +3,13 @@ cluster.yaml starts it (token authentication, the dashboard and job server on lo
 on random ports), the README's `ray job submit --working-dir .` job that runs the search and the
 analysis, its logs, and a client without the token refused."""
 
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,6 +58,12 @@ def head(tmp_path_factory):
     finally:
         kill_session(process.pid)
         process.wait()
+        # a killed `ray start` leaves its address in the file every Ray on the machine reads: a plain
+        # ray.init(num_cpus=...) afterwards would try to join the dead head. Leave the machine as found
+        address_file = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        with contextlib.suppress(OSError):
+            if address_file.read_text().strip().endswith(f":{port}"):
+                address_file.unlink()
 
 
 def _job(address: str, env: dict, command: str, *extra: str) -> subprocess.CompletedProcess:
