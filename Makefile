@@ -45,6 +45,7 @@ lint: $(TEST_STAMP)
 	$(PY) -m ruff check .
 
 # Benchmarks (not tests): each prints and writes bench/results/<name>.json. About 6 hours here;
+# gpu.py needs a CUDA GPU and runs apart (docs/performance.md);
 # study_budget.py, paper_memory.py and seed_spread.py --full need the full MNIST at ../shared/mnist.
 bench: $(TEST_STAMP)
 	cd bench && ../$(PY) train_loop.py && ../$(PY) recipe.py --seeds 2 && ../$(PY) scheduling.py && \
@@ -54,7 +55,8 @@ bench: $(TEST_STAMP)
 		../$(PY) calibration.py --drift && ../$(PY) replicates.py --runs 5 && \
 		../$(PY) likelihood_cost.py && ../$(PY) seed_spread.py --preset quick --seeds 4 --name seed_spread_quick_likelihood && \
 		../$(PY) study_budget.py --only-15-epochs --threads 1 --name study_budget_latent_use && \
-		../$(PY) calibration.py --metric nll --drift --name calibration_nll && ../$(PY) replicates.py --runs 4 --metric nll
+		../$(PY) calibration.py --metric nll --drift --name calibration_nll && ../$(PY) replicates.py --runs 4 --metric nll && \
+		../$(PY) overhead.py --parts short,bare,memory,storage,checkpoint,quick
 
 clean:
 	rm -rf $(VENV) *.egg-info
