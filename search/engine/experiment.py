@@ -127,8 +127,8 @@ def tune_run_config(experiment: Experiment, searcher, slots: int = 1):
         # Ray Tune snapshots the experiment state (which trials exist, their status, the
         # searcher) in the driver and uploads it to the storage path at most every sync_period
         # (default 300 s): a driver killed in between would come back with trials and results
-        # missing. Upload as often as it snapshots (SNAPSHOT_S; an upload starts only once the
-        # previous one has finished).
+        # missing. Snapshot and upload at every step of Tune's loop instead (an upload starts only
+        # once the previous one has finished).
         sync_config=tune.SyncConfig(sync_period=SNAPSHOT_S),
         callbacks=[Progress(str(experiment.path), searcher, storage_uri=experiment.record.get("storage_uri"),
                             minimum_trials=config.minimum_trials, slots=slots, epochs=config.epochs),

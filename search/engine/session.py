@@ -30,12 +30,11 @@ from search.config import SearchConfig
 from vae.errors import UsageError
 
 CONNECT_TIMEOUT_S = 5.0
-# Ray Tune's experiment-state snapshot and upload period. Its loop steps up to ten times a second
-# when idle, and a snapshot rewrites (and re-uploads) the state of every trial, so snapshots at
-# every step cost the driver a share of a core that grows with the run. Every 2 s, as often as the
-# driver backs the state up (search.engine.progress): a killed driver's trials restart from
-# checkpoints at most ~2 s older than their newest (an exact resume either way).
-SNAPSHOT_S = 2
+# Ray Tune's experiment-state snapshot and upload period: every step of its loop (0). A trial that
+# starts and ends between two snapshots would be unknown to a resumed run, which would train it
+# again under a new id; saving every 2 s halved the driver's CPU but let short trials fall into that
+# gap (a kill-and-resume test caught it), so the state is saved at every step.
+SNAPSHOT_S = 0
 
 
 class Stopped(Exception):
@@ -227,7 +226,7 @@ def _environment() -> dict[str, str]:
         # a trial's failure is reported by Ray Tune (the trial line, error.txt); Ray's own copy of the
         # traceback, printed when a failed call's result is dropped unread, would only repeat it
         "RAY_IGNORE_UNHANDLED_ERRORS": os.environ.get("RAY_IGNORE_UNHANDLED_ERRORS", "1"),
-        # Ray Tune's experiment-state snapshot: every SNAPSHOT_S (its default: every 10 s or more)
+        # Ray Tune's experiment-state snapshot: at every step of its loop (its default: every 10 s or more)
         "TUNE_GLOBAL_CHECKPOINT_S": os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", str(SNAPSHOT_S)),
         "TUNE_DISABLE_SIGINT_HANDLER": "1",  # ours records SIGINT and SIGTERM; StopWatch forwards them
     }

@@ -134,8 +134,8 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
 
     train_time = sum(r.time_s for r in state.history) if state else 0.0
     if state is not None and state.epoch >= train_config.epochs:
-        # It had finished, but Ray Tune's saved experiment state (a snapshot every 2 s, uploaded
-        # in the background) was older when the driver stopped: report the final
+        # It had finished, but Ray Tune's saved experiment state (snapshot at every step of its
+        # loop, uploaded in the background) was older when the driver stopped: report the final
         # epoch again, train nothing (nll_iw is repeatable: the same draws give the same value).
         tune.report({**epoch_metrics(state.history[-1], state), **where, "train_time_s": train_time, "diverged": False,
                      "threads": torch.get_num_threads(), "finished_at": time.time(), "restored": True})
