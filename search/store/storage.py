@@ -23,6 +23,11 @@ def join(location: str, name: str) -> str:
     return f"{base.rstrip('/')}/{name}{sep}{query}"
 
 
+def basename(location: str) -> str:
+    """The last name of `location`'s path (a URI's query string is not part of it)."""
+    return location.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
+
+
 def parent(location: str) -> str:
     base, sep, query = location.partition("?")
     return f"{base.rstrip('/').rsplit('/', 1)[0]}{sep}{query}"

@@ -174,7 +174,7 @@ def prune_superseded(location: str | Path, backup: str | Path) -> int:
     `backup`, either of which `resume` may restore from). What a restore can ask for is never
     deleted, and a trial keeps about two checkpoints instead of one per epoch. Returns how many
     were deleted; deletes nothing when either copy is missing or torn."""
-    from search.store.storage import delete_dir, subdirs
+    from search.store.storage import basename, delete_dir, join, subdirs
 
     snapshots = [_newest_references(location), _newest_references(backup) if Path(backup).is_dir() else None]
     if any(s is None for s in snapshots):
@@ -182,9 +182,8 @@ def prune_superseded(location: str | Path, backup: str | Path) -> int:
     deleted = 0
     for trial_id in set(snapshots[0]) & set(snapshots[1]):
         keep_from = min(s[trial_id] for s in snapshots)
-        trial = f"{str(location).rstrip('/')}/trial_{trial_id}"
-        for old in subdirs(trial, "checkpoint_"):
-            if int(old.rsplit("checkpoint_", 1)[1]) < keep_from:
+        for old in subdirs(join(str(location), f"trial_{trial_id}"), "checkpoint_"):
+            if int(basename(old).removeprefix("checkpoint_")) < keep_from:
                 delete_dir(old)
                 deleted += 1
     return deleted

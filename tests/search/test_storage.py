@@ -1,10 +1,15 @@
 """Storage locations (`search.store.storage`): paths and URIs with their query strings, and the
 file:// filesystem as Ray Tune uses it (the S3 path end to end: test_storage_s3.py)."""
 
-from search.store.storage import as_location, copy, delete_dir, is_dir, is_uri, join, parent, subdirs, upload_file
+from search.store.storage import as_location, basename, copy, delete_dir, is_dir, is_uri, join, parent, subdirs, upload_file
 from tests.search.helpers import main_cli
 
 QUERY = "s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http"
+
+
+def test_a_locations_name_leaves_a_uris_query_out():
+    assert basename("s3://bucket/exp/trial_a/checkpoint_000003?endpoint_override=h:9000&scheme=http") == "checkpoint_000003"
+    assert basename("/tmp/exp/trial_a/checkpoint_000003/") == "checkpoint_000003"
 
 
 def test_joining_and_parents_keep_a_uris_query_at_the_end():

@@ -64,6 +64,19 @@ def test_only_checkpoints_older_than_what_every_saved_state_names_are_deleted(sm
     assert names[spared] == ["checkpoint_000000", f"checkpoint_{references[spared]:06d}", f"checkpoint_{references[spared] + 1:06d}"]
 
 
+def test_pruning_works_through_a_uri(smoke, tmp_path):
+    """With a cloud --storage the trials' folders are named by URI (here file://)."""
+    tune = _copy_tune(smoke, tmp_path)
+    references = referenced_checkpoints(_state_file(tune).read_bytes())
+    trial_id = sorted(t for t, index in references.items() if index >= 1)[0]
+    (tune / f"trial_{trial_id}" / "checkpoint_000000").mkdir(exist_ok=True)
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / _state_file(tune).name).write_bytes(_state_file(tune).read_bytes())
+    assert prune_superseded(f"file://{tune}", backup) == 1
+    assert not (tune / f"trial_{trial_id}" / "checkpoint_000000").exists()
+
+
 def test_nothing_is_pruned_without_a_whole_backup(smoke, tmp_path):
     tune = _copy_tune(smoke, tmp_path)
     trial_id = sorted(referenced_checkpoints(_state_file(tune).read_bytes()))[0]
