@@ -219,8 +219,9 @@ def evaluate(model: ConvVAE, split: Split, *, beta: float) -> tuple[float, dict[
 IW_SEED = 4321  # the importance samples of `importance_weighted_nll`: a fixed stream, so it is repeatable
 # images x samples decoded at once. It bounds the activations, not just the logits: at the paper
 # widths a row holds ~70 KB through the decoder (64x7x7 and two 32x14x14 maps, the 784 logits and
-# the loss's temporaries), so 4,096 rows peaked ~330 MB over the worker's floor and 512 peak ~40 MB,
-# at the same speed on CPU (bench/overhead.py --memory)
+# the loss's temporaries), so 4,096 rows peaked ~330 MB over the worker's floor and 512 peak ~25 MB
+# (38 MB on an H200), and run faster on CPU (8.0 s against 13.3 s for k = 64 on 1,000 images);
+# a trial worker's peak: bench/overhead.py --parts memory
 _IW_ROWS = 512
 
 
