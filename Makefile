@@ -33,8 +33,11 @@ run: $(STAMP)
 	$(PY) -m search analyze "$${last#experiment: }"
 
 # Two workers: most of the suite is real Ray runs; on two cores three workers gain little and four lose.
+# loadgroup keeps the tests of one shared run (an xdist_group) on one worker, in the order
+# tests/conftest.py gives them (longest first).
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 test: $(TEST_STAMP)
-	@started=$$(date +%s); $(PY) -m pytest -n 2 $(PYTEST_ARGS); status=$$?; \
+	@started=$$(date +%s); $(PY) -m pytest $(XDIST) $(PYTEST_ARGS); status=$$?; \
 	echo "pytest took $$(( $$(date +%s) - started )) s"; exit $$status
 
 # The unit layer only: no Ray started, no end-to-end command (about 40 s).

@@ -78,6 +78,18 @@ def _once(tmp_path_factory, worker_id: str, name: str, make) -> tuple[Path, subp
     return Path(done["path"]), result
 
 
+def pytest_collection_modifyitems(items):
+    """The longest work first, so that two pytest-xdist workers (`make test`) start their heavy
+    runs together and the quick unit tests fill the end: the runs a group shares (marked
+    `xdist_group`: `make test`'s `--dist loadgroup` keeps each group on one worker, where its
+    module-scoped run is made once), then the other Ray and command-line tests, then the rest.
+    The order within each part stays the collection's."""
+    def weight(item):
+        return 0 if item.get_closest_marker("xdist_group") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=weight)
+
+
 @pytest.fixture(scope="session")
 def worker_id(request) -> str:
     """pytest-xdist's worker name (gw0, gw1, …), or "master" without workers."""
