@@ -6,10 +6,11 @@ import pytest
 
 from tests.search.helpers import run_cli
 
-pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+# one cluster for the module, on one pytest worker (make test's --dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster():
     from ray.cluster_utils import Cluster
 
@@ -79,8 +80,8 @@ def test_local_ray_without_gpus_refuses_gpu_trials(tmp_path):
 def test_a_trial_no_node_fits_gives_up_after_the_pending_timeout(cluster, tmp_path):
     # two 1-CPU nodes: a 2-CPU trial never starts (an autoscaler could have added a node)
     result = run_cli("run", "--preset", "smoke", "--address", cluster.address, "--cpus-per-trial", "2",
-                     "--pending-timeout", "8", "--storage", str(tmp_path), "--name", "stuck")
+                     "--pending-timeout", "3", "--storage", str(tmp_path), "--name", "stuck")
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--pending-timeout 8 s" in lines[0] and "2 CPU" in lines[0], result.stderr[-2000:]
+    assert len(lines) == 1 and "--pending-timeout 3 s" in lines[0] and "2 CPU" in lines[0], result.stderr[-2000:]
     assert not (tmp_path / "stuck" / "trials.csv").exists()

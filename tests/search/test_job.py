@@ -17,7 +17,8 @@ import pytest
 
 from tests.search.helpers import kill_session
 
-pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+# one head for the module, on one pytest worker (make test's --dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("job")]
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
