@@ -1,28 +1,14 @@
-"""Trial resources, resume of a finished experiment, and bad input to `run` and `resume`
+"""Resume of a finished experiment, and bad input to `run` and `resume`
 (stops and resumes mid-run: test_session.py)."""
 
 import json
 import os
 
-import pandas as pd
 import pytest
 
-from tests.search.helpers import main_cli, run_cli
+from tests.search.helpers import main_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
-
-
-def test_cpus_per_trial_sets_threads_and_limits_concurrency(tmp_path):
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--cpus-per-trial", "2", "--trials", "2",
-                     "--seeds", "1", "--max-seeds", "1", "--storage", str(tmp_path), "--name", "two-cpus")
-    assert result.returncode == 0, result.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "two-cpus" / "trials.csv")
-    assert (table["threads"] == 2).all()
-    assert len(table) == 4  # 2 search trials and 1 seeds trial per latent size: three handovers to check
-    # two CPUs on the node and two per trial: trials never overlap in time
-    spans = table.sort_values("started_at")[["started_at", "finished_at"]].to_numpy()
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
-        assert start >= end - 0.05
 
 
 def test_resume_of_a_finished_experiment_changes_nothing(smoke):

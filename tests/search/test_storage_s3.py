@@ -10,7 +10,7 @@ import socket
 import pandas as pd
 import pytest
 
-from tests.search.helpers import cli_process, run_cli
+from tests.search.helpers import cli_process, main_cli, run_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -76,7 +76,7 @@ def test_run_killed_resume_and_analyze_on_an_s3_bucket(s3, tmp_path):
     assert table["checkpoint"].str.startswith(f"s3://{BUCKET}/runs/cloud/tune/").all()
     assert table["checkpoint"].str.endswith(f"?endpoint_override=127.0.0.1:{port}&scheme=http").all()
 
-    analysis = run_cli("analyze", str(local), cwd=tmp_path)
+    analysis = main_cli("analyze", str(local), cwd=tmp_path)
     assert analysis.returncode == 0, analysis.stderr[-3000:]
     keys = _keys(client, "runs/cloud/")
     for name in ("run.json", "trials.csv", "history.csv", "race.json", "selection.json", "report.html", "best_model/model.pt"):
@@ -90,12 +90,12 @@ def test_run_killed_resume_and_analyze_on_an_s3_bucket(s3, tmp_path):
             per_trial.setdefault(trial, set()).add(rest.split("/")[0])
     assert len(per_trial) == len(table) and all(len(kept) == 1 for kept in per_trial.values())
     # `status` reads the experiment straight from the bucket, as from another machine
-    remote = run_cli("status", f"s3://{BUCKET}/runs/cloud?endpoint_override=127.0.0.1:{port}&scheme=http", "--format", "json",
+    remote = main_cli("status", f"s3://{BUCKET}/runs/cloud?endpoint_override=127.0.0.1:{port}&scheme=http", "--format", "json",
                      cwd=tmp_path)
     assert remote.returncode == 0, remote.stderr[-2000:]
     shown = json.loads(remote.stdout)
     assert shown["state"] == "done" and shown["trials"]["done"] == len(table)
-    clash = run_cli("run", "--preset", "smoke", "--storage", uri, "--name", "cloud", cwd=tmp_path / "results")
+    clash = main_cli("run", "--preset", "smoke", "--storage", uri, "--name", "cloud", cwd=tmp_path / "results")
     assert clash.returncode == 2 and "already exists" in clash.stderr
 
 
@@ -104,7 +104,7 @@ def test_an_unreachable_bucket_fails_fast_with_one_line(tmp_path, monkeypatch):
         monkeypatch.setenv(key, "testing")
     port = _free_port()  # nothing listens there
     uri = f"s3://{BUCKET}/runs?endpoint_override=127.0.0.1:{port}&scheme=http&connect_timeout=1&request_timeout=2"
-    result = run_cli("run", "--preset", "smoke", "--storage", uri, "--name", "nowhere", cwd=tmp_path)
+    result = main_cli("run", "--preset", "smoke", "--storage", uri, "--name", "nowhere", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vae-search: error: --storage"), result.stderr[-2000:]
