@@ -15,53 +15,89 @@ import pytest
 from tests.search.helpers import cli_process, main_cli, run_cli, session_processes
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
+# the crash run, once for the module: its tests on one pytest worker (make test's --dist loadgroup)
+CRASH = pytest.mark.xdist_group("crash")
 
 
-def _kill_first_trial_worker(driver, experiment, *, deadline_s=120):
-    """Wait until some search trial has a checkpoint, then SIGKILL the worker running trials."""
+def _trial_workers(driver, trial_id):
+    """The live trial workers (`ray::ImplicitFunc…`) of the driver's session now running
+    `trial_id`: Ray Tune moves a worker into the trial's working folder, named after it."""
+    found = []
+    for pid in session_processes(driver.pid):
+        try:
+            process = psutil.Process(pid)
+            if process.cmdline()[0].startswith("ray::ImplicitFunc") and process.cwd().endswith(f"trial_{trial_id}"):
+                found.append(pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+            continue
+    return found
+
+
+def _kill_trial(driver, experiment, *, other_than=(), deadline_s=120):
+    """Once some trial (not in `other_than`) has a checkpoint, SIGKILL its worker: (its id, the pid)."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if list((experiment / "tune").glob("trial_*/checkpoint_*")):
-            for pid in session_processes(driver.pid):
-                try:
-                    if psutil.Process(pid).cmdline()[0].startswith("ray::ImplicitFunc"):
-                        os.kill(pid, 9)
-                        return True
-                except (psutil.NoSuchProcess, IndexError):
-                    continue
-        time.sleep(0.05)
+        for folder in (experiment / "tune").glob("trial_*"):
+            trial_id = folder.name.removeprefix("trial_")
+            if trial_id not in other_than and list(folder.glob("checkpoint_*")):
+                for pid in _trial_workers(driver, trial_id):
+                    os.kill(pid, 9)
+                    return trial_id, pid
+        time.sleep(0.02)
+    return None, None
+
+
+def _kill_again(driver, trial_id, killed, *, deadline_s=120):
+    """SIGKILL `trial_id`'s worker once more, as soon as its retry runs in another process than
+    `killed` (which may take a moment to die)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for pid in _trial_workers(driver, trial_id):
+            if pid != killed:
+                os.kill(pid, 9)
+                return True
+        time.sleep(0.02)
     return False
 
 
-def test_a_crashed_trial_is_retried_from_its_checkpoint(tmp_path):
-    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "4", "--max-train", "1000", "--trials", "2",
-            "--seeds", "1", "--max-seeds", "1", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "crash")
+@pytest.fixture(scope="module")
+def crash(tmp_path_factory):
+    """One run, two search trials on two CPUs, --max-failures 1: one trial's worker is killed once
+    (it is retried from its checkpoint), the other's twice (it has failed for good)."""
+    storage = tmp_path_factory.mktemp("crash")
+    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1000", "--trials", "2", "--seeds", "1",
+            "--max-seeds", "1", "--max-failures", "1", "--scheduler", "fifo", "--storage", str(storage), "--name", "crash")
+    experiment = storage / "crash"
     with cli_process(*args) as driver:
-        assert _kill_first_trial_worker(driver, tmp_path / "crash")
+        retried, _ = _kill_trial(driver, experiment)
+        failed, pid = _kill_trial(driver, experiment, other_than=(retried,))
+        killed_twice = failed is not None and _kill_again(driver, failed, pid)
         stdout, stderr = driver.communicate(timeout=300)
+    assert retried and failed and killed_twice, "the trials finished before their workers could be killed"
     assert driver.returncode == 0, stderr[-3000:]
-    table = pd.read_csv(tmp_path / "crash" / "trials.csv")
-    assert (table["status"] == "completed").all() and (table["epochs"] == 4).all()
-    retried = list((tmp_path / "crash" / "tune").glob("trial_*/error.txt"))
-    assert retried, "the killed trial left no failure record"
-    assert "Failure # 1" in retried[0].read_text()
-    # it resumed from its checkpoint: history has each epoch exactly once
-    history = pd.read_csv(tmp_path / "crash" / "history.csv")
-    assert (history.groupby("trial_id")["epoch"].apply(lambda e: sorted(e) == list(range(1, 5)))).all()
+    return experiment, retried, failed
 
 
-def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(tmp_path):
-    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "4", "--max-train", "1000", "--trials", "2",
-            "--seeds", "1", "--max-seeds", "1", "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fail")
-    with cli_process(*args) as driver:
-        assert _kill_first_trial_worker(driver, tmp_path / "fail")
-        stdout, stderr = driver.communicate(timeout=300)
-    assert driver.returncode == 0, stderr[-3000:]
-    table = pd.read_csv(tmp_path / "fail" / "trials.csv")
-    errored = table[table["status"] == "errored"]
-    assert len(errored) == 1 and isinstance(errored["error"].iloc[0], str) and errored["error"].iloc[0]
-    assert (table.loc[table["phase"] == "seeds", "status"] == "completed").all()
-    analysis = main_cli("analyze", str(tmp_path / "fail"))
+@CRASH
+def test_a_crashed_trial_is_retried_from_its_checkpoint(crash):
+    experiment, retried, _ = crash
+    table = pd.read_csv(experiment / "trials.csv").set_index("trial_id")
+    assert table.loc[retried, "status"] == "completed" and table.loc[retried, "epochs"] == 6
+    assert "Failure # 1" in (experiment / "tune" / f"trial_{retried}" / "error.txt").read_text()
+    # it resumed from its checkpoint: its history has each epoch exactly once
+    history = pd.read_csv(experiment / "history.csv")
+    assert sorted(history.loc[history["trial_id"] == retried, "epoch"]) == list(range(1, 7))
+
+
+@CRASH
+def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(crash):
+    experiment, retried, failed = crash
+    table = pd.read_csv(experiment / "trials.csv").set_index("trial_id")
+    assert table.loc[failed, "status"] == "errored"
+    assert isinstance(table.loc[failed, "error"], str) and table.loc[failed, "error"]
+    assert "Failure # 2" in (experiment / "tune" / f"trial_{failed}" / "error.txt").read_text()  # --max-failures 1: one retry
+    assert (table.drop(index=failed)["status"] == "completed").all()
+    analysis = main_cli("analyze", str(experiment))
     assert analysis.returncode == 0, analysis.stderr[-2000:]
 
 
