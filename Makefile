@@ -10,7 +10,7 @@ TEST_STAMP := $(VENV)/.installed-test
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench install install-test clean
+.PHONY: run test test-fast coverage lint bench install install-test clean
 
 install: $(STAMP)
 install-test: $(TEST_STAMP)
@@ -39,6 +39,15 @@ XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 test: $(TEST_STAMP)
 	@started=$$(date +%s); $(PY) -m pytest $(XDIST) $(PYTEST_ARGS); status=$$?; \
 	echo "pytest took $$(( $$(date +%s) - started )) s"; exit $$status
+
+# The whole suite under coverage.py (branch coverage, subprocesses included: pyproject.toml);
+# prints each package's total. Slower than `make test`: not part of it.
+coverage: $(TEST_STAMP)
+	$(PY) -m coverage erase
+	-$(PY) -m coverage run -m pytest $(XDIST) -q $(PYTEST_ARGS)
+	$(PY) -m coverage combine -q
+	@for package in search vae analysis; do \
+		echo "$$package: $$($(PY) -m coverage report --include="$$package/*" --format=total)% of branches and lines"; done
 
 # The unit layer only: no Ray started, no end-to-end command (about 40 s).
 test-fast: $(TEST_STAMP)

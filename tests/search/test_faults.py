@@ -178,7 +178,8 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_the_run_with_one_message_and_resume_finishes_it(small_disk):
     disk, grow = small_disk
     experiment = disk / "full"
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--max-seeds", "2", "--storage", str(disk), "--name", "full")
+    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--trials", "2", "--seeds", "1", "--max-seeds", "1",
+                     "--storage", str(disk), "--name", "full")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
@@ -196,7 +197,7 @@ def test_a_full_disk_stops_the_run_with_one_message_and_resume_finishes_it(small
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     table = pd.read_csv(experiment / "trials.csv")
     # no trial was counted as failed for lack of space (ASHA may still stop a search trial):
-    # 3 search trials, 2-3 seeds trials per size, every seeds trial trained to the end
-    assert not (table["status"] == "errored").any() and (table["phase"] == "search").sum() == 3
+    # 2 search trials, the one seeds trial of each size trained to the end
+    assert not (table["status"] == "errored").any() and (table["phase"] == "search").sum() == 2
     seeds = table[table["phase"] == "seeds"]
-    assert seeds.groupby("latent_dim").size().between(2, 3).all() and (seeds["status"] == "completed").all()
+    assert (seeds.groupby("latent_dim").size() == 1).all() and (seeds["status"] == "completed").all()

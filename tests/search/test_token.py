@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from search.engine.session import private_token, token_path
+from search.engine.session import private_token
+from tests.search.helpers import kill_session
 
 
 def test_a_token_the_user_wrote_is_made_private(tmp_path, monkeypatch):
@@ -35,29 +36,34 @@ def test_a_token_path_the_user_chose_keeps_its_folder_and_no_token_is_no_change(
 
 
 @pytest.mark.slow  # one local Ray, for every check that needs Ray itself
-def test_local_ray_writes_its_token_private_and_refuses_a_client_without_it(tmp_path, monkeypatch):
-    import ray
-
-    from search.config import SearchConfig
-    from search.engine.session import driver_session
-
-    monkeypatch.setenv("HOME", str(tmp_path))  # a home without ~/.ray: Ray writes the token there
-    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    with driver_session(SearchConfig(num_cpus=1), None):
-        assert ray.is_initialized()
-        token = token_path()
-        assert token == tmp_path / ".ray" / "auth_token"
+def test_local_ray_writes_its_token_private_and_refuses_a_client_without_it(tmp_path):
+    # a driver in a home without ~/.ray (Ray writes the token there), in a process of its own:
+    # Ray keeps the token it read for the life of a process, and this one goes on to other tests
+    code = ("import sys, ray\nfrom search.config import SearchConfig\nfrom search.engine.session import driver_session\n"
+            "with driver_session(SearchConfig(num_cpus=1), None):\n"
+            "    print(ray.get_runtime_context().gcs_address, flush=True)\n    sys.stdin.read()\n"
+            "print('DOWN', ray.is_initialized())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")}
+    driver = subprocess.Popen([sys.executable, "-c", code], env={**env, "HOME": str(tmp_path)}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        address = driver.stdout.readline().strip()
+        token = tmp_path / ".ray" / "auth_token"
+        assert address and token.is_file(), driver.stderr.read()[-3000:] if not address else "no token written"
         assert stat.S_IMODE(token.stat().st_mode) == 0o600 and stat.S_IMODE(token.parent.stat().st_mode) == 0o700
-        address = ray.get_runtime_context().gcs_address
-        code = ("import ray, sys\ntry:\n    ray.init(address=sys.argv[1], logging_level='ERROR')\n    print('CONNECTED')\n"
-                "except Exception as exc:\n    print('REFUSED', type(exc).__name__)")
-        # a refused client retries for 20 s by default; one try says the same
-        env = {**os.environ, "RAY_gcs_server_port_wait_time_s": "1"}
-        clients = {name: subprocess.Popen([sys.executable, "-c", code, address], env={**env, "RAY_AUTH_TOKEN": value},
+        client = ("import ray, sys\ntry:\n    ray.init(address=sys.argv[1], logging_level='ERROR')\n    print('CONNECTED')\n"
+                  "except Exception as exc:\n    print('REFUSED', type(exc).__name__)")
+        # clients as the driver's session runs them (token mode on); a refused one retries for 20 s
+        # by default, and one try says the same
+        env.update(RAY_AUTH_MODE="token", RAY_gcs_server_port_wait_time_s="1")
+        clients = {name: subprocess.Popen([sys.executable, "-c", client, address], env={**env, "RAY_AUTH_TOKEN": value},
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                    for name, value in (("stranger", "not-the-token"), ("owner", token.read_text().strip()))}  # side by side
         (stranger, _), (owner, owner_err) = (process.communicate(timeout=180) for process in clients.values())
         assert "REFUSED" in stranger, stranger
         assert "CONNECTED" in owner, owner + owner_err[-2000:]  # the token, not something else, decides
-    assert not ray.is_initialized()  # the session shut down the Ray it started
+        stdout, stderr = driver.communicate("", timeout=120)
+        assert "DOWN False" in stdout, stderr[-2000:]  # the session shut down the Ray it started
+    finally:
+        kill_session(driver.pid)
+        driver.wait()
