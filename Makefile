@@ -43,11 +43,9 @@ test: $(TEST_STAMP)
 # The whole suite under coverage.py (branch coverage, subprocesses included: pyproject.toml);
 # prints each package's total. Slower than `make test`: not part of it.
 coverage: $(TEST_STAMP)
-	$(PY) -m coverage erase
-	-$(PY) -m coverage run -m pytest $(XDIST) -q $(PYTEST_ARGS)
-	$(PY) -m coverage combine -q
-	@for package in search vae analysis; do \
-		echo "$$package: $$($(PY) -m coverage report --include="$$package/*" --format=total)% of branches and lines"; done
+	@$(PY) -m coverage erase; $(PY) -m coverage run -m pytest $(XDIST) -q $(PYTEST_ARGS); status=$$?; \
+	$(PY) -m coverage combine -q; for package in search vae analysis; do \
+		echo "$$package: $$($(PY) -m coverage report --include="$$package/*" --format=total)% (lines and branches)"; done; exit $$status
 
 # The unit layer only: no Ray started, no end-to-end command (about 40 s).
 test-fast: $(TEST_STAMP)
