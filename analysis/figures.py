@@ -46,16 +46,22 @@ def metric_by_digit(summary: pd.DataFrame, metric: str, *, chosen: int | None = 
     return ax
 
 
-def psnr_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", ax: Axes | None = None) -> Axes:
-    """Mean PSNR ± SE against latent size, the chosen size marked."""
-    return _mean_vs_latent(summary, "psnr_mean", "psnr_se", chosen=chosen, rule=rule, ax=ax,
+def psnr_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", threshold: float | None = None,
+                   ax: Axes | None = None) -> Axes:
+    """Mean PSNR ± SE against latent size, the chosen size marked; given the rule that chose by
+    PSNR (its name, as `Selection.rule` starts) and its `threshold`, the boundary is drawn: the
+    smallest size above it is the choice."""
+    return _mean_vs_latent(summary, "psnr_mean", "psnr_se", chosen=chosen, rule=rule, threshold=threshold, unit="dB", ax=ax,
                            ylabel="mean PSNR over digits (dB)", title="PSNR versus latent size (mean ± SE over seeds)")
 
 
-def nll_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", ax: Axes | None = None) -> Axes:
+def nll_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", threshold: float | None = None,
+                  ax: Axes | None = None) -> Axes:
     """Mean nll_iw ± SE (the importance-weighted bound on −log p(x), lower is better) against
-    latent size, with the negative ELBO (val_loss) of the same trials for comparison."""
-    ax = _mean_vs_latent(summary, "nll_iw", "nll_iw_se", chosen=chosen, rule=rule, ax=ax, label="nll_iw",
+    latent size, with the negative ELBO (val_loss) of the same trials for comparison; the rule's
+    `threshold` as in `psnr_vs_latent` (the smallest size below it is the choice)."""
+    ax = _mean_vs_latent(summary, "nll_iw", "nll_iw_se", chosen=chosen, rule=rule, threshold=threshold, unit="nats", ax=ax,
+                         label="nll_iw",
                          ylabel="nats per validation image", title="Held-out likelihood versus latent size (mean ± SE over seeds)")
     rows = summary[(summary["n_trials"] > 0)].sort_values("latent_dim")
     if "val_loss" in rows and rows["val_loss"].notna().any():
@@ -65,8 +71,8 @@ def nll_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", ax: Axe
     return ax
 
 
-def _mean_vs_latent(summary: pd.DataFrame, column: str, se: str, *, chosen: int, rule: str, ax: Axes | None,
-                    ylabel: str, title: str, label: str | None = None) -> Axes:
+def _mean_vs_latent(summary: pd.DataFrame, column: str, se: str, *, chosen: int, ax: Axes | None, ylabel: str, title: str,
+                    label: str | None = None, rule: str = "", threshold: float | None = None, unit: str = "") -> Axes:
     rows = summary[(summary["n_trials"] > 0) & summary[column].notna()].sort_values("latent_dim")
     ax = _axes(ax, 6.5, 4.2)
     ax.errorbar(rows["latent_dim"], rows[column], yerr=np.nan_to_num(rows[se]), marker="o", capsize=4, label=label)
@@ -77,8 +83,9 @@ def _mean_vs_latent(summary: pd.DataFrame, column: str, se: str, *, chosen: int,
     ax.set_xlabel("latent size")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if rule:
-        ax.text(0.01, 0.01, rule.split(":")[0], transform=ax.transAxes, fontsize="small", color="0.4")
+    if threshold is not None:
+        ax.axhline(threshold, color="C3", linestyle="--", linewidth=1,
+                   label=f"{rule.split(':')[0] or 'rule'} threshold: {threshold:.2f} {unit}")
     ax.legend()
     ax.grid(alpha=0.3)
     return ax
@@ -93,7 +100,7 @@ def active_units(summary: pd.DataFrame, *, chosen: int | None = None, threshold:
     if len(measured):
         ax.plot([0, measured.max()], [0, measured.max()], color="0.5", linestyle="--", linewidth=1,
                 label="y = x (every dimension active)")
-    _mean_vs_latent(summary, "active_units", "active_units_se", chosen=chosen, rule="", ax=ax, label="active units",
+    _mean_vs_latent(summary, "active_units", "active_units_se", chosen=chosen, ax=ax, label="active units",
                     ylabel=f"active units (Var of posterior mean > {threshold:g})",
                     title="Active units versus latent size (mean ± SE over seeds)")
     ax.legend(fontsize="small")

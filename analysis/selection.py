@@ -31,11 +31,15 @@ class Selection:
     best_trial_id: str | None  # the chosen size's best seeds trial (its model is exported)
     notes: tuple[str, ...] = field(default_factory=tuple)
     per_latent_dim: tuple[dict, ...] = field(default_factory=tuple)
+    # the rule's boundary in the metric's unit (sizes on its good side count as equally good);
+    # None where the rule has none (knee, a single size, one-se without a standard error)
+    threshold: float | None = None
 
     def to_dict(self) -> dict:
         return {
             "latent_dim": self.latent_dim,
             "rule": self.rule,
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
             "best_latent_dim": self.best_latent_dim,
             "best_trial_id": self.best_trial_id,
             "notes": list(self.notes),
@@ -90,6 +94,7 @@ def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: flo
         best_trial_id=row.best_trial_id,
         notes=tuple(notes + list(choice.notes)),
         per_latent_dim=per_dim,
+        threshold=choice.threshold,
     )
 
 
@@ -98,7 +103,7 @@ class Choice:
     latent_dim: int
     best_latent_dim: int
     words: str  # the rule in words, with the numbers it used
-    threshold: float | None  # the decision boundary in dB (one-se, tolerance), None for knee / one size
+    threshold: float | None  # the decision boundary in the metric's unit (one-se, tolerance), None for knee / one size
     notes: tuple[str, ...] = ()
 
 

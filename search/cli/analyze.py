@@ -43,13 +43,22 @@ def main(args: argparse.Namespace) -> int:
 
     from analysis import figures as figs
     from analysis.latents import latent_means, reconstruction_examples, stratified_subset, tsne_embedding
-    from analysis.layout import HISTORY_FILE, JOURNAL_FILE, RACE_FILE
     from analysis.racing import both_answers, race_history, side_by_side
     from analysis.report import render
     from analysis.rules import METRICS
     from analysis.selection import select
     from analysis.summary import summarize, usage_words
     from search.engine.data import load_splits
+    from search.store.files import (
+        BEST_MODEL_DIR,
+        FIGURES_DIR,
+        HISTORY_FILE,
+        JOURNAL_FILE,
+        RACE_FILE,
+        REPORT_FILE,
+        SELECTION_FILE,
+        SUMMARY_FILE,
+    )
     from search.store.lock import refuse_if_running, repair_journal
     from search.store.race import read_race
     from search.store.record import Experiment
@@ -93,7 +102,9 @@ def main(args: argparse.Namespace) -> int:
         embedding = tsne_embedding(latent_means(model, subset.pixels), seed=config.seed)
         chosen = selection.latent_dim
         pictures = {
-            "psnr_vs_latent": figs.psnr_vs_latent(summary, chosen=chosen, rule=selection.rule),
+            # the rule's threshold is drawn on the figure of the metric it chose by
+            "psnr_vs_latent": figs.psnr_vs_latent(summary, chosen=chosen, rule=selection.rule,
+                                                  threshold=selection.threshold if metric == "psnr" else None),
             "psnr_by_digit": figs.metric_by_digit(summary, "psnr", chosen=chosen),
             "mse_by_digit": figs.metric_by_digit(summary, "mse", chosen=chosen),
             "loss_curves": figs.loss_curves(history, latent_dim=chosen),
@@ -107,7 +118,8 @@ def main(args: argparse.Namespace) -> int:
                                         threshold=val["active_threshold"]),
         }
         if summary["nll_iw"].notna().any():
-            pictures["nll_vs_latent"] = figs.nll_vs_latent(summary, chosen=chosen, rule=selection.rule)
+            pictures["nll_vs_latent"] = figs.nll_vs_latent(summary, chosen=chosen, rule=selection.rule,
+                                                           threshold=selection.threshold if metric == "nll" else None)
         pngs = {name: _png(figure) for name, figure in pictures.items()}
 
         result = {**selection.to_dict(), "metric": metric, "confidence": round(race.confidence, 4), "stop_reason": stop_reason,
@@ -121,12 +133,12 @@ def main(args: argparse.Namespace) -> int:
                       close_call=race.close_call(), provenance=_provenance(experiment, trials), latent_notes=latent_notes)
 
         # everything is computed: now write, each file atomically, best_model/ swapped in whole
-        _export_model(folder, experiment.path / "best_model")
+        _export_model(folder, experiment.path / BEST_MODEL_DIR)
         for name, png in pngs.items():
-            atomic_write_bytes(experiment.path / "figures" / f"{name}.png", png)
-        atomic_write_text(experiment.path / "selection.json", json.dumps(result, indent=2) + "\n")
-        atomic_write_text(experiment.path / "summary.csv", summary.to_csv(index=False))
-        report = atomic_write_text(experiment.path / "report.html", html)
+            atomic_write_bytes(experiment.path / FIGURES_DIR / f"{name}.png", png)
+        atomic_write_text(experiment.path / SELECTION_FILE, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(experiment.path / SUMMARY_FILE, summary.to_csv(index=False))
+        report = atomic_write_text(experiment.path / REPORT_FILE, html)
         experiment.upload()
 
     print(f"chosen latent size: {chosen} (confidence {race.confidence:.2f})")

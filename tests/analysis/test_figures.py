@@ -59,11 +59,24 @@ def test_figures_draw_into_the_axes_they_are_given(summary):
 
 
 def test_psnr_vs_latent_plots_the_means_and_marks_the_choice(summary):
-    ax = figures.psnr_vs_latent(summary, chosen=10, rule="one-se: …")
-    assert "chosen: 10" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax = figures.psnr_vs_latent(summary, chosen=10)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["chosen: 10"]
     x, y = ax.lines[0].get_data()
     assert list(x) == [5, 10, 15] and list(y) == pytest.approx([15.0, 17.5, 18.0])  # size 20 has no trial
+    assert not ax.texts  # the rule is drawn, not named in a corner
     _not_blank(ax)
+
+
+def test_the_figure_of_the_chosen_metric_draws_the_rules_threshold(summary):
+    # the tolerance rule at 0.6 dB: best 18.0 dB, so the boundary is 17.4 and 10 (17.5) is the smallest above it
+    ax = figures.psnr_vs_latent(summary, chosen=10, rule="tolerance: …", threshold=17.4)
+    (line,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert list(line.get_ydata()) == pytest.approx([17.4, 17.4])  # between the choice (17.5) and the next size down (15.0)
+    assert "tolerance threshold: 17.40 dB" in [t.get_text() for t in ax.get_legend().get_texts()]
+    table = summary.assign(nll_iw=[125.0, 110.0, 111.0, np.nan], nll_iw_se=[0.5, 0.4, 0.3, np.nan])
+    ax = figures.nll_vs_latent(table, chosen=10, rule="one-se: …", threshold=110.4)  # lowest 110.0 ± 0.4
+    assert any(list(line.get_ydata()) == pytest.approx([110.4, 110.4]) for line in ax.lines)
+    assert "one-se threshold: 110.40 nats" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_reconstructions_grid():

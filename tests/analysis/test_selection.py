@@ -56,7 +56,9 @@ def test_one_se_keeps_the_best_when_nothing_smaller_is_close():
 
 def test_tolerance_rule():
     table = _trials({5: [17.0, 17.0], 10: [18.6, 18.6], 15: [19.0, 19.0]})
-    assert select(summarize(table), rule="tolerance", tolerance_db=0.5).latent_dim == 10
+    chosen = select(summarize(table), rule="tolerance", tolerance_db=0.5)
+    assert chosen.latent_dim == 10 and chosen.threshold == pytest.approx(18.5)  # the best, 19.0, less 0.5 dB
+    assert chosen.to_dict()["threshold"] == 18.5 and select(summarize(table), rule="knee").threshold is None
     assert select(summarize(table), rule="tolerance", tolerance_db=0.3).latent_dim == 15
     assert select(summarize(table), rule="tolerance", tolerance_db=2.5).latent_dim == 5
 
