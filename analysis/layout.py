@@ -1,5 +1,5 @@
-"""Names shared by `search` (which writes an experiment) and `analysis` (which reads it):
-the experiment's files, the trial table's columns, statuses, phases and stages.
+"""Names shared by `search` (which writes an experiment) and `analysis` (which reads it): the
+trial table's columns, statuses, phases and stages (the files' names: `search.store.files`).
 
 Kept free of heavy imports: the command line reads it for `--help`.
 """
@@ -7,19 +7,6 @@ Kept free of heavy imports: the command line reads it for `--help`.
 from __future__ import annotations
 
 from vae.config import N_CLASSES
-
-# files in an experiment folder
-RUN_FILE = "run.json"  # resolved settings, data record, what is done
-TUNE_DIR = "tune"  # Ray Tune's experiment (Tuner.restore works on it)
-JOURNAL_FILE = "optuna.journal"  # the Optuna study of the search stage
-RACE_FILE = "race.json"  # the racing state: stage, decision, confidence, stop reason
-TRIALS_FILE = "trials.csv"  # one row per trial
-HISTORY_FILE = "history.csv"  # one row per trial and epoch
-SELECTION_FILE = "selection.json"
-SUMMARY_FILE = "summary.csv"
-REPORT_FILE = "report.html"
-FIGURES_DIR = "figures"
-BEST_MODEL_DIR = "best_model"
 
 METRIC, MODE = "psnr_mean", "max"  # what the search maximises (validation, mean of ten digits)
 

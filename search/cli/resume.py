@@ -13,10 +13,10 @@ def add(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.layout import RACE_FILE
     from search.cli.output import report
     from search.cli.run import execute
     from search.engine.data import load_splits
+    from search.store.files import RACE_FILE
     from search.store.lock import refuse_if_running
     from search.store.race import read_race
     from search.store.record import Experiment

@@ -107,9 +107,9 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
     import contextlib
     from concurrent.futures import ThreadPoolExecutor
 
-    from analysis.layout import JOURNAL_FILE
     from search.engine import experiment as engine
     from search.engine.session import Stopped, driver_session
+    from search.store.files import JOURNAL_FILE
     from search.store.lock import hold, repair_journal
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-data")
@@ -186,7 +186,7 @@ def _mark_stopped(experiment, exc: BaseException) -> None:
     import json
     import time
 
-    from search.store.status import STATUS_FILE
+    from search.store.files import STATUS_FILE
     from vae.files import atomic_write_text
 
     file = experiment.path / STATUS_FILE

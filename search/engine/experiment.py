@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from analysis.layout import HISTORY_FILE, JOURNAL_FILE, METRIC, MODE, RACE_FILE, RUN_FILE, TRIALS_FILE, TUNE_DIR
+from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
 from search.engine.session import SNAPSHOT_S
+from search.store.files import HISTORY_FILE, JOURNAL_FILE, RACE_FILE, RUN_FILE, TRIALS_FILE, TUNE_DIR
 from search.store.race import RaceState, read_race
 from search.store.record import Experiment
 from search.store.storage import is_dir

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from ray import tune
 
-from analysis.layout import METRIC, RACE_FILE, TUNE_DIR
+from analysis.layout import METRIC
 from search.engine.session import STOPS, is_disk_full
-from search.store.status import STATUS_FILE, one_line, snapshot
+from search.store.files import RACE_FILE, STATUS_FILE, TUNE_DIR
+from search.store.status import one_line, snapshot
 from search.store.storage import join
 from search.store.tune_files import backup_tune_state, prune_superseded, state_backup
 from vae.files import atomic_write_text

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from search.store.files import LOCK_FILE
 from vae.errors import UsageError
 from vae.files import atomic_write_bytes
 
-LOCK_FILE = "driver.lock"
 STALE_S = 60.0  # a status.json heartbeat older than this is a dead driver's
 
 
@@ -96,7 +96,7 @@ def _read(lock: Path) -> dict | None:
 
 
 def _heartbeat(path: Path) -> dict | None:
-    from search.store.status import STATUS_FILE
+    from search.store.files import STATUS_FILE
 
     try:
         status = json.loads((path / STATUS_FILE).read_text())

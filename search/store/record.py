@@ -1,6 +1,6 @@
 """The experiment folder and its record, `run.json`.
 
-Folder layout (EXPERIMENT = storage/name; names in `analysis.layout`):
+Folder layout (EXPERIMENT = storage/name; names in `search.store.files`):
     run.json        the resolved SearchConfig, the data it was run on (source, folder, split
                     sizes, SHA-256 digest), the command that reproduces it, versions, done
     tune/           Ray Tune's experiment (Tuner.restore works on it), one trial_<id>/ per trial
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.layout import RUN_FILE, TUNE_DIR
 from search.config import RUN_FLAGS, SearchConfig
+from search.store.files import RUN_FILE, TUNE_DIR
 from vae.errors import UsageError
 from vae.files import atomic_write_text
 

@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.layout import RACE_FILE, RUN_FILE, TRIALS_FILE
+from search.store.files import RACE_FILE, RUN_FILE, STATUS_FILE, TRIALS_FILE
 from search.store.race import RaceState
 from vae.errors import UsageError
 
-STATUS_FILE = "status.json"
 STALE_S = 120.0  # no update for this long while "running": the driver has probably stopped
 
 

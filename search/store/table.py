@@ -26,8 +26,8 @@ from analysis.layout import (
     LIKELIHOOD_COLUMNS,
     METRIC_COLUMNS,
     STOPPED,
-    TRIALS_FILE,
 )
+from search.store.files import TRIALS_FILE
 from vae.errors import UsageError
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from analysis.layout import TUNE_DIR
+from search.store.files import TUNE_DIR
 from search.store.record import Experiment
 from vae.errors import UsageError
 

@@ -12,7 +12,8 @@ import optuna
 import pytest
 
 from search.engine.searcher import STUDY_NAME, journal_storage
-from search.store.lock import LOCK_FILE, hold, holder, refuse_if_running, repair_journal
+from search.store.files import LOCK_FILE
+from search.store.lock import hold, holder, refuse_if_running, repair_journal
 from vae.errors import UsageError
 
 
