@@ -112,10 +112,10 @@ def smoke(tmp_path_factory, worker_id):
 @pytest.fixture(scope="session")
 def analyzed(smoke, tmp_path_factory, worker_id):
     """A copy of the smoke experiment after `vae-search analyze`."""
-    from tests.search.helpers import run_cli
+    from tests.search.helpers import main_cli
 
-    def make(folder):
+    def make(folder):  # in this process: analyze starts no Ray
         shutil.copytree(smoke[0], folder / "smoke")
-        return folder / "smoke", run_cli("analyze", str(folder / "smoke"))
+        return folder / "smoke", main_cli("analyze", str(folder / "smoke"))
 
     return _once(tmp_path_factory, worker_id, "analyzed", make)

@@ -1,12 +1,19 @@
 """One experiment stopped every way a run stops, and resumed each time (the suite's one
 killed-and-resumed run): a second driver refused while it works, Ctrl-C (SIGINT) in the search,
 preemption (a double SIGTERM) in the seeds stage, a SIGKILLed driver while racing with the
-Optuna journal torn, then a `resume` that finishes. A clean stop exits 130 / 143 with no stack
-dump and nothing marked done; nothing finished before a stop is lost or trained twice."""
+Optuna journal and Ray Tune's uploaded state torn, then a `resume` that finishes. A clean stop
+exits 130 / 143 with no stack dump and nothing marked done; nothing finished before a stop is
+lost or trained twice.
+
+It runs with `--storage` on an S3-protocol server (moto's, started here on 127.0.0.1), the cloud
+path end to end through pyarrow's S3 filesystem as a real bucket is used: Ray Tune keeps its
+experiment in the bucket, the driver its own files in ./results/NAME, copied to the bucket.
+(A local `--storage` is resumed end to end by the full-disk test, test_faults.py.)"""
 
 import json
 import os
 import signal
+import socket
 import time
 
 import optuna
@@ -18,6 +25,7 @@ from tests.search.helpers import cli_process, main_cli, run_cli
 # one run for the module, on one pytest worker (make test's --dist loadgroup)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume-chain")]
 
+BUCKET = "vae-bucket"
 # three close latent sizes and a confidence target the seeds cannot reach: racing follows,
 # on the held-out likelihood (--metric nll)
 ARGS = ("--preset", "smoke", "--num-cpus", "2", "--latent-dims", "6,7,8", "--trials", "6", "--seeds", "2", "--max-seeds", "3",
@@ -39,12 +47,12 @@ def _finished(line, into):
         into[line.split()[2].rstrip(":")] = (int(line.split("epochs ")[1].split("/")[0]), float(line.split("val PSNR")[1].split()[0]))
 
 
-def _interrupt(args, *, when, signals, experiment, live=False, busy=None):
+def _interrupt(args, *, when, signals, experiment, cwd, live=False, busy=None):
     """Run the CLI; once a line starting with `when` is printed (and, with `live`, its status
     shows a finished trial), send `signals` to the driver. `busy(driver)` runs once the driver
     has printed its experiment line. Returns what a test reads."""
     step = {"finished": {}, "live": None, "busy": None, "lines": []}
-    with cli_process(*args) as driver:
+    with cli_process(*args, cwd=cwd) as driver:
         for line in driver.stdout:
             step["lines"].append(line)
             _finished(line, step["finished"])
@@ -68,30 +76,71 @@ def _interrupt(args, *, when, signals, experiment, live=False, busy=None):
     return step
 
 
-def _second_drivers(experiment, run_args):
+def _second_drivers(experiment, run_args, cwd):
     """While a driver works: `resume`, the same `run` and `analyze` from another process."""
     def attempt(driver):
-        return driver.pid, [main_cli(*command) for command in (("resume", str(experiment)), run_args, ("analyze", str(experiment)))]
+        commands = (("resume", str(experiment)), run_args, ("analyze", str(experiment)))
+        return driver.pid, [main_cli(*command, cwd=cwd) for command in commands]
     return attempt
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def s3():
+    """moto's S3 server with one bucket; its fake credentials in the environment (the drivers
+    this module starts inherit them)."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                           "AWS_REGION": "us-east-1"}.items():
+            env.setenv(key, value)
+        port = _free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        try:
+            client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            yield port, client
+        finally:
+            server.stop()
+
+
+def _keys(client, prefix):
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, s3):
+    port, client = s3
     root = tmp_path_factory.mktemp("chain")
-    experiment = root / "x"
-    run_args = ("run", *ARGS, "--storage", str(root), "--name", "x")
-    steps = {"sigint": _interrupt(run_args, when="search trial", signals=[signal.SIGINT], experiment=experiment,
-                                  busy=_second_drivers(experiment, run_args))}
+    uri = f"s3://{BUCKET}/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
+    experiment = root / "results" / "x"  # the driver's own files; Ray Tune's are in the bucket
+    run_args = ("run", *ARGS, "--storage", uri, "--name", "x")
+    steps = {"uri": uri, "sigint": _interrupt(run_args, when="search trial", signals=[signal.SIGINT], experiment=experiment,
+                                              cwd=root, busy=_second_drivers(experiment, run_args, root))}
     steps["stopped_status"] = (_live_status(experiment), main_cli("status", str(experiment)).stdout)
     # preemption, and a second signal while the first stop is under way: it stops at once
     steps["sigterm"] = _interrupt(("resume", str(experiment)), when="seeds trial", signals=[signal.SIGTERM, signal.SIGTERM],
-                                  experiment=experiment, live=True)
+                                  experiment=experiment, cwd=root, live=True)
     # the driver only; Ray's workers notice on their own
-    steps["sigkill"] = _interrupt(("resume", str(experiment)), when="racing trial", signals=[signal.SIGKILL], experiment=experiment)
+    steps["sigkill"] = _interrupt(("resume", str(experiment)), when="racing trial", signals=[signal.SIGKILL], experiment=experiment,
+                                  cwd=root)
     # a disk that filled (or a kill) mid-append leaves the journal's last line without its newline
     with open(experiment / "optuna.journal", "ab") as journal:
         journal.write(TORN)
-    steps["resumed"] = run_cli("resume", str(experiment))  # the dead driver's lock does not block it
+    # and a kill may cut an upload short: make sure one is, the bucket's copy of Tune's state
+    (state_key,) = [k for k in _keys(client, "runs/x/tune/") if k.rsplit("/", 1)[-1].startswith("experiment_state-")]
+    whole = client.get_object(Bucket=BUCKET, Key=state_key)["Body"].read()
+    client.put_object(Bucket=BUCKET, Key=state_key, Body=whole[: len(whole) // 2])
+    steps["resumed"] = run_cli("resume", str(experiment), cwd=root)  # the dead driver's lock does not block it
     for name in ("sigint", "sigterm", "sigkill"):  # for a reader of a failure
         (root / f"{name}.log").write_text(steps[name]["stdout"] + steps[name]["stderr"])
     (root / "resumed.log").write_text(steps["resumed"].stdout + steps["resumed"].stderr)
@@ -145,6 +194,8 @@ def test_a_killed_driver_resumes_and_its_torn_journal_record_is_set_aside(chain)
     notices = [line for line in resumed.stdout.splitlines() if line.startswith("notice: optuna.journal: its last record was cut")]
     (aside,) = experiment.glob("optuna.journal.torn-*")
     assert len(notices) == 1 and aside.name in notices[0] and aside.read_bytes() == TORN
+    assert any(line.startswith("notice: Ray Tune's state (experiment_state-") and "restored its last complete copy" in line
+               for line in resumed.stdout.splitlines()), resumed.stdout[-2000:]
     from search.engine.searcher import STUDY_NAME, journal_storage
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
@@ -195,3 +246,32 @@ def test_the_resumed_race_decides_on_every_seeds_trial_by_the_held_out_likelihoo
     assert race["mean"] == pytest.approx({str(d): m for d, m in means.items()})
     assert race["best_latent_dim"] == int(means.idxmin())
     assert "answers by metric: nll_iw" in steps["resumed"].stdout and "mean PSNR" in steps["resumed"].stdout
+
+
+def test_the_bucket_holds_the_experiment_and_analyze_and_status_work_from_it(chain, s3):
+    experiment, steps = chain
+    port, client = s3
+    table = pd.read_csv(experiment / "trials.csv")
+    # checkpoints are referenced as URIs that keep the endpoint
+    assert table["checkpoint"].str.startswith(f"s3://{BUCKET}/runs/x/tune/").all()
+    assert table["checkpoint"].str.endswith(f"?endpoint_override=127.0.0.1:{port}&scheme=http").all()
+    analysis = main_cli("analyze", str(experiment))
+    assert analysis.returncode == 0, analysis.stderr[-3000:]
+    keys = _keys(client, "runs/x/")
+    for name in ("run.json", "trials.csv", "history.csv", "race.json", "selection.json", "report.html", "best_model/model.pt"):
+        assert f"runs/x/{name}" in keys, sorted(keys)[:20]
+    assert not (experiment / "tune").exists()  # Ray Tune wrote to the bucket, not the driver's disk (a state backup aside)
+    # one checkpoint per trial is kept once the run ends
+    per_trial = {}
+    for key in keys:
+        if "/checkpoint_" in key:
+            trial, rest = key.split("/checkpoint_", 1)
+            per_trial.setdefault(trial, set()).add(rest.split("/")[0])
+    assert len(per_trial) == len(table) and all(len(kept) == 1 for kept in per_trial.values())
+    # `status` reads the experiment straight from the bucket, as from another machine
+    remote = main_cli("status", f"s3://{BUCKET}/runs/x?endpoint_override=127.0.0.1:{port}&scheme=http", "--format", "json")
+    assert remote.returncode == 0, remote.stderr[-2000:]
+    shown = json.loads(remote.stdout)
+    assert shown["state"] == "done" and shown["trials"]["done"] == len(table)
+    clash = main_cli("run", "--preset", "smoke", "--storage", steps["uri"], "--name", "x", cwd=experiment.parent.parent)
+    assert clash.returncode == 2 and "already exists" in clash.stderr

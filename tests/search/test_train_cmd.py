@@ -36,7 +36,7 @@ def test_train_refuses_to_overwrite_an_existing_folder(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    result = run_cli("train", "--dataset", "sample", "--epochs", "1", "--out", str(out))
+    result = main_cli("train", "--dataset", "sample", "--epochs", "1", "--out", str(out))
     assert result.returncode == 2
     assert result.stderr.startswith("vae-search: error:") and "already exists" in result.stderr
     assert (out / "keep.txt").read_text() == "precious"
