@@ -137,7 +137,8 @@ def chain(tmp_path_factory, s3):
     with open(experiment / "optuna.journal", "ab") as journal:
         journal.write(TORN)
     # and a kill may cut an upload short: make sure one is, the bucket's copy of Tune's state
-    (state_key,) = [k for k in _keys(client, "runs/x/tune/") if k.rsplit("/", 1)[-1].startswith("experiment_state-")]
+    # (the newest copy, the one resume reads: each driver session writes its own, named by its start)
+    state_key = max(k for k in _keys(client, "runs/x/tune/") if k.rsplit("/", 1)[-1].startswith("experiment_state-"))
     whole = client.get_object(Bucket=BUCKET, Key=state_key)["Body"].read()
     client.put_object(Bucket=BUCKET, Key=state_key, Body=whole[: len(whole) // 2])
     steps["resumed"] = run_cli("resume", str(experiment), cwd=root)  # the dead driver's lock does not block it
