@@ -2,7 +2,7 @@
 
 `execute` wires Ray Tune (the trainable with the data bound, the staged searcher, the
 scheduler, the progress and stop callbacks), runs or restores it to its end, and writes
-trials.csv and history.csv (`search.store.table`). The experiment folder itself is
+trials.csv and history.csv (`search.engine.tables`). The experiment folder itself is
 `search.store.record`.
 """
 
@@ -14,12 +14,11 @@ from typing import Any, Callable
 from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
 from search.engine.session import SNAPSHOT_S
-from search.store.files import HISTORY_FILE, JOURNAL_FILE, RACE_FILE, RUN_FILE, TRIALS_FILE, TUNE_DIR
+from search.store.files import JOURNAL_FILE, RACE_FILE, RUN_FILE, TUNE_DIR
 from search.store.race import RaceState, read_race
 from search.store.record import Experiment
 from search.store.storage import is_dir
 from search.store.tune_files import prune_checkpoints, restore_tune_state, state_backup
-from vae.files import atomic_write_text
 
 
 def execute(experiment: Experiment, splits, *, slots: int, log: Callable[[str], None] = print) -> RaceState:
@@ -144,9 +143,7 @@ def _trial_dirname(trial) -> str:
 
 
 def write_tables(experiment: Experiment) -> None:
-    from search.store.table import history_frame, trials_frame
+    from search.engine.tables import history_frame, trials_frame
+    from search.store.table import write_tables as write
 
-    trials = trials_frame(experiment, finished=True)
-    history = history_frame(experiment)
-    atomic_write_text(experiment.path / TRIALS_FILE, trials.to_csv(index=False))
-    atomic_write_text(experiment.path / HISTORY_FILE, history.to_csv(index=False))
+    write(experiment.path, trials_frame(experiment, finished=True), history_frame(experiment))

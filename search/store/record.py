@@ -86,9 +86,8 @@ def create(config: SearchConfig, path: Path, *, data: dict[str, Any], address: s
            storage_uri: str | None = None, preset: str | None = None) -> Experiment:
     """A new experiment folder holding its run.json (not done)."""
     import platform
+    from importlib.metadata import version
 
-    import optuna
-    import ray
     import torch
 
     path.mkdir(parents=True)
@@ -100,8 +99,10 @@ def create(config: SearchConfig, path: Path, *, data: dict[str, Any], address: s
         "data": data,
         "address": address,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
-                     "optuna": optuna.__version__},
+        # torch's with its build (+cu130, +cpu); Ray's and Optuna's read without importing them (the
+        # store imports no ray)
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "ray": version("ray"),
+                     "optuna": version("optuna")},
         "done": False,
     }
     experiment = Experiment(path, config, record)

@@ -9,8 +9,8 @@ import optuna
 import pandas as pd
 import pytest
 
+from analysis.layout import COLUMNS
 from search.engine.searcher import trial_seed
-from search.store.table import COLUMNS
 from tests.search.helpers import cli_process, main_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
@@ -198,8 +198,8 @@ def test_status_of_a_finished_run(smoke):
 def test_history_survives_trial_logs_torn_by_a_killed_driver(smoke, tmp_path):
     # Ray Tune copies the driver's trial logs to the storage path in the background; a driver
     # killed mid-copy leaves them empty while the saved state already says the trial finished
+    from search.engine.tables import history_frame
     from search.store.record import Experiment
-    from search.store.table import history_frame
 
     path, _ = smoke
     copy = tmp_path / "smoke"
