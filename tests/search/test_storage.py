@@ -1,5 +1,9 @@
 """Storage locations (`search.store.storage`): paths and URIs with their query strings, and the
-file:// filesystem as Ray Tune uses it (the S3 path end to end: test_storage_s3.py)."""
+file:// filesystem as Ray Tune uses it (the S3 path end to end: test_session.py); and the store
+layer's imports."""
+
+import ast
+from pathlib import Path
 
 from search.store.storage import as_location, basename, copy, delete_dir, is_dir, is_uri, join, parent, subdirs, upload_file
 from tests.search.helpers import main_cli
@@ -45,3 +49,15 @@ def test_unknown_storage_scheme_is_a_clear_error(tmp_path):
     result = main_cli("run", "--preset", "smoke", "--storage", "nosuchfs://bucket/x", "--name", "n", cwd=tmp_path)
     assert result.returncode == 2 and "--storage" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_the_store_layer_imports_no_ray_anywhere():
+    # engine/ is the only layer that imports ray, at the top of a module or inside a function;
+    # the store reads and writes the experiment's files
+    found = []
+    for path in sorted((Path(__file__).parents[2] / "search" / "store").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {name}" for name in names if name == "ray" or name.startswith("ray.")]
+    assert not found
