@@ -183,16 +183,6 @@ def _disk_full(experiment, exc: BaseException) -> BaseException:
 
 def _mark_stopped(experiment, exc: BaseException) -> None:
     """Tell `vae-search status` that this run stopped (and why) rather than let it go stale."""
-    import json
-    import time
+    from search.store.status import mark_stopped
 
-    from search.store.files import STATUS_FILE
-    from vae.files import atomic_write_text
-
-    file = experiment.path / STATUS_FILE
-    try:
-        current = json.loads(file.read_text()) if file.is_file() else {}
-        current.update(stopped=type(exc).__name__ if not str(exc) else str(exc), updated_at=time.time())
-        atomic_write_text(file, json.dumps(current, indent=2) + "\n")
-    except (OSError, ValueError):
-        pass  # the run is stopping anyway; status then reports it by its age
+    mark_stopped(experiment.path, type(exc).__name__ if not str(exc) else str(exc))

@@ -17,7 +17,6 @@ survives `Tuner.restore`); the rest it holds are plain values. Stopping the run 
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -29,9 +28,9 @@ from analysis.layout import METRIC
 from search.engine.session import STOPS, is_disk_full
 from search.store.files import RACE_FILE, STATUS_FILE, TUNE_DIR
 from search.store.status import one_line, snapshot
+from search.store.status import write as write_status
 from search.store.storage import join
 from search.store.tune_files import backup_tune_state, prune_superseded, state_backup
-from vae.files import atomic_write_text
 
 STATUS_EVERY_S = 2.0
 HEARTBEAT_EVERY_S = 30.0
@@ -117,7 +116,7 @@ class Progress(tune.Callback):
         status = snapshot([self._describe(t) for t in trials], minimum_trials=self.minimum_trials, slots=self.slots,
                           elapsed_s=now - (self._started or now), race=race)
         try:
-            atomic_write_text(Path(self.path) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+            write_status(self.path, status)
             if trials:  # Tune writes its state here first, then uploads it to the storage path
                 backup = state_backup(self.path, self.storage_uri)
                 backup_tune_state(trials[0].storage.experiment_driver_staging_path, backup)

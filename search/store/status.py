@@ -1,6 +1,7 @@
 """Where a run stands: a snapshot the driver writes to `status.json` every few seconds while it
 works, and `vae-search status EXPERIMENT` reads (from another shell, or another machine that
-sees the same storage). Pure helpers; the writing happens in `search.engine.progress`.
+sees the same storage). Its one writer and reader: `write` (the driver's progress callback,
+`search.engine.progress`, every 2 s), `mark_stopped` (the driver, when a run stops), `read`.
 
 Snapshot fields: stage, state (running | done | stopped), trials (done / completed / stopped /
 diverged / errored / running / pending), the minimum number of trials the run will have,
@@ -19,8 +20,26 @@ from typing import Any
 from search.store.files import RACE_FILE, RUN_FILE, STATUS_FILE, TRIALS_FILE
 from search.store.race import RaceState
 from vae.errors import UsageError
+from vae.files import atomic_write_text
 
 STALE_S = 120.0  # no update for this long while "running": the driver has probably stopped
+
+
+def write(experiment: str | Path, status: dict[str, Any]) -> None:
+    """status.json, whole (temporary file, then rename)."""
+    atomic_write_text(Path(experiment) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+
+
+def mark_stopped(experiment: str | Path, reason: str) -> None:
+    """Record in status.json that the run stopped, and why, rather than let it go stale. The run
+    is stopping anyway: a file that cannot be read or written is left to `read`, which then
+    reports the run by its age."""
+    file = Path(experiment) / STATUS_FILE
+    try:
+        current = json.loads(file.read_text()) if file.is_file() else {}
+        write(experiment, {**current, "stopped": reason, "updated_at": time.time()})
+    except (OSError, ValueError):
+        pass
 
 
 def snapshot(trials: list[dict[str, Any]], *, minimum_trials: int, slots: int, elapsed_s: float,

@@ -8,7 +8,7 @@ import pytest
 
 from analysis.racing import Race
 from search.store.race import RaceState
-from search.store.status import format_status, one_line, read, snapshot
+from search.store.status import format_status, mark_stopped, one_line, read, snapshot, write
 
 
 def _trials():
@@ -43,9 +43,13 @@ def test_read_says_done_stopped_or_running_from_the_files(tmp_path):
     (tmp_path / "status.json").write_text(json.dumps({**status, "updated_at": time.time() - 3600}))
     stale = read(str(tmp_path))
     assert stale["state"] == "stopped" and "may have stopped" in format_status(stale)
-    (tmp_path / "status.json").write_text(json.dumps({**status, "stopped": "SIGINT"}))
+    write(tmp_path, status)
+    mark_stopped(tmp_path, "SIGINT")  # what the driver writes as it stops: the snapshot kept, the reason added
     stopped = read(str(tmp_path))
-    assert stopped["state"] == "stopped" and "SIGINT" in format_status(stopped)
+    assert stopped["state"] == "stopped" and "SIGINT" in format_status(stopped) and stopped["trials"] == status["trials"]
+    (tmp_path / "status.json").write_text("{torn")
+    mark_stopped(tmp_path, "SIGTERM")  # a stopping run does not fail on a torn status file
+    assert (tmp_path / "status.json").read_text() == "{torn"
     (tmp_path / "run.json").write_text(json.dumps({"done": True}))
     (tmp_path / "race.json").write_text(json.dumps({"stage": "done", "latent_dim": 5, "confidence": 0.95, "stop_reason": "confidence"}))
     done = read(str(tmp_path))
