@@ -107,6 +107,13 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
     import contextlib
     from concurrent.futures import ThreadPoolExecutor
 
+    # ray and torch are imported before the loading thread starts: both threads import asyncio
+    # (ray's core; torch, sklearn), and two threads importing one module at once can fail in
+    # CPython's import machinery (KeyError: 'asyncio.base_events', seen once when coverage slowed
+    # a run's start)
+    import ray  # noqa: F401
+    import torch  # noqa: F401
+
     from search.engine import experiment as engine
     from search.engine.session import Stopped, driver_session
     from search.store.files import JOURNAL_FILE
