@@ -47,7 +47,7 @@ coverage: $(TEST_STAMP)
 	$(PY) -m coverage combine -q; for package in search vae analysis; do \
 		echo "$$package: $$($(PY) -m coverage report --include="$$package/*" --format=total)% (lines and branches)"; done; exit $$status
 
-# The unit layer only: no Ray started, no end-to-end command (35 s here).
+# The unit layer only: no Ray started, no end-to-end command (23 s here).
 test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
