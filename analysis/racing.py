@@ -42,7 +42,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS
+from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULE
 from analysis.selection import answers, choose
 from analysis.summary import seeds_trials
 
@@ -116,7 +116,7 @@ class Race:
             return None
         m = METRICS[self.metric]
         gap = abs(self.mean[self.best_latent_dim] - self.mean[self.latent_dim])
-        if self.rule == "tolerance":
+        if RULE[self.rule].margin == "tolerance":
             return (f"latent sizes {self.latent_dim} and {self.best_latent_dim} are within {self.tolerance:g} {m.unit} of "
                     f"each other ({gap:.2f} {m.unit} apart); the rule takes the smaller, {self.latent_dim}")
         better = "above" if m.sign > 0 else "below"
@@ -216,7 +216,7 @@ def assess(
     p_answer = {int(d): float(np.mean(picked == d)) for d in dims}
     p_best = {int(d): float(np.mean(best == d)) for d in dims}
     # the best size's mean sets the boundary of one-se and tolerance (knee has none)
-    sets_boundary = rule != "knee"
+    sets_boundary = RULE[rule].has_boundary
     contenders = tuple(int(d) for d in dims if p_answer[int(d)] >= _UNSETTLED or (sets_boundary and p_best[int(d)] >= _UNSETTLED))
     posterior = max(p_answer[choice.latent_dim], 0.5 / n_draws) if p_answer[choice.latent_dim] < 1 else 1 - 0.5 / n_draws
     confidence = sequential_confidence(posterior, horizon)

@@ -5,7 +5,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES = ("tolerance", "one-se", "knee")
+
+@dataclass(frozen=True)
+class Rule:
+    """A selection rule. Each picks the smallest latent size whose mean is good enough; they
+    differ in what "good enough" is: within a boundary below the best size's mean (the margin:
+    a fixed tolerance in the metric's unit, or the best size's standard error), or, for the
+    knee, the bend of the curve, which has no boundary."""
+
+    name: str  # the --rule value
+    margin: str | None  # "tolerance" (--tolerance-db / --tolerance-nats), "se" (the best size's SE), None (no boundary)
+    words: str  # the rule in one phrase
+
+    @property
+    def has_boundary(self) -> bool:
+        """The best size's mean sets a threshold that the choice must clear."""
+        return self.margin is not None
+
+
+RULE = {rule.name: rule for rule in (
+    Rule("tolerance", "tolerance", "the smallest size within the tolerance of the best"),
+    Rule("one-se", "se", "the smallest size within one standard error of the best"),
+    Rule("knee", None, "the knee of the metric against latent size"),
+)}
+RULES = tuple(RULE)  # the --rule choices
 DEFAULT_RULE = "tolerance"
 # Practical equivalence, in dB of mean PSNR: sizes closer than this to the best count as equally
 # good and the smallest is taken. 0.3 dB is the SD of the difference between two trainings of one

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULES
+from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULE, RULES
 from analysis.summary import se_column
 from vae.errors import UsageError
 
@@ -122,9 +122,10 @@ def answers(dims: np.ndarray, means: np.ndarray, ses: np.ndarray | None = None, 
     rows = np.arange(len(scores))
     if len(dims) == 1:
         return np.full(len(scores), dims[0])
-    if rule == "knee":
+    margin_kind = RULE[rule].margin
+    if margin_kind is None:  # the knee
         return dims[_knee_index(dims, scores)]
-    if rule == "one-se":
+    if margin_kind == "se":
         best_se = np.asarray(ses, dtype=float)[best]
         margin = np.where(np.isfinite(best_se), best_se, 0.0)  # no SE: the best itself
     else:
@@ -146,7 +147,8 @@ def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = 
     if len(dims) == 1:
         words = f"only latent size {best_dim} has completed trials, so it is chosen ({m.label} {best_mean:.2f} {m.unit})"
         return Choice(best_dim, best_dim, words, None)
-    if rule == "one-se":
+    margin_kind = RULE[rule].margin
+    if margin_kind == "se":
         if not math.isfinite(best_se):
             words = (
                 f"one-standard-error rule not applicable: latent size {best_dim} has fewer than two seeds, so no "
@@ -159,7 +161,7 @@ def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = 
             f"{best_dim} at {best_mean:.2f} ± {best_se:.2f} {m.unit} (mean ± SE over seeds), threshold {threshold:.2f} "
             f"{m.unit}; this boundary narrows as seeds are added, so its answer can move toward larger sizes"
         )
-    elif rule == "tolerance":
+    elif margin_kind == "tolerance":
         threshold = best_mean - m.sign * tolerance
         words = (
             f"smallest latent size whose {m.label} is within {tolerance:g} {m.unit} of the best: best is latent size "

@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     from analysis.latents import latent_means, reconstruction_examples, stratified_subset, tsne_embedding
     from analysis.racing import both_answers, race_history, side_by_side
     from analysis.report import render
-    from analysis.rules import METRICS
+    from analysis.rules import METRICS, RULE
     from analysis.selection import select
     from analysis.summary import summarize, usage_words
     from search.engine.data import load_splits
@@ -112,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
             "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
             "search_history": figs.search_history(trials),
             "race": figs.race(race_history(trials, METRICS[metric].column), chosen=chosen, confidence=race.confidence,
-                              tolerance=race.tolerance if rule == "tolerance" else None, metric=metric),
+                              tolerance=race.tolerance if RULE[rule].margin == "tolerance" else None, metric=metric),
             "active_units": figs.active_units(summary, chosen=chosen, threshold=val["active_threshold"]),
             "kl_by_dim": figs.kl_by_dim(val["kl_by_dim"], val["mu_var_by_dim"], latent_dim=chosen,
                                         threshold=val["active_threshold"]),

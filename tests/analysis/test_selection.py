@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.rules import RULE, RULES
 from analysis.selection import answers, choose, select
 from analysis.summary import summarize, usage_words
 from vae.errors import UsageError
@@ -151,3 +152,11 @@ def test_nll_on_a_table_without_it_is_a_usage_error():
     table = _trials({5: [15.0, 15.1], 10: [16.0, 16.1]})
     with pytest.raises(UsageError, match="nll_iw.*--metric psnr"):
         select(summarize(table), metric="nll")
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_each_rule_in_the_registry_draws_a_threshold_exactly_when_it_has_a_boundary(name):
+    table = _trials({5: [17.0, 17.2], 10: [18.6, 18.5], 15: [19.0, 18.9]})
+    chosen = select(summarize(table), rule=name)
+    assert (chosen.threshold is not None) == RULE[name].has_boundary
+    assert chosen.rule.startswith(f"{name}: ")
