@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -29,6 +30,13 @@ def cli_process(*args, cwd=None, stdout=None):
     finally:
         kill_session(process.pid)  # the driver and every Ray process it started
         process.wait()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def session_processes(sid: int) -> list[int]:

@@ -15,19 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.search.helpers import kill_session
+from tests.search.helpers import free_port, kill_session
 
 # one head for the module, on one pytest worker (make test's --dist loadgroup)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("job")]
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def head(tmp_path_factory):
     # the agent's port too: every Ray with the dashboard package (ray[default]) starts an agent on
     # 52365 by default, and a test's local Ray on the other pytest worker may hold it; the head's
     # agent then cannot bind, and job submission answers "No available agent to submit job"
-    port, dashboard, agent = _free_port(), _free_port(), _free_port()
+    port, dashboard, agent = free_port(), free_port(), free_port()
     # the project's environment, as on a node where cluster.yaml installed it
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = tmp_path_factory.mktemp("head") / "ray-start.log"

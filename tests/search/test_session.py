@@ -13,14 +13,13 @@ experiment in the bucket, the driver its own files in ./results/NAME, copied to 
 import json
 import os
 import signal
-import socket
 import time
 
 import optuna
 import pandas as pd
 import pytest
 
-from tests.search.helpers import cli_process, main_cli, run_cli
+from tests.search.helpers import cli_process, free_port, main_cli, run_cli
 
 # one run for the module, on one pytest worker (make test's --dist loadgroup)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume-chain")]
@@ -86,12 +85,6 @@ def _second_drivers(experiment, run_args, cwd):
     return attempt
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3():
     """moto's S3 server with one bucket; its fake credentials in the environment (the drivers
@@ -103,7 +96,7 @@ def s3():
         for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                            "AWS_REGION": "us-east-1"}.items():
             env.setenv(key, value)
-        port = _free_port()
+        port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         try:

@@ -2,23 +2,15 @@
 stopped, killed, resumed and analyzed, is the experiment of test_session.py. The endpoint is
 given in the URI's query string, pyarrow's documented way for S3-compatible stores.)"""
 
-import socket
-
-from tests.search.helpers import main_cli
+from tests.search.helpers import free_port, main_cli
 
 BUCKET = "vae-bucket"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_an_unreachable_bucket_fails_fast_with_one_line(tmp_path, monkeypatch):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     uri = f"s3://{BUCKET}/runs?endpoint_override=127.0.0.1:{port}&scheme=http&connect_timeout=1&request_timeout=2"
     result = main_cli("run", "--preset", "smoke", "--storage", uri, "--name", "nowhere", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
