@@ -154,13 +154,14 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
 
 def _disk_full(experiment, exc: BaseException) -> BaseException:
     """`exc` itself, or a `DiskFull` carrying what the user needs (free and needed space, a log
-    of the details) when the disk filled up. The details go to EXPERIMENT/driver-error.log, or
+    of the details) when the disk filled up. The details go to EXPERIMENT/driver-error.log (`DRIVER_ERROR_LOG`), or
     to the temporary folder when not even that fits."""
     import shutil
     import tempfile
     import traceback
 
     from search.engine.session import DISK_FULL_LOGS, DiskFull, is_disk_full
+    from search.store.files import DRIVER_ERROR_LOG
 
     if not isinstance(exc, DiskFull):
         if not (isinstance(exc, Exception) and is_disk_full(exc)):
@@ -174,7 +175,7 @@ def _disk_full(experiment, exc: BaseException) -> BaseException:
     text = f"{exc}\n" + ("".join(traceback.format_exception(detail)) if isinstance(detail, BaseException) else f"{detail or ''}\n")
     text += "".join(f"--- Ray Tune's log\n{t}\n" for t in DISK_FULL_LOGS.texts) + "".join(trial_errors)
     for folder in (experiment.path, Path(tempfile.gettempdir())):
-        log = folder / ("driver-error.log" if folder == experiment.path else f"vae-search-{experiment.path.name}-error.log")
+        log = folder / (DRIVER_ERROR_LOG if folder == experiment.path else f"vae-search-{experiment.path.name}-error.log")
         try:
             log.write_text(text)
             exc.log = log

@@ -111,6 +111,7 @@ def tune_run_config(experiment: Experiment, searcher, slots: int = 1):
     from ray import tune
 
     from search.engine.progress import Progress
+    from search.engine.scheduling import Demand
     from search.engine.watch import StopWatch
 
     config = experiment.config
@@ -133,7 +134,8 @@ def tune_run_config(experiment: Experiment, searcher, slots: int = 1):
         callbacks=[Progress(str(experiment.path), searcher, storage_uri=experiment.record.get("storage_uri"),
                             minimum_trials=config.minimum_trials, slots=slots, epochs=config.epochs),
                    StopWatch(str(experiment.path), config.pending_timeout,
-                             {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})],
+                             {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}),
+                   Demand(searcher, config)],
         verbose=0,
     )
 

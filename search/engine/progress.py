@@ -1,6 +1,7 @@
 """What a run shows while it works.
 
-- one line per finished trial (instead of Ray Tune's tables);
+- one line per finished trial (instead of Ray Tune's tables), one per failure of a trial and one
+  per lost node (`search.engine.faults`; what Ray said goes to the experiment's driver.log);
 - on a terminal, one live status line (tqdm): trials done out of the minimum the run will
   have, running, best PSNR per latent size, the racing decision and confidence, elapsed, ETA;
 - on a non-terminal (a cluster job's log), a heartbeat line at most every 30 s instead;
@@ -25,8 +26,9 @@ from pathlib import Path
 from ray import tune
 
 from analysis.layout import METRIC
+from search.engine.faults import FAILURES
 from search.engine.session import STOPS, is_disk_full
-from search.store.files import RACE_FILE, STATUS_FILE, TUNE_DIR
+from search.store.files import DRIVER_LOG, RACE_FILE, STATUS_FILE, TUNE_DIR
 from search.store.status import one_line, snapshot
 from search.store.status import write as write_status
 from search.store.storage import join
@@ -34,6 +36,7 @@ from search.store.tune_files import backup_tune_state, prune_superseded, state_b
 
 STATUS_EVERY_S = 2.0
 HEARTBEAT_EVERY_S = 30.0
+LOST_NODE_GRACE_S = 1.0  # the trials of one lost node fail within moments: one line for them all
 
 
 def trial_line(trial) -> str:
@@ -74,6 +77,7 @@ class Progress(tune.Callback):
         self._written = 0.0
         self._heartbeat = 0.0
         self._bar = None
+        self._lost: dict[str, list] = {}  # node -> [(first seen, host, [(trial id, epoch)])]
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -85,6 +89,7 @@ class Progress(tune.Callback):
     def on_step_end(self, iteration, trials, **info):
         now = time.monotonic()
         self._started = self._started or now
+        self._report_failures(now)
         if now - self._written >= STATUS_EVERY_S:
             self._written = now
             self._update(trials, now)
@@ -92,13 +97,44 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._print(trial_line(trial))
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed trial goes back to the queue, to restart from its last checkpoint."""
+        stage = trial.config.get("stage", "search")
+        epoch = _checkpoint_epoch(trial) + 1
+        if trial.trial_id in FAILURES.lost:
+            node, host = FAILURES.lost.pop(trial.trial_id)
+            self._lost.setdefault(node, [time.monotonic(), host, []])[2].append((trial.trial_id, epoch))
+            return
+        self._print(f"  {stage} trial {trial.trial_id}: failed ({FAILURES.words.pop(trial.trial_id, 'no error recorded')}); "
+                    f"retry {trial.num_failures} of --max-failures {trial.max_failures}, from epoch {epoch}")
+
+    def _report_failures(self, now: float, *, all_: bool = False) -> None:
+        """One line per lost node once its trials have all failed; Ray's details to driver.log."""
+        for node, (seen, host, restarts) in list(self._lost.items()):
+            if all_ or now - seen >= LOST_NODE_GRACE_S:
+                del self._lost[node]
+                trials = ", ".join(f"{t} (from epoch {e})" for t, e in restarts)
+                verb = "restarts" if len(restarts) == 1 else "restart"
+                self._print(f"node {node[:8]} lost ({host}): trial{'s' if len(restarts) > 1 else ''} {trials} {verb} on a live node")
+        details = FAILURES.take_details()
+        if details:
+            try:
+                with open(Path(self.path) / DRIVER_LOG, "a") as log:
+                    log.write("".join(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {d.rstrip()}\n" for d in details))
+            except OSError:  # a full disk is reported by what stops the run
+                pass
+
     def on_trial_error(self, iteration, trials, trial, **info):
         if is_disk_full(error_text(trial)):  # StopWatch stops the run; the trial is retried on resume
             self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: no space left to save it; stopping")
             return
-        self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({trial.error_file})")
+        lines = error_text(trial).strip().splitlines()
+        words = FAILURES.words.pop(trial.trial_id, None) or (lines[-1][:160] if lines else "no error recorded")
+        self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({words}); "
+                    f"no retry left (--max-failures {trial.max_failures}); details in {DRIVER_LOG}")
 
     def on_experiment_end(self, trials, **info):
+        self._report_failures(time.monotonic(), all_=True)
         if not STOPS.stopping:  # a stopped run's trials now read as ended: keep the last snapshot before the stop
             self._update(trials, time.monotonic())
         if self._bar is not None:
@@ -161,6 +197,12 @@ class Progress(tune.Callback):
                     upload_file(Path(self.path) / name, self.storage_uri)
                 except OSError as exc:  # a slow or flaky bucket must not stop the run
                     print(f"warning: could not copy {name} to {self.storage_uri}: {' '.join(str(exc).split())[:200]}", flush=True)
+
+
+def _checkpoint_epoch(trial) -> int:
+    """The epoch of the trial's last checkpoint (0: none, it starts over)."""
+    result = trial.latest_checkpoint_result
+    return int((result.metrics or {}).get("epoch", 0) or 0) if result is not None else 0
 
 
 def error_text(trial) -> str:

@@ -123,6 +123,23 @@ class StagedSearcher(Searcher):
         """The racing state now (race.json is written from it)."""
         return self._race
 
+    def owed(self) -> int:
+        """Trials this searcher would still hand out if Ray Tune asked: the rest of the search
+        budget, the seeds trials not handed out yet and, while racing, each contender's room up to
+        --max-seeds (capped by --max-trials). With the trials live now, that is what the run could
+        use at once: the demand an autoscaling cluster is told (`search.engine.scheduling.Demand`)."""
+        config = self._config
+        if self._race.done:
+            return 0
+        owed = max(0, config.trials - self._count("search"))
+        owed += sum(max(0, config.seeds - self._count("seeds", d)) for d in config.latent_dims)
+        if self._race.stage == "racing" and self._race.race is not None:
+            handed = {d: self._count("seeds", d) + self._count("racing", d) for d in config.latent_dims}
+            owed += sum(max(0, config.max_seeds - handed[d]) for d in self._race.race.contenders)
+        if config.max_trials is not None:
+            owed = min(owed, max(0, config.max_trials - len(self._trials)))
+        return owed
+
     # -- Ray Tune's Searcher interface ---------------------------------------------------------
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:

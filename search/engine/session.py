@@ -10,7 +10,8 @@ How a run stops early, all through `STOPS` (process-wide, as signals are):
   signal's number (130, 143) and says how to resume. A second signal stops at once.
 - a full disk (`STOPS.disk_full`) stops Tune the same way, then `DiskFull` is raised;
 - trials that no node can run (`STOPS.give_up`) stop it the same way, then `PendingTimeout`.
-Forwarding is Ray Tune's documented graceful stop: SIGUSR1 to the driver. Ray's own SIGTERM
+A trial's failures are told apart from lost nodes by `search.engine.faults` (a filter on Ray
+Tune's log, attached here). Forwarding is Ray Tune's documented graceful stop: SIGUSR1 to the driver. Ray's own SIGTERM
 handler in the driver (a C++ stack dump) is replaced while the session lasts.
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from search.config import SearchConfig
+from search.engine.faults import CONTROLLER_LOGGER, FAILURES, quiet_raylet_messages
 from vae.errors import UsageError
 
 CONNECT_TIMEOUT_S = 5.0
@@ -229,6 +231,8 @@ def _environment() -> dict[str, str]:
         # Ray Tune's experiment-state snapshot: at every step of its loop (its default: every 10 s or more)
         "TUNE_GLOBAL_CHECKPOINT_S": os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", str(SNAPSHOT_S)),
         "TUNE_DISABLE_SIGINT_HANDLER": "1",  # ours records SIGINT and SIGTERM; StopWatch forwards them
+        # Ray Tune logs each trial failure with its exception: `search.engine.faults` reads it there
+        "TUNE_PRINT_ALL_TRIAL_ERRORS": "1",
     }
 
 
@@ -330,6 +334,9 @@ def driver_session(config: SearchConfig, address: str | None) -> Iterator[int]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     started = False
     STOPS.__init__()  # nothing asked to stop this run yet
+    DISK_FULL_LOGS.texts.clear()
+    FAILURES.reset()
+    controller_log = logging.getLogger(CONTROLLER_LOGGER)
     with contextlib.ExitStack() as stack:
         try:
             signal.signal(signal.SIGINT, STOPS.handle)
@@ -351,8 +358,11 @@ def driver_session(config: SearchConfig, address: str | None) -> Iterator[int]:
             for handler in _ray_log_handlers():
                 handler.addFilter(DISK_FULL_LOGS)
                 handler.addFilter(VANISHED_TEMP_FILE)
+            controller_log.addFilter(FAILURES)
+            stack.enter_context(quiet_raylet_messages())
             yield slots
         finally:
+            controller_log.removeFilter(FAILURES)
             for handler in _ray_log_handlers():
                 handler.removeFilter(DISK_FULL_LOGS)
                 handler.removeFilter(VANISHED_TEMP_FILE)

@@ -9,6 +9,8 @@ JOURNAL_FILE = "optuna.journal"  # the Optuna study of the search stage
 RACE_FILE = "race.json"  # the racing state: stage, decision, confidence, stop reason
 STATUS_FILE = "status.json"  # where a running run stands
 LOCK_FILE = "driver.lock"  # held by the driver while it works
+DRIVER_LOG = "driver.log"  # what Ray said about failed trials and lost nodes
+DRIVER_ERROR_LOG = "driver-error.log"  # why the run stopped, when a full disk stopped it
 TRIALS_FILE = "trials.csv"  # one row per trial
 HISTORY_FILE = "history.csv"  # one row per trial and epoch
 # written by `vae-search analyze`

@@ -2,6 +2,7 @@
 full disk, and a Ray without authentication refused."""
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -74,15 +75,19 @@ def crash(tmp_path_factory):
         stdout, stderr = driver.communicate(timeout=300)
     assert retried and failed and killed_twice, "the trials finished before their workers could be killed"
     assert driver.returncode == 0, stderr[-3000:]
-    return experiment, retried, failed
+    return experiment, retried, failed, stdout + stderr
 
 
 @CRASH
 def test_a_crashed_trial_is_retried_from_its_checkpoint(crash):
-    experiment, retried, _ = crash
+    experiment, retried, _, console = crash
     table = pd.read_csv(experiment / "trials.csv").set_index("trial_id")
     assert table.loc[retried, "status"] == "completed" and table.loc[retried, "epochs"] == 6
     assert "Failure # 1" in (experiment / "tune" / f"trial_{retried}" / "error.txt").read_text()
+    # one line says so; Ray's traceback and its paragraph about the dead worker go to driver.log
+    assert re.search(rf"trial {retried}: failed \(ActorDiedError: .*\); retry 1 of --max-failures 1, from epoch \d", console), console
+    assert "Traceback" not in console and "(raylet)" not in console, console
+    assert f"failure of trial {retried}:\nTraceback" in (experiment / "driver.log").read_text()
     # it resumed from its checkpoint: its history has each epoch exactly once
     history = pd.read_csv(experiment / "history.csv")
     assert sorted(history.loc[history["trial_id"] == retried, "epoch"]) == list(range(1, 7))
@@ -90,7 +95,7 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(crash):
 
 @CRASH
 def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(crash):
-    experiment, retried, failed = crash
+    experiment, retried, failed, _ = crash
     table = pd.read_csv(experiment / "trials.csv").set_index("trial_id")
     assert table.loc[failed, "status"] == "errored"
     assert isinstance(table.loc[failed, "error"], str) and table.loc[failed, "error"]

@@ -189,3 +189,22 @@ def test_runs_with_different_seeds_share_no_trial_seed():
     seeds = {(run, k): trial_seed(run, k) for run in range(100) for k in range(1, 9)}
     assert len(set(seeds.values())) == len(seeds)  # --seed 0 and --seed 3 no longer share seed 4
     assert trial_seed(3, 1) == trial_seed(3, 1) and all(0 <= s < 2**32 for s in seeds.values())
+
+
+def test_what_it_owes_the_cluster_follows_the_stages(tmp_path):
+    """`owed`: what an autoscaler is asked for beyond the live trials (scheduling.Demand)."""
+    searcher = _searcher(tmp_path, max_seeds=3)  # 4 search trials, then 2 seeds trials for each of 2 sizes
+    assert searcher.owed() == 4 + 2 * 2
+    searcher.suggest("s0")
+    assert searcher.owed() == 3 + 2 * 2
+    _through_seeds(searcher, {2: [18.0, 18.8], 8: [18.5, 19.3]})  # a close call: racing follows
+    assert searcher.owed() == 0  # every seeds trial handed out; racing starts once they are in
+    searcher.suggest("r0")
+    assert searcher.owed() == 1  # the other contender's room up to --max-seeds 3
+    searcher.suggest("r1")
+    assert searcher.owed() == 0
+    (tmp_path / "capped").mkdir()
+    capped = _searcher(tmp_path / "capped", max_seeds=3, max_trials=9)  # room for one racing trial
+    _through_seeds(capped, {2: [18.0, 18.8], 8: [18.5, 19.3]})
+    capped.suggest("r0")
+    assert capped.owed() == 0  # the other contender has room, but --max-trials is reached

@@ -1,0 +1,124 @@
+"""A trial's own failures told apart from the loss of the node it ran on.
+
+Ray Tune retries a failed trial from its last checkpoint and counts the failure against
+`--max-failures` (`FailureConfig`), except an actor error that Ray marks `preempted` (a node
+the autoscaler drained for preemption). A node that simply vanishes, as a reclaimed spot
+instance does, is not marked: each loss spent a retry, and one loss could spend two (a retry
+placed again on the node before Ray's health checks had found it dead).
+
+`FAILURES` is a logging filter on Ray Tune's controller, which logs every failure of a trial,
+with its exception, just before counting it. A failure is a lost node when Ray says the
+actor's node died or was preempted, or when the actor cannot be reached at all
+(`ActorUnavailableError`: its node stopped answering). It is then marked `preempted`, which
+Ray Tune does not count, and the trial restarts from its last checkpoint on a live node (or
+waits for one). Anything else counts as before: the trial's code raised, or its process was
+killed on a node that is still alive (Ray's raylet there reported it).
+
+Nothing of this reaches the console as a traceback: `search.engine.progress` prints one line
+per lost node and per failure, and writes what Ray said to the experiment's driver log. Ray's
+own messages about dead workers and nodes (`(raylet) …`, which its driver prints from a
+thread) go to that log too (`quiet_raylet_messages`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import traceback
+from typing import Iterator
+
+CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+_FAILED = "Trial task failed for trial "
+
+
+def is_lost_node(exc: BaseException | None) -> bool:
+    """Whether `exc`, a trial's failure, says that the node it ran on was lost."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    if not isinstance(exc, RayActorError):
+        return False  # the trial's own code raised (a RayTaskError), or Ray Tune's own error
+    return exc.preempted or isinstance(exc, ActorUnavailableError) or "its node has died" in str(exc)
+
+
+def actor_node(exc: BaseException) -> tuple[str, str]:
+    """(node id, IP address) of the node the failed actor was placed on, as Ray's GCS recorded
+    it; "?" for what it does not know."""
+    from ray._private import state
+
+    try:
+        address = (state.actors(exc.actor_id) or {}).get("Address") or {}
+    except Exception:  # noqa: BLE001 (a detail of a message: never worth failing the run)
+        address = {}
+    return address.get("NodeID") or "?", address.get("IPAddress") or "?"
+
+
+def error_words(exc: BaseException | None) -> str:
+    """The exception's type and first line; for an error the trial's code raised, the original's."""
+    exc = getattr(exc, "cause", None) or exc
+    if exc is None:
+        return "no error recorded"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:160] if lines else ''}".rstrip(": ")
+
+
+class Failures(logging.Filter):
+    """On Ray Tune's controller logger while a driver session lasts: classifies each trial
+    failure as it is logged (`lost`: trial id -> the lost node's id and IP address; `words`: trial id -> what failed, in a few words), and keeps its text for the
+    driver log (`details`) instead of the console."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        self.lost: dict[str, tuple[str, str]] = {}
+        self.words: dict[str, str] = {}
+        self.details: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(_FAILED):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        text = "".join(traceback.format_exception(exc)) if exc is not None else message
+        from search.engine.session import is_disk_full
+
+        if is_disk_full(text):
+            return True  # to Ray's handlers, where a full disk stops the run (`DISK_FULL_LOGS`)
+        trial_id = message.rsplit("_", 1)[-1]  # Tune names the trial `<trainable>_<id>`
+        lost = is_lost_node(exc)
+        if lost:
+            exc._preempted = True  # Ray Tune counts every RayActorError but a preempted one
+            self.lost[trial_id] = actor_node(exc)
+        self.words[trial_id] = error_words(exc)
+        self.details.append(f"{'lost node' if lost else 'failure'} of trial {trial_id}:\n{text}")
+        return False
+
+    def take_details(self) -> list[str]:
+        details, self.details = self.details, []
+        return details
+
+
+FAILURES = Failures()
+
+
+@contextlib.contextmanager
+def quiet_raylet_messages() -> Iterator[None]:
+    """Ray's driver prints the cluster's error messages (a worker or a raylet died, a node was
+    marked dead) from a thread, each a paragraph: while this lasts they go to `FAILURES.details`
+    (the driver log); everything else Ray prints is left as it is."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+
+    def to_details(data, ignore_prefix):
+        if data.get("pid") == "raylet":
+            FAILURES.details.append("Ray: " + "\n".join(data.get("lines", [])))
+        else:
+            printer(data, ignore_prefix)
+
+    worker.print_to_stdstream = to_details
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = printer

@@ -1,0 +1,130 @@
+"""A node lost mid-run, as a reclaimed spot instance goes, on a real cluster on this machine
+(ray.cluster_utils.Cluster): a head that runs only the driver, a steady worker node and a spot
+worker node with one CPU each."""
+
+import contextlib
+import json
+import os
+import re
+import threading
+import time
+
+import pandas as pd
+import psutil
+import pytest
+
+from tests.search.helpers import cli_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lost-node")]
+
+
+@pytest.fixture
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def _running(experiment, nodes) -> tuple[str, int] | None:
+    """(trial id, pid of its worker) of a trial training now on one of `nodes`, with a checkpoint
+    and at least 3 of its 8 epochs to go. Its worker is a child of the node's raylet that Ray Tune
+    moved into the trial's folder; the trial's newest checkpoint is fresh (a worker kept for reuse
+    stays in the folder of the trial it finished)."""
+    for node in nodes:
+        raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+        for child in raylet.children(recursive=True):
+            try:
+                if not child.cmdline()[0].startswith("ray::ImplicitFunc") or "trial_" not in child.cwd():
+                    continue
+                trial = child.cwd().rsplit("trial_", 1)[1]
+            except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+                continue
+            checkpoints = sorted((experiment / "tune" / f"trial_{trial}").glob("checkpoint_*"))
+            if checkpoints and int(checkpoints[-1].name.rsplit("_", 1)[1]) < 5:
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - checkpoints[-1].stat().st_mtime < 1.0:
+                        return trial, child.pid
+    return None
+
+
+def _when(find, deadline_s=120):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.02)
+    return None
+
+
+def _requested(address: str) -> list[dict]:
+    """The bundles the cluster's autoscaler is asked to fit (`ray.autoscaler.sdk.request_resources`,
+    as Ray's autoscaler reads them back)."""
+    from ray._raylet import GcsClient
+    from ray.autoscaler._private.constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
+
+    value = GcsClient(address=address).internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL, None)
+    return json.loads(value) if value else []
+
+
+def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_path):
+    """--max-failures 0: a node SIGKILLed with its trial's worker mid-trial (a reclaimed spot
+    instance) must not count as the trial's failure; a trial process killed on a live node must.
+    Meanwhile the autoscaler is asked for the run's whole first wave, and nothing once it ends."""
+    steady = cluster.add_node(num_cpus=1)
+    spot = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    experiment = tmp_path / "spot"
+    args = ("run", "--preset", "smoke", "--address", cluster.address, "--epochs", "8", "--max-train", "1000",
+            "--max-failures", "0", "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "spot")
+    asked = []
+
+    def watch_requests():
+        while driver.poll() is None:
+            try:
+                asked.append(len(_requested(cluster.address)))
+            except Exception as exc:  # noqa: BLE001 (kept for the assertion's message)
+                asked.append(exc)
+            time.sleep(0.1)
+
+    with cli_process(*args) as driver:
+        watch = threading.Thread(target=watch_requests, daemon=True)
+        watch.start()
+        lost = _when(lambda: _running(experiment, [spot]))
+        if lost:
+            cluster.remove_node(spot, allow_graceful=False)  # its raylet and store, SIGKILL
+            with contextlib.suppress(ProcessLookupError):  # and the trial's worker with them, as the instance goes
+                os.kill(lost[1], 9)
+            lost = lost[0]
+        killed = _when(lambda: (found := _running(experiment, [steady])) and found[0] != lost and found)
+        if killed:
+            os.kill(killed[1], 9)
+        stdout, stderr = driver.communicate(timeout=300)
+        watch.join()
+    assert lost and killed, "the trials finished before the node or the worker could be killed"
+    assert driver.returncode == 0, stderr[-3000:]
+    table = pd.read_csv(experiment / "trials.csv").set_index("trial_id")
+    killed = killed[0]
+    # the lost node's trial restarted from its checkpoint elsewhere and trained each epoch once
+    assert table.loc[lost, "status"] == "completed" and table.loc[lost, "epochs"] == 8
+    history = pd.read_csv(experiment / "history.csv")
+    assert sorted(history.loc[history["trial_id"] == lost, "epoch"]) == list(range(1, 9))
+    console = stdout + stderr
+    errors = experiment / "tune" / f"trial_{lost}" / "error.txt"
+    assert errors.is_file() and "Failure # 0" in errors.read_text(), console  # not counted
+    # the process killed on a live node is the trial's own failure: with --max-failures 0, final
+    assert table.loc[killed, "status"] == "errored"
+    assert (table.drop(index=killed)["status"] == "completed").all(), table["status"].to_dict()
+    # one line for the lost node, one for the failure; Ray's own paragraphs go to driver.log
+    assert len(re.findall(rf"node [0-9a-f]{{8}} lost \(.*\): trial {lost} \(from epoch \d\) restarts on a live node", console)) == 1, console
+    assert f"trial {killed}: failed (" in console
+    assert "Traceback" not in console and "(raylet)" not in console and "Raylet is terminated" not in console, console
+    log = (experiment / "driver.log").read_text()
+    assert f"lost node of trial {lost}" in log and f"failure of trial {killed}" in log
+    # smoke: 3 search trials and 2 seeds trials for each of 2 sizes, 1 CPU each (the cluster has room for 2)
+    assert max(n for n in asked if isinstance(n, int)) >= 7, asked
+    assert _requested(cluster.address) == []  # withdrawn: the autoscaler may scale down again
