@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from search.engine.session import DiskFull, PendingTimeout, Stopped
+    from search.engine.stop import DiskFull, PendingTimeout, Stopped
 
     try:
         args = build_parser().parse_args(argv)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 from pathlib import Path
 from typing import Callable
 
@@ -115,7 +114,8 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
     import torch  # noqa: F401
 
     from search.engine import experiment as engine
-    from search.engine.session import Stopped, driver_session
+    from search.engine.session import driver_session
+    from search.engine.stop import Stopped
     from search.store.files import JOURNAL_FILE
     from search.store.lock import hold, repair_journal
 
@@ -123,7 +123,7 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
     loading = pool.submit(load)  # reading and splitting the data overlaps Ray's start
     experiment = None
     try:
-        with driver_session(config, address) as slots, contextlib.ExitStack() as owned:
+        with driver_session(config, address) as session, contextlib.ExitStack() as owned:
             splits, data = loading.result()
             experiment = get_experiment(data)
             owned.enter_context(hold(experiment.path))
@@ -133,60 +133,57 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
             print(f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if interrupted)",
                   flush=True)
             try:
-                race = engine.execute(experiment, splits, slots=slots)
+                race = engine.execute(experiment, splits, session=session)
             except BaseException as exc:
-                stop = _disk_full(experiment, exc)
+                stop = _disk_full(experiment, exc, session.stop.full_logs)
                 _mark_stopped(experiment, stop)
                 if stop is not exc:
                     raise stop from None
                 raise
-    except Stopped as exc:
+    except Stopped as exc:  # a signal: `driver_session` says which, here is where the experiment is
         raise Stopped(experiment.path if experiment else None, exc.signum) from None
-    except KeyboardInterrupt:  # a second signal, or one before Ray Tune ran
-        from search.engine.session import STOPS
-
-        raise Stopped(experiment.path if experiment else None, STOPS.received or signal.SIGINT) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     report(experiment.path, race, experiment.config)
     return 0
 
 
-def _disk_full(experiment, exc: BaseException) -> BaseException:
+def _disk_full(experiment, exc: BaseException, ray_logs: list[str]) -> BaseException:
     """`exc` itself, or a `DiskFull` carrying what the user needs (free and needed space, a log
-    of the details) when the disk filled up. The details go to EXPERIMENT/driver-error.log (`DRIVER_ERROR_LOG`), or
-    to the temporary folder when not even that fits."""
+    of the details) when the disk filled up. The details (with `ray_logs`, what Ray logged about
+    it) go to EXPERIMENT/driver-error.log (`DRIVER_ERROR_LOG`), or to the temporary folder when
+    not even that fits."""
     import shutil
     import tempfile
     import traceback
 
-    from search.engine.session import DISK_FULL_LOGS, DiskFull, is_disk_full
+    from search.engine.stop import DiskFull, is_disk_full
     from search.store.files import DRIVER_ERROR_LOG
+    from search.store.tune_files import space_needed
 
-    if not isinstance(exc, DiskFull):
-        if not (isinstance(exc, Exception) and is_disk_full(exc)):
-            return exc
-        exc = DiskFull(str(experiment.path), exc)
-    exc.experiment_path = experiment.path
-    exc.folder = str(experiment.path)  # the folder the user gave (Ray Tune's own messages name sub-folders)
+    if isinstance(exc, DiskFull):
+        detail = exc.detail
+    elif isinstance(exc, Exception) and is_disk_full(exc):
+        detail = exc
+    else:
+        return exc
+    # the folder the user gave (Ray Tune's own messages name sub-folders)
+    headline = f"no space left on device in {experiment.path}"
     errors = {f: f.read_text(errors="replace") for f in sorted((experiment.path / "tune").glob("trial_*/error.txt"))}
     trial_errors = [f"--- {f}\n{text}" for f, text in errors.items() if is_disk_full(text)]
-    detail = exc.detail
-    text = f"{exc}\n" + ("".join(traceback.format_exception(detail)) if isinstance(detail, BaseException) else f"{detail or ''}\n")
-    text += "".join(f"--- Ray Tune's log\n{t}\n" for t in DISK_FULL_LOGS.texts) + "".join(trial_errors)
+    text = f"{headline}\n" + ("".join(traceback.format_exception(detail)) if isinstance(detail, BaseException) else f"{detail or ''}\n")
+    text += "".join(f"--- Ray Tune's log\n{t}\n" for t in ray_logs) + "".join(trial_errors)
+    log = None
     for folder in (experiment.path, Path(tempfile.gettempdir())):
-        log = folder / (DRIVER_ERROR_LOG if folder == experiment.path else f"vae-search-{experiment.path.name}-error.log")
+        candidate = folder / (DRIVER_ERROR_LOG if folder == experiment.path else f"vae-search-{experiment.path.name}-error.log")
         try:
-            log.write_text(text)
-            exc.log = log
+            candidate.write_text(text)
+            log = candidate
             break
         except OSError:
             continue
-    from search.store.tune_files import space_needed
-
-    exc.free = shutil.disk_usage(experiment.path).free
-    exc.needed = space_needed(experiment)
-    return exc
+    return DiskFull(str(experiment.path), detail, experiment_path=experiment.path, log=log,
+                    free=shutil.disk_usage(experiment.path).free, needed=space_needed(experiment))
 
 
 def _mark_stopped(experiment, exc: BaseException) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
-from search.engine.session import SNAPSHOT_S
+from search.engine.session import SNAPSHOT_S, DriverSession
 from search.store.files import JOURNAL_FILE, RACE_FILE, RUN_FILE, TUNE_DIR
 from search.store.race import RaceState, read_race
 from search.store.record import Experiment
@@ -21,13 +21,12 @@ from search.store.storage import is_dir
 from search.store.tune_files import prune_checkpoints, restore_tune_state, state_backup
 
 
-def execute(experiment: Experiment, splits, *, slots: int, log: Callable[[str], None] = print) -> RaceState:
+def execute(experiment: Experiment, splits, *, session: DriverSession, log: Callable[[str], None] = print) -> RaceState:
     """Run (or restore and finish) the Tune experiment of a run not done yet (`resume` of a done
     one never gets here), then write the tables. Returns the final racing state. Raises
-    `search.engine.session.Stopped` when a signal stopped it (nothing is marked done)."""
+    `search.engine.stop.Stopped` when a signal stopped it (nothing is marked done), `DiskFull`
+    or `PendingTimeout` (`session.stop.running_tune`)."""
     from ray import tune
-
-    from search.engine.session import tune_running
 
     started = time.perf_counter()
     experiment.upload_file(RUN_FILE)  # `vae-search status URI/NAME` reads it while the run works
@@ -42,10 +41,10 @@ def execute(experiment: Experiment, splits, *, slots: int, log: Callable[[str], 
         tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=False)
         searcher = None  # Ray Tune rebuilds it from its saved state
     else:
-        searcher = _searcher(experiment)
+        searcher = _searcher(experiment, session)
         tuner = tune.Tuner(trainable, param_space=trial_template(experiment.config, experiment.record["data"]),
-                           tune_config=tune_config(experiment, searcher), run_config=tune_run_config(experiment, searcher, slots))
-    with tune_running():
+                           tune_config=tune_config(experiment, searcher), run_config=tune_run_config(experiment, searcher, session))
+    with session.stop.running_tune():
         tuner.fit()
     # after Tuner.restore the searcher lives inside Ray Tune: its last state is read back from race.json
     race = searcher.race if searcher is not None else read_race(experiment.path / RACE_FILE)
@@ -81,10 +80,11 @@ def trial_template(config: SearchConfig, data: dict[str, Any]) -> dict[str, Any]
             "likelihood": {"samples": config.iw_samples, "images": config.iw_images}}
 
 
-def _searcher(experiment: Experiment):
+def _searcher(experiment: Experiment, session: DriverSession):
     from search.engine.searcher import StagedSearcher
 
-    return StagedSearcher(experiment.config, journal=experiment.path / JOURNAL_FILE, race_file=experiment.path / RACE_FILE)
+    return StagedSearcher(experiment.config, journal=experiment.path / JOURNAL_FILE, race_file=experiment.path / RACE_FILE,
+                          stop=session.stop)
 
 
 def tune_config(experiment: Experiment, searcher):
@@ -106,7 +106,7 @@ def tune_config(experiment: Experiment, searcher):
     )
 
 
-def tune_run_config(experiment: Experiment, searcher, slots: int = 1):
+def tune_run_config(experiment: Experiment, searcher, session: DriverSession):
     """Ray Tune's RunConfig: where the experiment lives, retries, checkpoints, snapshots, callbacks."""
     from ray import tune
 
@@ -132,9 +132,9 @@ def tune_run_config(experiment: Experiment, searcher, slots: int = 1):
         # once the previous one has finished).
         sync_config=tune.SyncConfig(sync_period=SNAPSHOT_S),
         callbacks=[Progress(str(experiment.path), searcher, storage_uri=experiment.record.get("storage_uri"),
-                            minimum_trials=config.minimum_trials, slots=slots, epochs=config.epochs),
+                            minimum_trials=config.minimum_trials, slots=session.slots, epochs=config.epochs, session=session),
                    StopWatch(str(experiment.path), config.pending_timeout,
-                             {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}),
+                             {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}, session.stop),
                    Demand(searcher, config)],
         verbose=0,
     )

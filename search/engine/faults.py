@@ -6,7 +6,7 @@ the autoscaler drained for preemption). A node that simply vanishes, as a reclai
 instance does, is not marked: each loss spent a retry, and one loss could spend two (a retry
 placed again on the node before Ray's health checks had found it dead).
 
-`FAILURES` is a logging filter on Ray Tune's controller, which logs every failure of a trial,
+`Failures`, one per driver session, is a logging filter on Ray Tune's controller, which logs every failure of a trial,
 with its exception, just before counting it. A failure is a lost node when Ray says the
 actor's node died or was preempted, or when the actor cannot be reached at all
 (`ActorUnavailableError`: its node stopped answering). It is then marked `preempted`, which
@@ -17,7 +17,8 @@ killed on a node that is still alive (Ray's raylet there reported it).
 Nothing of this reaches the console as a traceback: `search.engine.progress` prints one line
 per lost node and per failure, and writes what Ray said to the experiment's driver log. Ray's
 own messages about dead workers and nodes (`(raylet) …`, which its driver prints from a
-thread) go to that log too (`quiet_raylet_messages`).
+thread) go to that log too (`quiet_raylet_messages`). Ray Tune pickles `Progress` with its
+experiment; the session's `Failures` is left out and taken again from the running session.
 """
 
 from __future__ import annotations
@@ -81,10 +82,10 @@ class Failures(logging.Filter):
             return True
         exc = record.exc_info[1] if record.exc_info else None
         text = "".join(traceback.format_exception(exc)) if exc is not None else message
-        from search.engine.session import is_disk_full
+        from search.engine.stop import is_disk_full
 
         if is_disk_full(text):
-            return True  # to Ray's handlers, where a full disk stops the run (`DISK_FULL_LOGS`)
+            return True  # to Ray's handlers, where a full disk stops the run (`StopRequest.log_filter`)
         trial_id = message.rsplit("_", 1)[-1]  # Tune names the trial `<trainable>_<id>`
         lost = is_lost_node(exc)
         if lost:
@@ -99,13 +100,11 @@ class Failures(logging.Filter):
         return details
 
 
-FAILURES = Failures()
-
 
 @contextlib.contextmanager
-def quiet_raylet_messages() -> Iterator[None]:
+def quiet_raylet_messages(failures: Failures) -> Iterator[None]:
     """Ray's driver prints the cluster's error messages (a worker or a raylet died, a node was
-    marked dead) from a thread, each a paragraph: while this lasts they go to `FAILURES.details`
+    marked dead) from a thread, each a paragraph: while this lasts they go to `failures.details`
     (the driver log); everything else Ray prints is left as it is."""
     from ray._private import worker
 
@@ -113,7 +112,7 @@ def quiet_raylet_messages() -> Iterator[None]:
 
     def to_details(data, ignore_prefix):
         if data.get("pid") == "raylet":
-            FAILURES.details.append("Ray: " + "\n".join(data.get("lines", [])))
+            failures.details.append("Ray: " + "\n".join(data.get("lines", [])))
         else:
             printer(data, ignore_prefix)
 

@@ -26,8 +26,7 @@ from pathlib import Path
 from ray import tune
 
 from analysis.layout import METRIC
-from search.engine.faults import FAILURES
-from search.engine.session import STOPS, is_disk_full
+from search.engine.stop import is_disk_full
 from search.store.files import DRIVER_LOG, RACE_FILE, STATUS_FILE, TUNE_DIR
 from search.store.status import one_line, snapshot
 from search.store.status import write as write_status
@@ -63,16 +62,22 @@ def _finite(value) -> bool:
 
 
 class Progress(tune.Callback):
-    def __init__(self, path: str, searcher, *, storage_uri: str | None, minimum_trials: int, slots: int, epochs: int) -> None:
+    def __init__(self, path: str, searcher, *, storage_uri: str | None, minimum_trials: int, slots: int, epochs: int,
+                 session=None) -> None:
+        """`session`: the `DriverSession` (its stop request and failures); left out of the pickle."""
         self.path = path
         self.searcher = searcher  # a StagedSearcher: its `race` is shown
         self.storage_uri = storage_uri
         self.minimum_trials = minimum_trials
         self.slots = slots
         self.epochs = epochs
-        self._reset()
+        self._reset(session)
 
-    def _reset(self) -> None:
+    def _reset(self, session=None) -> None:
+        from search.engine.session import current_failures, current_stop
+
+        self._stop = session.stop if session is not None else current_stop()
+        self._failures = session.failures if session is not None else current_failures()
         self._started: float | None = None
         self._written = 0.0
         self._heartbeat = 0.0
@@ -101,11 +106,11 @@ class Progress(tune.Callback):
         """A failed trial goes back to the queue, to restart from its last checkpoint."""
         stage = trial.config.get("stage", "search")
         epoch = _checkpoint_epoch(trial) + 1
-        if trial.trial_id in FAILURES.lost:
-            node, host = FAILURES.lost.pop(trial.trial_id)
+        if trial.trial_id in self._failures.lost:
+            node, host = self._failures.lost.pop(trial.trial_id)
             self._lost.setdefault(node, [time.monotonic(), host, []])[2].append((trial.trial_id, epoch))
             return
-        self._print(f"  {stage} trial {trial.trial_id}: failed ({FAILURES.words.pop(trial.trial_id, 'no error recorded')}); "
+        self._print(f"  {stage} trial {trial.trial_id}: failed ({self._failures.words.pop(trial.trial_id, 'no error recorded')}); "
                     f"retry {trial.num_failures} of --max-failures {trial.max_failures}, from epoch {epoch}")
 
     def _report_failures(self, now: float, *, all_: bool = False) -> None:
@@ -116,7 +121,7 @@ class Progress(tune.Callback):
                 trials = ", ".join(f"{t} (from epoch {e})" for t, e in restarts)
                 verb = "restarts" if len(restarts) == 1 else "restart"
                 self._print(f"node {node[:8]} lost ({host}): trial{'s' if len(restarts) > 1 else ''} {trials} {verb} on a live node")
-        details = FAILURES.take_details()
+        details = self._failures.take_details()
         if details:
             try:
                 with open(Path(self.path) / DRIVER_LOG, "a") as log:
@@ -129,13 +134,13 @@ class Progress(tune.Callback):
             self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: no space left to save it; stopping")
             return
         lines = error_text(trial).strip().splitlines()
-        words = FAILURES.words.pop(trial.trial_id, None) or (lines[-1][:160] if lines else "no error recorded")
+        words = self._failures.words.pop(trial.trial_id, None) or (lines[-1][:160] if lines else "no error recorded")
         self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({words}); "
                     f"no retry left (--max-failures {trial.max_failures}); details in {DRIVER_LOG}")
 
     def on_experiment_end(self, trials, **info):
         self._report_failures(time.monotonic(), all_=True)
-        if not STOPS.stopping:  # a stopped run's trials now read as ended: keep the last snapshot before the stop
+        if not self._stop.stopping:  # a stopped run's trials now read as ended: keep the last snapshot before the stop
             self._update(trials, time.monotonic())
         if self._bar is not None:
             self._bar.close()
@@ -161,7 +166,7 @@ class Progress(tune.Callback):
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            STOPS.disk_full(self.path, exc)
+            self._stop.disk_full(self.path, exc)
         if sys.stdout.isatty():
             self._live(status)
         elif now - self._heartbeat >= HEARTBEAT_EVERY_S:

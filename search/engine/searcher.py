@@ -52,6 +52,7 @@ from ray.tune.search import Searcher
 
 from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
+from search.engine.stop import StopRequest, is_disk_full
 from search.store.race import RaceState
 
 STUDY_NAME = "vae-search"
@@ -107,8 +108,11 @@ def make_sampler(seed: int) -> optuna.samplers.TPESampler:
 
 
 class StagedSearcher(Searcher):
-    def __init__(self, config: SearchConfig, *, journal: str | Path, race_file: str | Path) -> None:
+    def __init__(self, config: SearchConfig, *, journal: str | Path, race_file: str | Path, stop: StopRequest | None = None) -> None:
+        """`stop`: the driver session's (`search.engine.stop`): a race.json that no longer fits on
+        the disk stops the run. Left out of the pickle, as the study is."""
         super().__init__(metric=METRIC, mode=MODE)
+        self._stop = stop or StopRequest()
         self._config = config
         self._journal = str(journal)
         self._race_file = str(race_file)
@@ -209,7 +213,12 @@ class StagedSearcher(Searcher):
         self._study = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_study": None}  # the study reopens from the journal
+        return {**self.__dict__, "_study": None, "_stop": None}  # the study reopens from the journal
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from search.engine.session import current_stop
+
+        self.__dict__.update(state, _stop=current_stop())
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -247,17 +256,13 @@ class StagedSearcher(Searcher):
         return Searcher.FINISHED
 
     def _assess(self):
-        from analysis.racing import assess
-
         config = self._config
         values: dict[int, list[float]] = {}
         for entry in self._trials.values():
             value = entry.evidence(config.metric)
             if value is not None:
                 values.setdefault(entry.latent_dim, []).append(float(value))
-        race = assess(values, rule=config.rule, tolerance_db=config.tolerance_db, seed=config.seed,
-                      horizon=(config.seeds, config.max_seeds), metric=config.metric,
-                      tolerance_nats=config.tolerance_nats)
+        race = config.decision.assess(values)
         if self._race.stage in ("search", "seeds") and len(values) < len(config.latent_dims):
             # sizes still to measure: nothing is decided yet (one size alone would read as certain)
             race = dataclasses.replace(race, confidence=0.0)
@@ -305,15 +310,13 @@ class StagedSearcher(Searcher):
 
     def _publish(self, race: RaceState) -> None:
         """The new racing state, in memory and in race.json."""
-        from search.engine.session import STOPS, is_disk_full
-
         self._race = race
         try:
             race.write(self._race_file)
         except OSError as exc:  # race.json is for other processes; the state itself is in Tune's snapshot
             if not is_disk_full(exc):
                 raise
-            STOPS.disk_full(str(Path(self._race_file).parent), exc)
+            self._stop.disk_full(str(Path(self._race_file).parent), exc)
 
     def _state(self) -> dict[str, Any]:
         return {"trials": self._trials, "seeds_lr": self._seeds_lr, "race": self._race}

@@ -1,24 +1,14 @@
 """The driver's session for `run` and `resume`: `driver_session` owns the signal handlers, the
-environment variables Ray Tune reads, and the Ray session (started or joined, shut down).
-
-How a run stops early, all through `STOPS` (process-wide, as signals are):
-- the first SIGINT (Ctrl-C) or SIGTERM (a job scheduler, `timeout`, a spot-instance
-  preemption) is recorded by the handler and forwarded to Ray Tune by the `StopWatch`
-  callback (`search.engine.watch`) from inside Tune's loop; Tune stops as on its own Ctrl-C: it
-  saves the experiment state one last time, and running trials stay resumable from their
-  latest checkpoint. `tune_running` then raises `Stopped`; the command exits with 128 + the
-  signal's number (130, 143) and says how to resume. A second signal stops at once.
-- a full disk (`STOPS.disk_full`) stops Tune the same way, then `DiskFull` is raised;
-- trials that no node can run (`STOPS.give_up`) stop it the same way, then `PendingTimeout`.
-A trial's failures are told apart from lost nodes by `search.engine.faults` (a filter on Ray
-Tune's log, attached here). Forwarding is Ray Tune's documented graceful stop: SIGUSR1 to the driver. Ray's own SIGTERM
-handler in the driver (a C++ stack dump) is replaced while the session lasts.
+environment variables Ray Tune reads, the filters on Ray's logs, and the Ray session (started or
+joined, shut down). It yields a `DriverSession`: how many trials fit at once, the session's
+`StopRequest` (`search.engine.stop`: why and how a run stops early) and its `Failures`
+(`search.engine.faults`: a trial's own failures told apart from lost nodes).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
+import dataclasses
 import logging
 import os
 import signal
@@ -28,7 +18,8 @@ from pathlib import Path
 from typing import Iterator
 
 from search.config import SearchConfig
-from search.engine.faults import CONTROLLER_LOGGER, FAILURES, quiet_raylet_messages
+from search.engine.faults import CONTROLLER_LOGGER, Failures, quiet_raylet_messages
+from search.engine.stop import Stopped, StopRequest
 from vae.errors import UsageError
 
 CONNECT_TIMEOUT_S = 5.0
@@ -37,77 +28,6 @@ CONNECT_TIMEOUT_S = 5.0
 # again under a new id; saving every 2 s halved the driver's CPU but let short trials fall into that
 # gap (a kill-and-resume test caught it), so the state is saved at every step.
 SNAPSHOT_S = 0
-
-
-class Stopped(Exception):
-    """A signal stopped the run; what was saved can be resumed. `experiment_path` is None when
-    the signal came before the experiment folder was created."""
-
-    def __init__(self, experiment_path: Path | None, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.experiment_path = experiment_path
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-class PendingTimeout(Exception):
-    """Trials waited `--pending-timeout` seconds for resources while none ran: no node fits them."""
-
-
-class DiskFull(Exception):
-    """The disk under the experiment filled up: the run stopped as a signal stops it.
-
-    `folder`: the folder the user gave; `detail`: what first said so. The command that ran the
-    experiment adds what the user needs to go on (`search.cli.run`): `experiment_path`, `log`
-    (where the details were written), `free` and `needed` (bytes)."""
-
-    def __init__(self, folder: str, detail: BaseException | str | None = None) -> None:
-        super().__init__(f"no space left on device in {folder}")
-        self.folder = folder
-        self.detail = detail
-        self.experiment_path: Path | None = None
-        self.log: Path | None = None
-        self.free = 0
-        self.needed = 0
-
-
-def is_disk_full(exc: BaseException | str | None) -> bool:
-    """ENOSPC anywhere in an exception's chain, or in a (remote) error's text."""
-    seen = set()
-    while isinstance(exc, BaseException) and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return isinstance(exc, str) and "No space left on device" in exc
-
-
-class _DiskFullLogs(logging.Filter):
-    """On Ray's log handlers while a session lasts: a record about a full disk (Ray Tune logs a
-    trial's failure and a failed state save with their tracebacks) stops the run instead of
-    filling the console; its text is kept for the details log (`DiskFull.detail`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: list[str] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            text += "\n" + logging.Formatter().formatException(record.exc_info)
-        if STOPS.full is None and not is_disk_full(text):
-            return True  # once the disk is full, what Ray Tune logs next follows from it: to the log too
-        self.texts.append(text)
-        STOPS.disk_full(STOPS.full or "the experiment's folder", text)
-        return False
-
-
-DISK_FULL_LOGS = _DiskFullLogs()
 
 
 class _VanishedTempFile(logging.Filter):
@@ -125,76 +45,24 @@ class _VanishedTempFile(logging.Filter):
 VANISHED_TEMP_FILE = _VanishedTempFile()
 
 
-class _Stops:
-    """Why the run is stopping, if it is: a signal, a full disk, or trials no node can run."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.forwarded = False
-        self.in_tune = False  # inside Tuner.fit, where Ray Tune stops gracefully on SIGUSR1
-        self.failure: str | None = None  # why the run gave up (no node can run a trial)
-        self.full: str | None = None  # the folder whose disk filled up
-        self.full_detail: BaseException | str | None = None  # what first said so
-
-    def handle(self, signum: int, frame) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt  # the second signal: stop at once
-        self.received = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after saving the experiment state "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
-        if not self.in_tune:
-            raise KeyboardInterrupt
-
-    @property
-    def stopping(self) -> bool:
-        """A signal, a full disk or a pending timeout has asked the run to stop."""
-        return self.received is not None or self.full is not None or self.failure is not None
-
-    def give_up(self, message: str) -> None:
-        """Stop Ray Tune gracefully, then raise PendingTimeout(message) (exit code 2)."""
-        if self.failure is None:
-            self.failure = message
-            os.kill(os.getpid(), signal.SIGUSR1)
-
-    def disk_full(self, folder: str, detail: BaseException | str | None = None) -> None:
-        """Stop Ray Tune gracefully (its state is saved where it still fits), then raise DiskFull.
-        A trial whose checkpoint did not fit is then waiting for its retry: resume runs it."""
-        if self.full is None:
-            self.full, self.full_detail = str(folder), detail
-            os.kill(os.getpid(), signal.SIGUSR1)
-
-    def forward_to_tune(self) -> None:
-        """Called from inside Ray Tune's loop: ask it to stop gracefully (its SIGUSR1 handler)."""
-        if self.received is not None and not self.forwarded:
-            self.forwarded = True
-            os.kill(os.getpid(), signal.SIGUSR1)
+@dataclasses.dataclass(frozen=True)
+class DriverSession:
+    slots: int  # trials the cluster can run at once (at least 1)
+    stop: StopRequest
+    failures: Failures
 
 
-STOPS = _Stops()
+_RUNNING: list[DriverSession] = []  # the session in progress, for what Tuner.restore unpickles
 
 
-@contextlib.contextmanager
-def tune_running() -> Iterator[None]:
-    """Around Tuner.fit: after a stop request, the exception that says why (`Stopped` without
-    the experiment's path, which the caller knows; `DiskFull`; `PendingTimeout`)."""
-    if STOPS.received is not None:
-        raise Stopped(None, STOPS.received)
-    STOPS.in_tune = True
-    try:
-        yield
-    except Exception as exc:
-        # a full disk also breaks what Ray Tune reads back afterwards (an empty error pickle)
-        if STOPS.full is not None or is_disk_full(exc):
-            raise DiskFull(STOPS.full or "the experiment's folder", exc) from None
-        raise
-    finally:
-        STOPS.in_tune = False
-    if STOPS.received is not None:
-        raise Stopped(None, STOPS.received)
-    if STOPS.full is not None:
-        raise DiskFull(STOPS.full, STOPS.full_detail)
-    if STOPS.failure is not None:
-        raise PendingTimeout(STOPS.failure)
+def current_stop() -> StopRequest:
+    """The running session's stop request, for a callback or searcher that Ray Tune unpickled
+    (their pickles leave it out); outside a session (a unit test), one that nothing triggers."""
+    return _RUNNING[-1].stop if _RUNNING else StopRequest()
+
+
+def current_failures() -> Failures:
+    return _RUNNING[-1].failures if _RUNNING else Failures()
 
 
 def check_address(address: str) -> None:
@@ -326,45 +194,49 @@ def trial_slots(config: SearchConfig) -> int:
 
 
 @contextlib.contextmanager
-def driver_session(config: SearchConfig, address: str | None) -> Iterator[int]:
+def driver_session(config: SearchConfig, address: str | None) -> Iterator[DriverSession]:
     """Everything process-wide a run changes, for as long as it runs: SIGINT/SIGTERM recorded in
-    `STOPS`, Ray up (started here or joined), Ray's log handlers watched for a full disk, and
-    the environment variables Ray Tune reads. Yields how many trials can run at once. Ray is
-    shut down at the end if this process started it; handlers and variables are put back."""
+    the session's `StopRequest`, Ray up (started here or joined), Ray's logs watched for a full
+    disk and for trial failures, and the environment variables Ray Tune reads. Ray is shut down
+    at the end if this process started it; handlers, filters and variables are put back."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     started = False
-    STOPS.__init__()  # nothing asked to stop this run yet
-    DISK_FULL_LOGS.texts.clear()
-    FAILURES.reset()
+    stop, failures = StopRequest(), Failures()
+    disk_full_logs = stop.log_filter()
     controller_log = logging.getLogger(CONTROLLER_LOGGER)
     with contextlib.ExitStack() as stack:
         try:
-            signal.signal(signal.SIGINT, STOPS.handle)
-            signal.signal(signal.SIGTERM, STOPS.handle)
+            signal.signal(signal.SIGINT, stop.handle)
+            signal.signal(signal.SIGTERM, stop.handle)
             stack.enter_context(_environ(_environment()))
             started = _start(config, address)
             # ray.init installs a SIGTERM handler of its own in the driver: ours again, and a
             # harmless SIGUSR1 until Ray Tune installs its handler for it
-            signal.signal(signal.SIGTERM, STOPS.handle)
-            signal.signal(signal.SIGINT, STOPS.handle)
+            signal.signal(signal.SIGTERM, stop.handle)
+            signal.signal(signal.SIGINT, stop.handle)
             signal.signal(signal.SIGUSR1, lambda *_: None)
             slots = trial_slots(config)
             # With a search algorithm Ray Tune keeps one trial pending at a time: a short trial then
             # ends before a second actor is up, and trials run one after another on a 2-CPU machine.
             # Allow as many pending trials as the cluster has slots (at least 2); this caps only
-            # trials waiting for resources, not running ones, so an autoscaler still sees demand.
+            # trials waiting for resources, not running ones. An autoscaler is told the run's whole
+            # demand apart (`search.engine.scheduling.Demand`).
             stack.enter_context(_environ({"TUNE_MAX_PENDING_TRIALS_PG": os.environ.get("TUNE_MAX_PENDING_TRIALS_PG",
                                                                                          str(max(2, slots)))}))
             for handler in _ray_log_handlers():
-                handler.addFilter(DISK_FULL_LOGS)
+                handler.addFilter(disk_full_logs)
                 handler.addFilter(VANISHED_TEMP_FILE)
-            controller_log.addFilter(FAILURES)
-            stack.enter_context(quiet_raylet_messages())
-            yield slots
+            controller_log.addFilter(failures)
+            stack.enter_context(quiet_raylet_messages(failures))
+            _RUNNING.append(DriverSession(slots, stop, failures))
+            yield _RUNNING[-1]
+        except KeyboardInterrupt:  # a second signal, or one before Ray Tune ran
+            raise Stopped(None, stop.received or signal.SIGINT) from None
         finally:
-            controller_log.removeFilter(FAILURES)
+            _RUNNING.clear()
+            controller_log.removeFilter(failures)
             for handler in _ray_log_handlers():
-                handler.removeFilter(DISK_FULL_LOGS)
+                handler.removeFilter(disk_full_logs)
                 handler.removeFilter(VANISHED_TEMP_FILE)
             if started:
                 import ray

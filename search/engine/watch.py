@@ -1,4 +1,4 @@
-"""The callback that stops a run from inside Ray Tune's loop (see `search.engine.session`):
+"""The callback that stops a run from inside Ray Tune's loop (see `search.engine.stop`):
 
 - it forwards a SIGINT/SIGTERM the session recorded, so Tune stops gracefully;
 - a trial that failed because the disk is full stops the run (`DiskFull`; the trial is not
@@ -14,27 +14,34 @@ import time
 from ray import tune
 
 from search.engine.progress import error_text
-from search.engine.session import STOPS, is_disk_full
+from search.engine.stop import StopRequest, is_disk_full
 
 
 class StopWatch(tune.Callback):
-    def __init__(self, path: str, pending_timeout_s: float, resources: dict[str, float]) -> None:
+    def __init__(self, path: str, pending_timeout_s: float, resources: dict[str, float], stop: StopRequest) -> None:
+        """`stop`: the driver session's; left out of the pickle (`__setstate__` takes the running one)."""
         self.path = path
         self.pending_timeout_s = pending_timeout_s
         self.resources = resources
+        self._stop = stop
         self._since: float | None = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_since": None}
+        return {**self.__dict__, "_since": None, "_stop": None}
+
+    def __setstate__(self, state: dict) -> None:
+        from search.engine.session import current_stop
+
+        self.__dict__.update(state, _stop=current_stop())
 
     def on_step_begin(self, iteration, trials, **info):
-        STOPS.forward_to_tune()
+        self._stop.forward_to_tune()
         self._check_pending(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         error = error_text(trial)
         if is_disk_full(error):
-            STOPS.disk_full(self.path, error)
+            self._stop.disk_full(self.path, error)
 
     def _check_pending(self, trials) -> None:
         waiting = any(t.status == "PENDING" for t in trials)
@@ -48,7 +55,7 @@ class StopWatch(tune.Callback):
 
             have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
             asked = ", ".join(f"{v:g} {k.upper()}" for k, v in self.resources.items() if v)
-            STOPS.give_up(
+            self._stop.give_up(
                 f"no trial could start within --pending-timeout {self.pending_timeout_s:g} s: each asks for {asked}, "
                 f"the cluster has {have or 'no CPUs or GPUs'} and no node fits; resume the experiment once it does"
             )

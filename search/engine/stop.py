@@ -1,0 +1,177 @@
+"""Why a run stops early, and how: one `StopRequest` per driver session.
+
+The driver session (`search.engine.session.driver_session`) creates it and hands it, as an
+argument, to what can ask for a stop or must know of one: the signal handlers, the `StopWatch`
+and `Progress` callbacks, the searcher, and the filter on Ray's log handlers. Ray Tune pickles
+the callbacks and the searcher with its experiment; the request is left out of their pickles
+(as the Optuna study is) and, when `Tuner.restore` unpickles them, they take the running
+session's (`search.engine.session.current_stop`).
+
+- The first SIGINT (Ctrl-C) or SIGTERM (a job scheduler, `timeout`, a spot-instance
+  preemption) is recorded by `handle`, and forwarded to Ray Tune from inside its loop
+  (`StopWatch` calls `forward_to_tune`): Tune stops as on its own Ctrl-C, saving the experiment
+  state one last time, and running trials stay resumable from their latest checkpoint. The
+  run then raises `Stopped`; the command exits with 128 + the signal's number (130, 143) and
+  says how to resume. A second signal stops at once.
+- A full disk (`disk_full`) stops Tune the same way, then `DiskFull` is raised.
+- Trials that no node can run (`give_up`) stop it the same way, then `PendingTimeout`.
+
+Asking Ray Tune to stop is its documented graceful stop, SIGUSR1 to the driver, sent from one
+place (`_ask_tune`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Iterator
+
+
+class Stopped(Exception):
+    """A signal stopped the run; what was saved can be resumed. `experiment_path` is None when
+    the signal came before the experiment folder was created."""
+
+    def __init__(self, experiment_path: Path | None, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.experiment_path = experiment_path
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class PendingTimeout(Exception):
+    """Trials waited `--pending-timeout` seconds for resources while none ran: no node fits them."""
+
+
+class DiskFull(Exception):
+    """The disk under the experiment filled up: the run stopped as a signal stops it.
+
+    `folder`: the folder the user gave; `detail`: what first said so. What the user needs to go
+    on, known once the experiment exists (`search.cli.run`): `experiment_path`, `log` (where the
+    details were written), `free` and `needed` (bytes)."""
+
+    def __init__(self, folder: str, detail: BaseException | str | None = None, *, experiment_path: Path | None = None,
+                 log: Path | None = None, free: int = 0, needed: int = 0) -> None:
+        super().__init__(f"no space left on device in {folder}")
+        self.folder = folder
+        self.detail = detail
+        self.experiment_path = experiment_path
+        self.log = log
+        self.free = free
+        self.needed = needed
+
+
+def is_disk_full(exc: BaseException | str | None) -> bool:
+    """ENOSPC anywhere in an exception's chain, or in a (remote) error's text."""
+    seen = set()
+    while isinstance(exc, BaseException) and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return isinstance(exc, str) and "No space left on device" in exc
+
+
+class StopRequest:
+    """Why the run is stopping, if it is: a signal, a full disk, or trials no node can run."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None  # the signal
+        self.forwarded = False
+        self.in_tune = False  # inside Tuner.fit, where Ray Tune stops gracefully on SIGUSR1
+        self.failure: str | None = None  # why the run gave up (no node can run a trial)
+        self.full: str | None = None  # the folder whose disk filled up
+        self.full_detail: BaseException | str | None = None  # what first said so
+        self.full_logs: list[str] = []  # what Ray logged about it (`log_filter`), for the details log
+
+    def handle(self, signum: int, frame) -> None:
+        """The SIGINT and SIGTERM handler while the session lasts."""
+        if self.received is not None:
+            raise KeyboardInterrupt  # the second signal: stop at once
+        self.received = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after saving the experiment state "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+        if not self.in_tune:
+            raise KeyboardInterrupt
+
+    @property
+    def stopping(self) -> bool:
+        """A signal, a full disk or a pending timeout has asked the run to stop."""
+        return self.received is not None or self.full is not None or self.failure is not None
+
+    def give_up(self, message: str) -> None:
+        """Stop Ray Tune gracefully, then raise PendingTimeout(message) (exit code 2)."""
+        if self.failure is None:
+            self.failure = message
+            self._ask_tune()
+
+    def disk_full(self, folder: str, detail: BaseException | str | None = None) -> None:
+        """Stop Ray Tune gracefully (its state is saved where it still fits), then raise DiskFull.
+        A trial whose checkpoint did not fit is then waiting for its retry: resume runs it."""
+        if self.full is None:
+            self.full, self.full_detail = str(folder), detail
+            self._ask_tune()
+
+    def forward_to_tune(self) -> None:
+        """Called from inside Ray Tune's loop: pass a recorded signal on to it."""
+        if self.received is not None and not self.forwarded:
+            self.forwarded = True
+            self._ask_tune()
+
+    @staticmethod
+    def _ask_tune() -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)  # Ray Tune's handler: save the state and stop
+
+    @contextlib.contextmanager
+    def running_tune(self) -> Iterator[None]:
+        """Around Tuner.fit: after a stop request, the exception that says why (`Stopped` without
+        the experiment's path, which the caller knows; `DiskFull`; `PendingTimeout`)."""
+        if self.received is not None:
+            raise Stopped(None, self.received)
+        self.in_tune = True
+        try:
+            yield
+        except Exception as exc:
+            # a full disk also breaks what Ray Tune reads back afterwards (an empty error pickle)
+            if self.full is not None or is_disk_full(exc):
+                raise DiskFull(self.full or "the experiment's folder", exc) from None
+            raise
+        finally:
+            self.in_tune = False
+        if self.received is not None:
+            raise Stopped(None, self.received)
+        if self.full is not None:
+            raise DiskFull(self.full, self.full_detail)
+        if self.failure is not None:
+            raise PendingTimeout(self.failure)
+
+    def log_filter(self) -> logging.Filter:
+        """For Ray's log handlers while the session lasts: a record about a full disk (Ray Tune logs
+        a trial's failure and a failed state save with their tracebacks) stops the run instead of
+        filling the console; its text is kept in `full_logs`."""
+        return _DiskFullLogs(self)
+
+
+class _DiskFullLogs(logging.Filter):
+    def __init__(self, stop: StopRequest) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        if self.stop.full is None and not is_disk_full(text):
+            return True  # once the disk is full, what Ray Tune logs next follows from it: to the log too
+        self.stop.full_logs.append(text)
+        self.stop.disk_full(self.stop.full or "the experiment's folder", text)
+        return False
