@@ -146,6 +146,14 @@ class SearchConfig:
         return max(1, int(self.cpus_per_trial))
 
     @property
+    def decision(self):
+        """The run's `analysis.decision.DecisionSettings`: how its choice and confidence are made."""
+        from analysis.decision import DecisionSettings
+
+        return DecisionSettings(rule=self.rule, tolerance_db=self.tolerance_db, tolerance_nats=self.tolerance_nats,
+                                metric=self.metric, seed=self.seed, horizon=(self.seeds, self.max_seeds))
+
+    @property
     def minimum_trials(self) -> int:
         """The trials every run has: the search, then `seeds` per latent size (racing may add more)."""
         return self.trials + self.seeds * len(self.latent_dims)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -43,10 +44,9 @@ def main(args: argparse.Namespace) -> int:
 
     from analysis import figures as figs
     from analysis.latents import latent_means, reconstruction_examples, stratified_subset, tsne_embedding
-    from analysis.racing import both_answers, race_history, side_by_side
+    from analysis.racing import race_history, side_by_side
     from analysis.report import render
     from analysis.rules import METRICS, RULE
-    from analysis.selection import select
     from analysis.summary import summarize, usage_words
     from search.engine.data import load_splits
     from search.store.files import (
@@ -74,16 +74,15 @@ def main(args: argparse.Namespace) -> int:
     trials = read_trials(experiment.path)
     history_file = experiment.path / HISTORY_FILE
     history = pd.read_csv(history_file) if history_file.is_file() else pd.DataFrame(columns=["phase", "latent_dim", "trial_id"])
-    rule = args.rule or config.rule
-    metric = args.metric or config.metric
-    tolerance_db = config.tolerance_db if args.tolerance_db is None else args.tolerance_db
-    tolerance_nats = config.tolerance_nats if args.tolerance_nats is None else args.tolerance_nats
+    # the run's decision settings, with the rule, metric and tolerances asked for here
+    asked = {"rule": args.rule, "metric": args.metric, "tolerance_db": args.tolerance_db, "tolerance_nats": args.tolerance_nats}
+    decision = dataclasses.replace(config.decision, **{k: v for k, v in asked.items() if v is not None})
+    metric = decision.metric
     summary = summarize(trials, latent_dims=list(config.latent_dims), metric=metric)
-    selection = select(summary, rule=rule, tolerance_db=tolerance_db, metric=metric, tolerance_nats=tolerance_nats)
+    selection = decision.select(summary)
     # the confidence of this rule's choice, from whatever seeds trials exist, discounted for the
     # looks racing took exactly as the run's own racing did; and the answer by the other metric
-    races = both_answers(trials, metric=metric, rule=rule, tolerance_db=tolerance_db, tolerance_nats=tolerance_nats,
-                         seed=config.seed, horizon=(config.seeds, config.max_seeds))
+    races = decision.both_answers(trials)
     race = races[metric]
     latent_notes = side_by_side(races) + usage_words(summary)
     stop_reason = read_race(experiment.path / RACE_FILE).stop_reason
@@ -112,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
             "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
             "search_history": figs.search_history(trials),
             "race": figs.race(race_history(trials, METRICS[metric].column), chosen=chosen, confidence=race.confidence,
-                              tolerance=race.tolerance if RULE[rule].margin == "tolerance" else None, metric=metric),
+                              tolerance=race.tolerance if RULE[decision.rule].margin == "tolerance" else None, metric=metric),
             "active_units": figs.active_units(summary, chosen=chosen, threshold=val["active_threshold"]),
             "kl_by_dim": figs.kl_by_dim(val["kl_by_dim"], val["mu_var_by_dim"], latent_dim=chosen,
                                         threshold=val["active_threshold"]),

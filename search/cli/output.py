@@ -61,11 +61,10 @@ def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> N
 def latent_lines(trials, race: RaceState, config: SearchConfig) -> list[str]:
     """The answer by each metric side by side (the run's own decision for its metric) and what
     each latent size uses of its dimensions, from the run's trial table."""
-    from analysis.racing import both_answers, side_by_side
+    from analysis.racing import side_by_side
     from analysis.summary import summarize, usage_words
 
-    races = both_answers(trials, metric=config.metric, rule=config.rule, tolerance_db=config.tolerance_db,
-                         tolerance_nats=config.tolerance_nats, seed=config.seed, horizon=(config.seeds, config.max_seeds))
+    races = config.decision.both_answers(trials)
     if race.race is not None:
         races[config.metric] = race.race
     return side_by_side(races) + usage_words(summarize(trials, latent_dims=list(config.latent_dims)))

@@ -1,0 +1,45 @@
+"""The settings of one decision, passed whole: `DecisionSettings`.
+
+A choice of latent size and its confidence depend on six settings: the rule, its tolerance
+(in dB for PSNR, in nats for nll_iw), the metric, the run's seed (the posterior's draws) and
+the horizon (--seeds, --max-seeds: how many looks racing may take). A run's come from its
+config (`search.config.SearchConfig.decision`); `analyze` may change the rule, the metric and
+the tolerances (`dataclasses.replace`). The searcher's racing, the run's last lines and
+`analyze` all decide through this one object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from analysis.racing import Race, assess, both_answers
+from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS
+from analysis.selection import Selection, select
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    rule: str = DEFAULT_RULE
+    tolerance_db: float = DEFAULT_TOLERANCE_DB
+    tolerance_nats: float = DEFAULT_TOLERANCE_NATS
+    metric: str = DEFAULT_METRIC
+    seed: int = 0
+    horizon: tuple[int, int] | None = None  # (--seeds, --max-seeds)
+
+    def assess(self, values: Mapping[int, Sequence[float]]) -> Race:
+        """The decision on seeds-trial values per latent size, by this metric (`racing.assess`)."""
+        return assess(values, rule=self.rule, tolerance_db=self.tolerance_db, seed=self.seed, horizon=self.horizon,
+                      metric=self.metric, tolerance_nats=self.tolerance_nats)
+
+    def both_answers(self, trials: pd.DataFrame) -> dict[str, Race]:
+        """The decision by each metric on a trial table, this one's metric first."""
+        return both_answers(trials, metric=self.metric, rule=self.rule, tolerance_db=self.tolerance_db,
+                            tolerance_nats=self.tolerance_nats, seed=self.seed, horizon=self.horizon)
+
+    def select(self, summary: pd.DataFrame) -> Selection:
+        """The choice on a per-size summary (`selection.select`)."""
+        return select(summary, rule=self.rule, tolerance_db=self.tolerance_db, metric=self.metric,
+                      tolerance_nats=self.tolerance_nats)
