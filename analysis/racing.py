@@ -116,7 +116,7 @@ class Race:
             return None
         m = METRICS[self.metric]
         gap = abs(self.mean[self.best_latent_dim] - self.mean[self.latent_dim])
-        if RULE[self.rule].margin == "tolerance":
+        if RULE[self.rule].uses_tolerance:
             return (f"latent sizes {self.latent_dim} and {self.best_latent_dim} are within {self.tolerance:g} {m.unit} of "
                     f"each other ({gap:.2f} {m.unit} apart); the rule takes the smaller, {self.latent_dim}")
         better = "above" if m.sign > 0 else "below"

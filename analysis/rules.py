@@ -4,18 +4,27 @@ line imports it for --help)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
 class Rule:
     """A selection rule. Each picks the smallest latent size whose mean is good enough; they
-    differ in what "good enough" is: within a boundary below the best size's mean (the margin:
-    a fixed tolerance in the metric's unit, or the best size's standard error), or, for the
-    knee, the bend of the curve, which has no boundary."""
+    differ in what "good enough" is: within a margin below the best size's mean (a fixed
+    tolerance in the metric's unit, or the best size's standard error), or, for the knee, the
+    bend of the curve, which has no boundary. Adding a rule is one entry in `RULE`: the choice
+    (`analysis.selection`), racing and its confidence (`analysis.racing`), the figures and the
+    command line read everything from here."""
 
     name: str  # the --rule value
-    margin: str | None  # "tolerance" (--tolerance-db / --tolerance-nats), "se" (the best size's SE), None (no boundary)
     words: str  # the rule in one phrase
+    # how far below the best size's mean a size still counts, in the metric's unit, from (the best
+    # size's SE, one per row of means; the tolerance): vectorised over rows. None: no boundary
+    margin: Callable[[Any, float], Any] | None = None
+    within: Callable[[float, str], str] | None = None  # (tolerance, unit) -> "within … of the best"
+    uses_tolerance: bool = False  # --tolerance-db / --tolerance-nats set its margin
+    shows_se: bool = False  # its words give the best size's SE
+    caveat: str = ""  # appended to the words of its choice
 
     @property
     def has_boundary(self) -> bool:
@@ -23,10 +32,23 @@ class Rule:
         return self.margin is not None
 
 
+def _tolerance(best_se, tolerance: float):
+    return tolerance
+
+
+def _one_se(best_se, tolerance: float):
+    import numpy as np
+
+    return np.where(np.isfinite(best_se), best_se, np.nan)  # no SE (one seed): no boundary to draw
+
+
 RULE = {rule.name: rule for rule in (
-    Rule("tolerance", "tolerance", "the smallest size within the tolerance of the best"),
-    Rule("one-se", "se", "the smallest size within one standard error of the best"),
-    Rule("knee", None, "the knee of the metric against latent size"),
+    Rule("tolerance", "the smallest size within the tolerance of the best", margin=_tolerance,
+         within=lambda tolerance, unit: f"within {tolerance:g} {unit} of the best", uses_tolerance=True),
+    Rule("one-se", "the smallest size within one standard error of the best", margin=_one_se,
+         within=lambda tolerance, unit: "within one standard error of the best", shows_se=True,
+         caveat="; this boundary narrows as seeds are added, so its answer can move toward larger sizes"),
+    Rule("knee", "the knee of the metric against latent size"),
 )}
 RULES = tuple(RULE)  # the --rule choices
 DEFAULT_RULE = "tolerance"

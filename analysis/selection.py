@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULE, RULES
+from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULE
 from analysis.summary import se_column
 from vae.errors import UsageError
 
@@ -55,8 +55,8 @@ def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: flo
            metric: str = DEFAULT_METRIC, tolerance_nats: float = DEFAULT_TOLERANCE_NATS) -> Selection:
     """Pick a latent size from `analysis.summary.summarize` output by `metric` (psnr | nll);
     the tolerance is `tolerance_db` for psnr and `tolerance_nats` for nll."""
-    if rule not in RULES:
-        raise UsageError(f"rule must be one of {', '.join(RULES)} but got {rule!r}")
+    if rule not in RULE:
+        raise UsageError(f"rule must be one of {', '.join(RULE)} but got {rule!r}")
     if metric not in METRICS:
         raise UsageError(f"metric must be one of {', '.join(METRICS)} but got {metric!r}")
     for name, value in (("tolerance_db", tolerance_db), ("tolerance_nats", tolerance_nats)):
@@ -122,14 +122,12 @@ def answers(dims: np.ndarray, means: np.ndarray, ses: np.ndarray | None = None, 
     rows = np.arange(len(scores))
     if len(dims) == 1:
         return np.full(len(scores), dims[0])
-    margin_kind = RULE[rule].margin
-    if margin_kind is None:  # the knee
+    rule_ = RULE[rule]
+    if rule_.margin is None:  # the knee
         return dims[_knee_index(dims, scores)]
-    if margin_kind == "se":
-        best_se = np.asarray(ses, dtype=float)[best]
-        margin = np.where(np.isfinite(best_se), best_se, 0.0)  # no SE: the best itself
-    else:
-        margin = np.full(len(scores), float(tolerance))
+    best_se = np.asarray(ses, dtype=float)[best] if ses is not None else np.full(len(scores), np.nan)
+    margin = np.broadcast_to(np.asarray(rule_.margin(best_se, float(tolerance)), dtype=float), (len(scores),))
+    margin = np.where(np.isfinite(margin), margin, 0.0)  # no margin (one-se with one seed): the best itself
     within = scores >= (scores[rows, best] - margin)[:, None]
     return dims[within.argmax(axis=1)]  # the first (smallest) size within the margin
 
@@ -147,25 +145,20 @@ def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = 
     if len(dims) == 1:
         words = f"only latent size {best_dim} has completed trials, so it is chosen ({m.label} {best_mean:.2f} {m.unit})"
         return Choice(best_dim, best_dim, words, None)
-    margin_kind = RULE[rule].margin
-    if margin_kind == "se":
-        if not math.isfinite(best_se):
+    rule_ = RULE[rule]
+    if rule_.margin is not None:
+        margin = float(np.asarray(rule_.margin(np.array([best_se]), float(tolerance))).reshape(-1)[0])
+        if not math.isfinite(margin):
             words = (
-                f"one-standard-error rule not applicable: latent size {best_dim} has fewer than two seeds, so no "
+                f"{rule_.name} rule not applicable: latent size {best_dim} has fewer than two seeds, so no "
                 f"standard error; fell back to the {best}"
             )
             return Choice(best_dim, best_dim, words, None, ("run with --seeds 2 or more for a standard error",))
-        threshold = best_mean - m.sign * best_se
+        threshold = best_mean - m.sign * margin
+        at = f"{best_mean:.2f} ± {best_se:.2f} {m.unit} (mean ± SE over seeds)" if rule_.shows_se else f"{best_mean:.2f} {m.unit}"
         words = (
-            f"smallest latent size whose {m.label} is within one standard error of the best: best is latent size "
-            f"{best_dim} at {best_mean:.2f} ± {best_se:.2f} {m.unit} (mean ± SE over seeds), threshold {threshold:.2f} "
-            f"{m.unit}; this boundary narrows as seeds are added, so its answer can move toward larger sizes"
-        )
-    elif margin_kind == "tolerance":
-        threshold = best_mean - m.sign * tolerance
-        words = (
-            f"smallest latent size whose {m.label} is within {tolerance:g} {m.unit} of the best: best is latent size "
-            f"{best_dim} at {best_mean:.2f} {m.unit}, threshold {threshold:.2f} {m.unit}"
+            f"smallest latent size whose {m.label} is {rule_.within(tolerance, m.unit)}: best is latent size "
+            f"{best_dim} at {at}, threshold {threshold:.2f} {m.unit}{rule_.caveat}"
         )
     else:
         notes: list[str] = []

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULES
+from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULE, RULES
 from vae.config import DATASETS, LR_SCHEDULES, DataConfig, ModelConfig, TrainConfig
 from vae.errors import UsageError
 
@@ -114,7 +114,7 @@ class SearchConfig:
             self.max_trials is None or (isinstance(self.max_trials, int) and self.max_trials >= minimum_trials),
             f"max_trials must be at least trials + seeds x latent sizes ({minimum_trials}) but got {self.max_trials!r}",
         )
-        _check(self.rule in RULES, f"rule must be one of {', '.join(RULES)} but got {self.rule!r}")
+        _check(self.rule in RULE, f"rule must be one of {', '.join(RULE)} but got {self.rule!r}")
         _check(math.isfinite(self.tolerance_db) and self.tolerance_db >= 0, f"tolerance_db must be >= 0 but got {self.tolerance_db}")
         _check(self.metric in METRICS, f"metric must be one of {', '.join(METRICS)} but got {self.metric!r}")
         _check(math.isfinite(self.tolerance_nats) and self.tolerance_nats >= 0,

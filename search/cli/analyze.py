@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
             "reconstructions": figs.reconstructions(*reconstruction_examples(model, splits.test, seed=config.seed)),
             "search_history": figs.search_history(trials),
             "race": figs.race(race_history(trials, METRICS[metric].column), chosen=chosen, confidence=race.confidence,
-                              tolerance=race.tolerance if RULE[decision.rule].margin == "tolerance" else None, metric=metric),
+                              tolerance=race.tolerance if RULE[decision.rule].uses_tolerance else None, metric=metric),
             "active_units": figs.active_units(summary, chosen=chosen, threshold=val["active_threshold"]),
             "kl_by_dim": figs.kl_by_dim(val["kl_by_dim"], val["mu_var_by_dim"], latent_dim=chosen,
                                         threshold=val["active_threshold"]),

@@ -160,3 +160,23 @@ def test_each_rule_in_the_registry_draws_a_threshold_exactly_when_it_has_a_bound
     chosen = select(summarize(table), rule=name)
     assert (chosen.threshold is not None) == RULE[name].has_boundary
     assert chosen.rule.startswith(f"{name}: ")
+
+
+def test_a_new_rule_is_one_entry_in_the_registry(monkeypatch):
+    """A toy rule, `half-tolerance`, added to `analysis.rules.RULE` alone: the choice, its words
+    and threshold, and racing's confidence all follow it with no other change."""
+    from analysis.racing import assess
+    from analysis.rules import Rule
+
+    toy = Rule("half-tolerance", "the smallest size within half the tolerance of the best",
+               margin=lambda best_se, tolerance: tolerance / 2,
+               within=lambda tolerance, unit: f"within {tolerance / 2:g} {unit} of the best", uses_tolerance=True)
+    monkeypatch.setitem(RULE, toy.name, toy)
+    values = {5: [17.0, 17.2], 10: [18.70, 18.80], 15: [19.0, 19.0]}  # 10 is 0.25 dB below 15
+    summary = summarize(_trials(values))
+    assert select(summary, rule="tolerance", tolerance_db=0.3).latent_dim == 10
+    chosen = select(summary, rule="half-tolerance", tolerance_db=0.3)
+    assert chosen.latent_dim == 15 and chosen.threshold == pytest.approx(19.0 - 0.15)
+    assert "within 0.15 dB of the best" in chosen.rule
+    race = assess(values, rule="half-tolerance", tolerance_db=0.3, seed=0)
+    assert race.latent_dim == 15 and 0 < race.confidence < 1
