@@ -136,27 +136,36 @@ _BASELINE_SE: dict[int, float] = {}
 
 
 def _race(job: tuple) -> dict:
+    """One race; with `extend_to`, a race that stopped at --max-seeds below the target is raced on
+    once more to `extend_to` seeds per size, as `vae-search resume EXP --max-seeds N` does: the
+    same values, the horizon (and so the discount) now (--seeds, N)."""
     from analysis.racing import assess, mean_se
 
-    scenario, rule, tolerance_db, seeds, max_seeds, target, race_seed, discount = job
+    scenario, rule, tolerance_db, seeds, max_seeds, target, race_seed, discount, *rest = job
+    extend_to, plan = (rest + [None, None])[:2]
+    plan = plan or max_seeds  # the horizon the discount is planned for
     rng = np.random.default_rng(race_seed)
     means = _true_means(scenario, rng)
     dims = sorted(means)
     values = {d: list(means[d] + scenario["sds"][d] * rng.standard_normal(seeds)) for d in dims}
+    extended = False
     while True:
         try:
             race = _assess(values, scenario, rule=rule, tolerance_db=tolerance_db, seed=race_seed,
-                           horizon=(seeds, max_seeds) if discount else None)
+                           horizon=(seeds, max(plan, max_seeds)) if discount else None)
         except TypeError:  # a checkout whose assess predates the horizon
             race = assess(values, rule=rule, tolerance_db=tolerance_db, seed=race_seed)
         _BASELINE_SE.clear()
         _BASELINE_SE.update({d: (mean_se(v)[1] if len(v) > 1 else math.inf) for d, v in values.items()})
         dim = _step(race, {d: len(v) for d, v in values.items()}, target, max_seeds)
         if dim is None:
+            if extend_to and not extended and race.latent_dim is not None and race.confidence < target:
+                extended, max_seeds = True, extend_to  # the user races on from the finished experiment
+                continue
             break
         values[dim].append(means[dim] + scenario["sds"][dim] * rng.standard_normal())
     return {"right": race.latent_dim == _truth(means, rule, tolerance_db, scenario.get("metric", "psnr")),
-            "confidence": race.confidence, "seeds": sum(len(v) for v in values.values()) / len(dims)}
+            "confidence": race.confidence, "seeds": sum(len(v) for v in values.values()) / len(dims), "extended": extended}
 
 
 def _fixed(job: tuple) -> dict:
@@ -181,6 +190,8 @@ def _summary(rows: list[dict]) -> dict:
         out[f"share_conf_ge_{level}"] = float(sure.mean())
         out[f"p_right_given_conf_ge_{level}"] = float(right[sure].mean()) if sure.any() else None
         out[f"p_wrong_and_conf_ge_{level}"] = float((sure & ~right).mean())
+    if "extended" in rows[0]:
+        out["share_extended"] = float(np.mean([r["extended"] for r in rows]))
     if "seeds" in rows[0]:
         seeds = np.array([r["seeds"] for r in rows])
         out["seeds_per_size_mean"] = float(seeds.mean())
@@ -201,8 +212,8 @@ def run_engine(args: argparse.Namespace, rules: list[str]) -> dict:
     with ProcessPoolExecutor(args.workers) as pool:
         for name, scenario in _scenarios(args).items():
             for rule in rules:
-                jobs = [(scenario, rule, args.tolerance_db, args.seeds, args.max_seeds, args.target, 10_000 + i, not args.no_discount)
-                        for i in range(args.races)]
+                jobs = [(scenario, rule, args.tolerance_db, args.seeds, args.max_seeds, args.target, 10_000 + i, not args.no_discount,
+                         args.extend_to, args.plan_for) for i in range(args.races)]
                 started = time.perf_counter()
                 summary = {"truth": _truth(scenario["means"], rule, args.tolerance_db, scenario.get("metric", "psnr")),
                            **_summary(list(pool.map(_race, jobs, chunksize=8)))}
@@ -231,6 +242,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-discount", action="store_true",
                         help="race on the posterior itself, without the discount for racing's looks (to see what it buys)")
+    parser.add_argument("--extend-to", type=int, default=None,
+                        help="race on once, to this many seeds per size, the races that stopped at --max-seeds below "
+                             "the target (vae-search resume EXP --max-seeds N)")
+    parser.add_argument("--plan-for", type=int, default=None,
+                        help="the discount's horizon is (--seeds, this) from the first look (default: --max-seeds)")
     parser.add_argument("--name", default="calibration", help="results name (bench/results/NAME.json)")
     parser.add_argument("--engine-only", type=Path, help=argparse.SUPPRESS)  # the baseline's subprocess writes here
     parser.add_argument("--rules", default=None, help=argparse.SUPPRESS)
@@ -255,7 +271,8 @@ def main() -> None:
 
     from analysis.rules import DEFAULT_RULE
 
-    figures: dict = {"settings": {"races": args.races, "seeds": args.seeds, "max_seeds": args.max_seeds, "target": args.target,
+    figures: dict = {"settings": {"races": args.races, "seeds": args.seeds, "max_seeds": args.max_seeds, "extend_to": args.extend_to, "plan_for": args.plan_for,
+                                  "target": args.target,
                                   "tolerance_db": args.tolerance_db, "discount": not args.no_discount},
                      "metric": args.metric, "scenarios": _scenarios(args)}
     if args.baseline:

@@ -51,6 +51,9 @@ class SearchConfig:
     max_seeds: int = _flag(6, "racing: at most this many seeds trials per latent size", "positive_int")
     confidence: float = _flag(0.9, "racing: stop once the decision confidence reaches this (0-1, default 0.9)", "positive_float")
     max_trials: int | None = _flag(None, "cap on all trials of the run: search + seeds + racing (default: none)", "positive_int")
+    race_on_to: int | None = _flag(None, "racing's confidence is discounted for looks up to this many seeds per size, so that "
+                                   "`vae-search resume EXP --max-seeds N` can race on up to it and stay calibrated "
+                                   "(default: 2 x --max-seeds)", "positive_int")
     rule: str = _flag(DEFAULT_RULE, f"the selection rule racing makes sure of (default {DEFAULT_RULE}: the smallest size whose "
                       "--metric is within --tolerance-db (or --tolerance-nats) of the best; one-se's answer drifts to larger "
                       "sizes as seeds are added; analyze may use another)", choices=RULES)
@@ -105,6 +108,8 @@ class SearchConfig:
             f"trials must be at least the number of latent sizes ({len(dims)}) so every size is tried, but got {self.trials}",
         )
         _check(self.max_seeds >= self.seeds, f"max_seeds ({self.max_seeds}) must be at least seeds ({self.seeds})")
+        _check(self.race_on_to is None or (isinstance(self.race_on_to, int) and self.race_on_to >= self.max_seeds),
+               f"race_on_to must be at least max_seeds ({self.max_seeds}) but got {self.race_on_to!r}")
         _check(
             isinstance(self.confidence, (int, float)) and 0 < self.confidence < 1,
             f"confidence must be between 0 and 1 (exclusive) but got {self.confidence!r}",
@@ -151,7 +156,7 @@ class SearchConfig:
         from analysis.decision import DecisionSettings
 
         return DecisionSettings(rule=self.rule, tolerance_db=self.tolerance_db, tolerance_nats=self.tolerance_nats,
-                                metric=self.metric, seed=self.seed, horizon=(self.seeds, self.max_seeds))
+                                metric=self.metric, seed=self.seed, horizon=(self.seeds, self.race_on_to or self.max_seeds))
 
     @property
     def minimum_trials(self) -> int:
@@ -224,4 +229,8 @@ def resolve(preset: str, overrides: Mapping[str, Any]) -> SearchConfig:
     if "seeds" in given and "max_seeds" not in given:
         # more seeds than the preset's cap: the cap follows (racing then adds none)
         values["max_seeds"] = max(values.get("max_seeds", SearchConfig.max_seeds), values["seeds"])
+    if values.get("race_on_to") is None:
+        # room for one race-on to twice the cap: the discount covers those looks from the start
+        # (bench/calibration.py --plan-for, docs/calibration.md); experiments made before it have none
+        values["race_on_to"] = 2 * values.get("max_seeds", SearchConfig.max_seeds)
     return SearchConfig(**values)

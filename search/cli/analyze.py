@@ -48,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
     from analysis.report import render
     from analysis.rules import METRICS, RULE
     from analysis.summary import summarize, usage_words
+    from search.cli.output import race_on_line
     from search.engine.data import load_splits
     from search.store.files import (
         BEST_MODEL_DIR,
@@ -149,6 +150,10 @@ def main(args: argparse.Namespace) -> int:
     for note in selection.notes:
         print(f"note: {note}")
     print(f"test split: MSE {test['mse_mean']:.4f}, PSNR {test['psnr_mean']:.2f} dB (trial {selection.best_trial_id})")
+    if decision == config.decision:  # the run's own decision: it can race on
+        line = race_on_line(experiment.path, trials, race.confidence, config)
+        if line:
+            print(line)
     print(f"report: {report}")
     return 0
 
@@ -203,6 +208,7 @@ def _provenance(experiment, trials) -> dict:
     wall = record.get("wall_time_s")
     return {
         "command": record.get("command", "(not recorded)"),
+        "race_ons": [entry["command"] for entry in record.get("race_ons", [])],
         "preset": record.get("preset") or "?",
         "settings": config.to_dict(),
         "data": (f"{data.get('source', record.get('source', '?'))} in {data.get('data_dir', config.data_dir)}: "

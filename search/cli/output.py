@@ -55,7 +55,27 @@ def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> N
         print(f"chosen latent size: {race.latent_dim} (confidence {race.confidence or 0:.2f})")
     else:
         print(f"chosen latent size: none ({race.stop_reason or 'no completed seeds trial'})")
+    line = race_on_line(path, trials, race.confidence, config) if config is not None else None
+    if line:
+        print(line)
     print(f"experiment: {path}")
+
+
+def race_on_line(path: Path, trials, confidence: float | None, config: SearchConfig) -> str | None:
+    """`to race on: vae-search resume PATH --max-seeds N …` when the race ended below its target
+    and the experiment has room to race on (`--race-on-to`), with the seeds trials it would at
+    most add; None otherwise."""
+    if config.race_on_to is None or confidence is None or confidence >= config.confidence or config.max_seeds >= config.race_on_to:
+        return None
+    room = config.decision.room(trials, max_seeds=config.race_on_to)
+    more = sum(room.values())
+    if not more:
+        return None
+    flags = f"--max-seeds {config.race_on_to}"
+    if config.max_trials is not None and len(trials) + more > config.max_trials:
+        flags += f" --max-trials {len(trials) + more}"
+    return (f"to race on: vae-search resume {path} {flags} (at most {more} more seeds trials, for latent sizes "
+            f"{', '.join(str(d) for d, n in sorted(room.items()) if n)})")
 
 
 def latent_lines(trials, race: RaceState, config: SearchConfig) -> list[str]:

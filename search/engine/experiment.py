@@ -149,3 +149,28 @@ def write_tables(experiment: Experiment) -> None:
     from search.store.table import write_tables as write
 
     write(experiment.path, trials_frame(experiment, finished=True), history_frame(experiment))
+
+
+def reopen_search(location: str) -> None:
+    """Let a finished Ray Tune experiment at `location` ask its searcher for trials again: Tune
+    saved its search generator as finished once the searcher said so, and `Tuner.restore` would
+    then end at once. Rewrites that flag in each saved generator state (whole files; a path or a
+    URI); the searcher decides on restore whether a race-on has anything to race."""
+    import pyarrow.fs
+    import ray.cloudpickle as cloudpickle
+
+    from search.store.storage import filesystem, join, read_bytes
+
+    fs, path = filesystem(location)
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True)):
+        if not (info.base_name.startswith("search_gen_state-") and info.base_name.endswith(".json")):
+            continue
+        state = cloudpickle.loads(read_bytes(join(location, info.base_name)))
+        if not state.get("finished"):
+            continue
+        state["finished"] = False
+        staging = join(location, f".{info.base_name}.tmp")
+        target_fs, staging_path = filesystem(staging)
+        with target_fs.open_output_stream(staging_path) as handle:
+            handle.write(cloudpickle.dumps(state))
+        target_fs.move(staging_path, info.path)

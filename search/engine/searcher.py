@@ -206,11 +206,19 @@ class StagedSearcher(Searcher):
             pickle.dump(self._state(), handle)
 
     def restore(self, checkpoint_path: str) -> None:
+        """Ray Tune's restore of the searcher's state. Its settings are read again from run.json:
+        a race-on (`vae-search resume EXP --max-seeds N`) changed the limits there, and a race
+        that stopped short of them is open again."""
         with open(checkpoint_path, "rb") as handle:
             state = pickle.load(handle)
         self._trials, self._seeds_lr, self._race = state["trials"], state["seeds_lr"], state["race"]
         self._restored = True
         self._study = None
+        from search.store.record import read_config
+
+        self._config = read_config(Path(self._race_file).parent) or self._config
+        if self._race.done and self._next_step(self._decide()).latent_dim is not None:
+            self._race = self._race.reopened()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_study": None, "_stop": None}  # the study reopens from the journal
@@ -240,14 +248,9 @@ class StagedSearcher(Searcher):
         return self._trial_config(self._record(trial_id, stage, dim, self._seeds_lr[dim], trial_seed(self._config.seed, k)))
 
     def _race_step(self, trial_id: str) -> dict[str, Any] | str | None:
-        from analysis.racing import next_trial
-
-        config = self._config
         self._set_stage("racing")
         race = self._assess()
-        handed = {d: self._count("seeds", d) + self._count("racing", d) for d in config.latent_dims}
-        budget_left = config.max_trials is None or len(self._trials) < config.max_trials
-        step = next_trial(race, handed, target=config.confidence, max_seeds=config.max_seeds, budget_left=budget_left)
+        step = self._next_step(race)
         if step.latent_dim is not None:
             return self._hand_out(trial_id, "racing", step.latent_dim)
         if self._running():
@@ -255,7 +258,21 @@ class StagedSearcher(Searcher):
         self._publish(self._race.finished(step.stop_reason))
         return Searcher.FINISHED
 
+    def _next_step(self, race):
+        from analysis.racing import next_trial
+
+        config = self._config
+        handed = {d: self._count("seeds", d) + self._count("racing", d) for d in config.latent_dims}
+        budget_left = config.max_trials is None or len(self._trials) < config.max_trials
+        return next_trial(race, handed, target=config.confidence, max_seeds=config.max_seeds, budget_left=budget_left)
+
     def _assess(self):
+        race = self._decide()
+        self._publish(self._race.assessed(race, self._config.confidence))
+        return race
+
+    def _decide(self):
+        """The decision on the finished seeds trials now (`_assess` also publishes it)."""
         config = self._config
         values: dict[int, list[float]] = {}
         for entry in self._trials.values():
@@ -266,7 +283,6 @@ class StagedSearcher(Searcher):
         if self._race.stage in ("search", "seeds") and len(values) < len(config.latent_dims):
             # sizes still to measure: nothing is decided yet (one size alone would read as certain)
             race = dataclasses.replace(race, confidence=0.0)
-        self._publish(self._race.assessed(race, config.confidence))
         return race
 
     # -- bookkeeping ----------------------------------------------------------------------------

@@ -49,6 +49,10 @@ class RaceState:
     def assessed(self, race: Race, target: float) -> "RaceState":
         return dataclasses.replace(self, race=race, target=target, updated_at=time.time())
 
+    def reopened(self) -> "RaceState":
+        """A finished race raced on under new limits (`vae-search resume EXP --max-seeds N`)."""
+        return dataclasses.replace(self, stage="racing", stop_reason=None, updated_at=time.time())
+
     def finished(self, stop_reason: str) -> "RaceState":
         return dataclasses.replace(self, stage="done", stop_reason=stop_reason, updated_at=time.time())
 

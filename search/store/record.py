@@ -42,8 +42,7 @@ class Experiment:
             raise UsageError(f"{path} is not a vae-search experiment (no {RUN_FILE})")
         try:
             record = json.loads(run_file.read_text())
-            # runs made before the learning-rate schedule was a setting trained at a constant rate
-            config = SearchConfig.from_dict({"lr_schedule": "constant", **record["config"]})
+            config = _config(record)
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise UsageError(f"corrupt {run_file}: {exc}") from None
         experiment = cls(path, config, record)
@@ -80,6 +79,19 @@ class Experiment:
 
         if self.record.get("storage_uri"):
             copy(str(self.path), self.record["storage_uri"])
+
+
+def read_config(path: Path) -> SearchConfig | None:
+    """The settings run.json in the experiment folder `path` holds now, or None without one."""
+    run_file = Path(path) / RUN_FILE
+    if not run_file.is_file():
+        return None
+    return _config(json.loads(run_file.read_text()))
+
+
+def _config(record: dict[str, Any]) -> SearchConfig:
+    # runs made before the learning-rate schedule was a setting trained at a constant rate
+    return SearchConfig.from_dict({"lr_schedule": "constant", **record["config"]})
 
 
 def create(config: SearchConfig, path: Path, *, data: dict[str, Any], address: str | None,
