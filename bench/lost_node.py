@@ -30,30 +30,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, median, write  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from tests.search.helpers import training_on  # noqa: E402  (the test's own way to find a node's trial)
+
 ARGS = ("--preset", "smoke", "--epochs", "8", "--max-train", "1000", "--scheduler", "fifo", "--max-failures", "0")
-
-
-def _training_on(node, tune_dir: Path) -> tuple[str, int, int] | None:
-    """(trial id, worker pid, epochs checkpointed) of a trial training on `node` now."""
-    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-    for child in raylet.children(recursive=True):
-        try:
-            if not child.cmdline()[0].startswith("ray::ImplicitFunc") or "trial_" not in child.cwd():
-                continue
-            trial = child.cwd().rsplit("trial_", 1)[1]
-        except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
-            continue
-        checkpoints = sorted((tune_dir / f"trial_{trial}").glob("checkpoint_*"))
-        if checkpoints and int(checkpoints[-1].name.rsplit("_", 1)[1]) < 5:
-            with contextlib.suppress(FileNotFoundError):
-                if time.time() - checkpoints[-1].stat().st_mtime < 1.0:
-                    return trial, child.pid, int(checkpoints[-1].name.rsplit("_", 1)[1]) + 1
-    return None
 
 
 def one_run(storage: Path, name: str, *, lose: bool) -> dict:
@@ -70,12 +54,13 @@ def one_run(storage: Path, name: str, *, lose: bool) -> dict:
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, start_new_session=True)
         lost = None
         while lose and lost is None and driver.poll() is None:
-            found = _training_on(spot, storage / name / "tune")
+            found = training_on(storage / name / "tune", [spot])
             if found:
                 cluster.remove_node(spot, allow_graceful=False)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(found[1], 9)
-                lost = (*found, time.time())
+                checkpoints = sorted((storage / name / "tune" / f"trial_{found[0]}").glob("checkpoint_*"))
+                lost = (*found, int(checkpoints[-1].name.rsplit("_", 1)[1]) + 1 if checkpoints else 0, time.time())
             time.sleep(0.02)
         output, _ = driver.communicate(timeout=600)
         wall = time.time() - started

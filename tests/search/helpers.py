@@ -83,3 +83,29 @@ def main_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     finally:
         os.chdir(previous)
     return subprocess.CompletedProcess(["vae-search", *args], code, out.getvalue(), err.getvalue())
+
+
+def training_on(tune_dir, nodes) -> tuple[str, int] | None:
+    """(trial id, pid of its worker) of a trial training now on one of `nodes` (of a
+    `ray.cluster_utils.Cluster`), with a checkpoint and at least 3 of 8 epochs to go. Its worker
+    is a child of the node's raylet that Ray Tune moved into the trial's folder; the trial's
+    newest checkpoint is fresh (a worker kept for reuse stays in the folder of the trial it
+    finished)."""
+    import contextlib
+    import time
+
+    for node in nodes:
+        raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+        for child in raylet.children(recursive=True):
+            try:
+                if not child.cmdline()[0].startswith("ray::ImplicitFunc") or "trial_" not in child.cwd():
+                    continue
+                trial = child.cwd().rsplit("trial_", 1)[1]
+            except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+                continue
+            checkpoints = sorted((tune_dir / f"trial_{trial}").glob("checkpoint_*"))
+            if checkpoints and int(checkpoints[-1].name.rsplit("_", 1)[1]) < 5:
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - checkpoints[-1].stat().st_mtime < 1.0:
+                        return trial, child.pid
+    return None

@@ -10,10 +10,9 @@ import threading
 import time
 
 import pandas as pd
-import psutil
 import pytest
 
-from tests.search.helpers import cli_process
+from tests.search.helpers import cli_process, training_on
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lost-node")]
 
@@ -27,28 +26,6 @@ def cluster():
         yield cluster
     finally:
         cluster.shutdown()
-
-
-def _running(experiment, nodes) -> tuple[str, int] | None:
-    """(trial id, pid of its worker) of a trial training now on one of `nodes`, with a checkpoint
-    and at least 3 of its 8 epochs to go. Its worker is a child of the node's raylet that Ray Tune
-    moved into the trial's folder; the trial's newest checkpoint is fresh (a worker kept for reuse
-    stays in the folder of the trial it finished)."""
-    for node in nodes:
-        raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-        for child in raylet.children(recursive=True):
-            try:
-                if not child.cmdline()[0].startswith("ray::ImplicitFunc") or "trial_" not in child.cwd():
-                    continue
-                trial = child.cwd().rsplit("trial_", 1)[1]
-            except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
-                continue
-            checkpoints = sorted((experiment / "tune" / f"trial_{trial}").glob("checkpoint_*"))
-            if checkpoints and int(checkpoints[-1].name.rsplit("_", 1)[1]) < 5:
-                with contextlib.suppress(FileNotFoundError):
-                    if time.time() - checkpoints[-1].stat().st_mtime < 1.0:
-                        return trial, child.pid
-    return None
 
 
 def _when(find, deadline_s=120):
@@ -94,13 +71,13 @@ def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_p
     with cli_process(*args) as driver:
         watch = threading.Thread(target=watch_requests, daemon=True)
         watch.start()
-        lost = _when(lambda: _running(experiment, [spot]))
+        lost = _when(lambda: training_on(experiment / "tune", [spot]))
         if lost:
             cluster.remove_node(spot, allow_graceful=False)  # its raylet and store, SIGKILL
             with contextlib.suppress(ProcessLookupError):  # and the trial's worker with them, as the instance goes
                 os.kill(lost[1], 9)
             lost = lost[0]
-        killed = _when(lambda: (found := _running(experiment, [steady])) and found[0] != lost and found)
+        killed = _when(lambda: (found := training_on(experiment / "tune", [steady])) and found[0] != lost and found)
         if killed:
             os.kill(killed[1], 9)
         stdout, stderr = driver.communicate(timeout=300)
