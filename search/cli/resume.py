@@ -39,13 +39,12 @@ def main(args: argparse.Namespace) -> int:
 
     experiment = Experiment.open(args.experiment)
     limits = {name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None}
-    if limits:
-        refuse_if_running(experiment.path)
-        experiment = race_on(experiment, limits)
-    elif experiment.done:  # nothing to run: no data, no Ray
+    if experiment.done and not limits:  # nothing to run: no data, no Ray
         report(experiment.path, read_race(experiment.path / RACE_FILE), experiment.config)
         return 0
-    refuse_if_running(experiment.path)  # before Ray starts; the lock itself is taken in execute
+    refuse_if_running(experiment.path)  # before a race-on writes and Ray starts; execute takes the lock
+    if limits:
+        experiment = race_on(experiment, limits)
     refuse_earlier_layout(experiment)
     return execute(experiment.config, args.address, lambda: load_splits(experiment.config, pinned=experiment.record),
                    lambda data: experiment)

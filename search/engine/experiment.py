@@ -156,21 +156,19 @@ def reopen_search(location: str) -> None:
     saved its search generator as finished once the searcher said so, and `Tuner.restore` would
     then end at once. Rewrites that flag in each saved generator state (whole files; a path or a
     URI); the searcher decides on restore whether a race-on has anything to race."""
-    import pyarrow.fs
     import ray.cloudpickle as cloudpickle
 
     from search.store.storage import filesystem, join, read_bytes
+    from search.store.tune_files import state_names
 
     fs, path = filesystem(location)
-    for info in fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True)):
-        if not (info.base_name.startswith("search_gen_state-") and info.base_name.endswith(".json")):
+    for name in state_names(location):
+        if not name.startswith("search_gen_state-"):
             continue
-        state = cloudpickle.loads(read_bytes(join(location, info.base_name)))
+        state = cloudpickle.loads(read_bytes(join(location, name)))
         if not state.get("finished"):
             continue
         state["finished"] = False
-        staging = join(location, f".{info.base_name}.tmp")
-        target_fs, staging_path = filesystem(staging)
-        with target_fs.open_output_stream(staging_path) as handle:
+        with fs.open_output_stream(f"{path}/.{name}.tmp") as handle:
             handle.write(cloudpickle.dumps(state))
-        target_fs.move(staging_path, info.path)
+        fs.move(f"{path}/.{name}.tmp", f"{path}/{name}")

@@ -6,8 +6,8 @@ the autoscaler drained for preemption). A node that simply vanishes, as a reclai
 instance does, is not marked: each loss spent a retry, and one loss could spend two (a retry
 placed again on the node before Ray's health checks had found it dead).
 
-`Failures`, one per driver session, is a logging filter on Ray Tune's controller, which logs every failure of a trial,
-with its exception, just before counting it. A failure is a lost node when Ray says the
+`Failures`, one per driver session, is a logging filter on Ray Tune's controller, which logs
+every failure of a trial, with its exception, just before counting it. A failure is a lost node when Ray says the
 actor's node died or was preempted, or when the actor cannot be reached at all
 (`ActorUnavailableError`: its node stopped answering). It is then marked `preempted`, which
 Ray Tune does not count, and the trial restarts from its last checkpoint on a live node (or
@@ -64,14 +64,12 @@ def error_words(exc: BaseException | None) -> str:
 
 class Failures(logging.Filter):
     """On Ray Tune's controller logger while a driver session lasts: classifies each trial
-    failure as it is logged (`lost`: trial id -> the lost node's id and IP address; `words`: trial id -> what failed, in a few words), and keeps its text for the
-    driver log (`details`) instead of the console."""
+    failure as it is logged (`lost`: trial id -> the lost node's id and IP address; `words`:
+    trial id -> what failed, in a few words), and keeps its text for the driver log (`details`)
+    instead of the console."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reset()
-
-    def reset(self) -> None:
         self.lost: dict[str, tuple[str, str]] = {}
         self.words: dict[str, str] = {}
         self.details: list[str] = []
@@ -98,7 +96,6 @@ class Failures(logging.Filter):
     def take_details(self) -> list[str]:
         details, self.details = self.details, []
         return details
-
 
 
 @contextlib.contextmanager

@@ -74,10 +74,10 @@ class Progress(tune.Callback):
         self._reset(session)
 
     def _reset(self, session=None) -> None:
-        from search.engine.session import current_failures, current_stop
+        from search.engine.session import current
 
-        self._stop = session.stop if session is not None else current_stop()
-        self._failures = session.failures if session is not None else current_failures()
+        session = session or current()
+        self._stop, self._failures = session.stop, session.failures
         self._started: float | None = None
         self._written = 0.0
         self._heartbeat = 0.0

@@ -138,7 +138,7 @@ class StagedSearcher(Searcher):
         owed = max(0, config.trials - self._count("search"))
         owed += sum(max(0, config.seeds - self._count("seeds", d)) for d in config.latent_dims)
         if self._race.stage == "racing" and self._race.race is not None:
-            handed = {d: self._count("seeds", d) + self._count("racing", d) for d in config.latent_dims}
+            handed = self._handed()
             owed += sum(max(0, config.max_seeds - handed[d]) for d in self._race.race.contenders)
         if config.max_trials is not None:
             owed = min(owed, max(0, config.max_trials - len(self._trials)))
@@ -224,9 +224,9 @@ class StagedSearcher(Searcher):
         return {**self.__dict__, "_study": None, "_stop": None}  # the study reopens from the journal
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from search.engine.session import current_stop
+        from search.engine.session import current
 
-        self.__dict__.update(state, _stop=current_stop())
+        self.__dict__.update(state, _stop=current().stop)
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class StagedSearcher(Searcher):
         from analysis.racing import next_trial
 
         config = self._config
-        handed = {d: self._count("seeds", d) + self._count("racing", d) for d in config.latent_dims}
+        handed = self._handed()
         budget_left = config.max_trials is None or len(self._trials) < config.max_trials
         return next_trial(race, handed, target=config.confidence, max_seeds=config.max_seeds, budget_left=budget_left)
 
@@ -296,6 +296,10 @@ class StagedSearcher(Searcher):
     def _trial_config(entry: TrialRecord) -> dict[str, Any]:
         """What the searcher adds to the trial's config (the rest is the run's template)."""
         return {"phase": entry.phase, "stage": entry.stage, "latent_dim": entry.latent_dim, "lr": entry.lr, "seed": entry.seed}
+
+    def _handed(self) -> dict[int, int]:
+        """Seeds trials handed out per latent size so far (seeds and racing stages, every outcome)."""
+        return {d: self._count("seeds", d) + self._count("racing", d) for d in self._config.latent_dims}
 
     def _count(self, stage: str, dim: int | None = None) -> int:
         return sum(1 for e in self._trials.values() if e.stage == stage and (dim is None or e.latent_dim == dim))

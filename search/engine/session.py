@@ -52,17 +52,13 @@ class DriverSession:
     failures: Failures
 
 
-_RUNNING: list[DriverSession] = []  # the session in progress, for what Tuner.restore unpickles
+_running: DriverSession | None = None  # the session in progress, for what Tuner.restore unpickles
 
 
-def current_stop() -> StopRequest:
-    """The running session's stop request, for a callback or searcher that Ray Tune unpickled
-    (their pickles leave it out); outside a session (a unit test), one that nothing triggers."""
-    return _RUNNING[-1].stop if _RUNNING else StopRequest()
-
-
-def current_failures() -> Failures:
-    return _RUNNING[-1].failures if _RUNNING else Failures()
+def current() -> DriverSession:
+    """The running session, for a callback or searcher that Ray Tune unpickled (their pickles
+    leave it out); outside a session (a unit test), one that nothing stops."""
+    return _running or DriverSession(1, StopRequest(), Failures())
 
 
 def check_address(address: str) -> None:
@@ -199,6 +195,7 @@ def driver_session(config: SearchConfig, address: str | None) -> Iterator[Driver
     the session's `StopRequest`, Ray up (started here or joined), Ray's logs watched for a full
     disk and for trial failures, and the environment variables Ray Tune reads. Ray is shut down
     at the end if this process started it; handlers, filters and variables are put back."""
+    global _running
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     started = False
     stop, failures = StopRequest(), Failures()
@@ -228,12 +225,12 @@ def driver_session(config: SearchConfig, address: str | None) -> Iterator[Driver
                 handler.addFilter(VANISHED_TEMP_FILE)
             controller_log.addFilter(failures)
             stack.enter_context(quiet_raylet_messages(failures))
-            _RUNNING.append(DriverSession(slots, stop, failures))
-            yield _RUNNING[-1]
+            _running = DriverSession(slots, stop, failures)
+            yield _running
         except KeyboardInterrupt:  # a second signal, or one before Ray Tune ran
             raise Stopped(None, stop.received or signal.SIGINT) from None
         finally:
-            _RUNNING.clear()
+            _running = None
             controller_log.removeFilter(failures)
             for handler in _ray_log_handlers():
                 handler.removeFilter(disk_full_logs)

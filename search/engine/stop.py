@@ -5,7 +5,7 @@ argument, to what can ask for a stop or must know of one: the signal handlers, t
 and `Progress` callbacks, the searcher, and the filter on Ray's log handlers. Ray Tune pickles
 the callbacks and the searcher with its experiment; the request is left out of their pickles
 (as the Optuna study is) and, when `Tuner.restore` unpickles them, they take the running
-session's (`search.engine.session.current_stop`).
+session's (`search.engine.session.current`).
 
 - The first SIGINT (Ctrl-C) or SIGTERM (a job scheduler, `timeout`, a spot-instance
   preemption) is recorded by `handle`, and forwarded to Ray Tune from inside its loop

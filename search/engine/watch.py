@@ -30,9 +30,9 @@ class StopWatch(tune.Callback):
         return {**self.__dict__, "_since": None, "_stop": None}
 
     def __setstate__(self, state: dict) -> None:
-        from search.engine.session import current_stop
+        from search.engine.session import current
 
-        self.__dict__.update(state, _stop=current_stop())
+        self.__dict__.update(state, _stop=current().stop)
 
     def on_step_begin(self, iteration, trials, **info):
         self._stop.forward_to_tune()

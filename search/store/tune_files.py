@@ -15,7 +15,7 @@ STATE_BACKUP = ".state-backup"  # in EXPERIMENT/tune; with a cloud --storage, EX
 _STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
 
 
-def _state_names(location: str | Path) -> list[str]:
+def state_names(location: str | Path) -> list[str]:
     """The names of Ray Tune's state files in the folder at `location` (a path or a URI)."""
     import fnmatch
 
@@ -59,7 +59,7 @@ def backup_tune_state(source: str | Path, backup: str | Path) -> None:
     previous backup whole."""
     from vae.files import atomic_write_bytes
 
-    names = _state_names(source)
+    names = state_names(source)
     files = {name: _read(source, name) for name in names}
     if not files or not all(_complete(data) for data in files.values()):
         return
@@ -75,10 +75,10 @@ def restore_tune_state(tune_location: str | Path, backup: str | Path) -> str | N
     None when the folder's state is kept; UsageError when it is torn and there is no backup."""
     from search.store.storage import filesystem, join
 
-    names = _state_names(tune_location)
+    names = state_names(tune_location)
     contents = {name: _read(tune_location, name) for name in names}
     torn = [name for name, data in contents.items() if not _complete(data)]
-    saved = _state_names(backup) if Path(backup).is_dir() else []
+    saved = state_names(backup) if Path(backup).is_dir() else []
     if torn and not saved:
         raise UsageError(f"Ray Tune's state file {join(str(tune_location), torn[0])} is incomplete (an interrupted write) and "
                          f"there is no backup in {backup}; the experiment cannot be resumed")
@@ -164,7 +164,7 @@ def referenced_checkpoints(state: bytes | None) -> dict[str, int] | None:
 
 
 def _newest_references(folder: str | Path) -> dict[str, int] | None:
-    names = [name for name in _state_names(folder) if name.startswith("experiment_state-")]
+    names = [name for name in state_names(folder) if name.startswith("experiment_state-")]
     return referenced_checkpoints(_read(folder, names[-1])) if names else None
 
 

@@ -49,7 +49,7 @@ def test_a_full_disk_and_a_pending_timeout_stop_tune_then_say_why(asked):
 
 
 def test_each_session_has_its_own_request(asked):
-    from search.engine.session import current_stop
+    from search.engine.session import current
 
     first = StopRequest()
     first.disk_full("/data/exp", "No space left on device")
@@ -60,4 +60,4 @@ def test_each_session_has_its_own_request(asked):
     assert not filtered.filter(record) and first.full_logs
     second = StopRequest()
     assert not second.stopping and second.full_logs == []
-    assert not current_stop().stopping  # outside a session: a request nothing triggers
+    assert not current().stop.stopping  # outside a session: a request nothing triggers
