@@ -163,6 +163,7 @@ def _local_checkpoint(experiment, reference: str):
     """A local folder holding the checkpoint (downloaded first when it lives at a URI)."""
     from search.store.storage import copy, is_uri
 
+    reference = experiment.local_reference(reference)
     if not is_uri(reference):
         yield experiment.path / reference
         return

@@ -29,15 +29,17 @@ def execute(experiment: Experiment, splits, *, session: DriverSession, log: Call
     from ray import tune
 
     started = time.perf_counter()
+    session.drive(experiment)  # what Tuner.restore unpickles works on this folder, wherever it was
     experiment.upload_file(RUN_FILE)  # `vae-search status URI/NAME` reads it while the run works
     location = experiment.tune_location
     trainable = _trainable(experiment.config, splits)
     if is_dir(location):
-        notice = restore_tune_state(location, state_backup(experiment.path, experiment.record.get("storage_uri")))
+        notice = restore_tune_state(location, state_backup(experiment.path, experiment.storage_uri))
         if notice:
             log(f"notice: {notice}")
     if tune.Tuner.can_restore(location):
         log(f"restoring {location}")
+        relocate_search(location)
         tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=False)
         searcher = None  # Ray Tune rebuilds it from its saved state
     else:
@@ -115,7 +117,7 @@ def tune_run_config(experiment: Experiment, searcher, session: DriverSession):
     from search.engine.watch import StopWatch
 
     config = experiment.config
-    root = experiment.record.get("storage_uri") or str(experiment.path)
+    root = experiment.storage_uri or str(experiment.path)
     return tune.RunConfig(
         name=TUNE_DIR,
         storage_path=root,
@@ -131,8 +133,10 @@ def tune_run_config(experiment: Experiment, searcher, session: DriverSession):
         # missing. Snapshot and upload at every step of Tune's loop instead (an upload starts only
         # once the previous one has finished).
         sync_config=tune.SyncConfig(sync_period=SNAPSHOT_S),
-        callbacks=[Progress(str(experiment.path), searcher, storage_uri=experiment.record.get("storage_uri"),
-                            minimum_trials=config.minimum_trials, slots=session.slots, epochs=config.epochs, session=session),
+        callbacks=[Progress(str(experiment.path), searcher, storage_uri=experiment.storage_uri,
+                            minimum_trials=config.minimum_trials, epochs=config.epochs, session=session,
+                            per_trial={"cpus": config.cpus_per_trial, "gpus": config.gpus_per_trial,
+                                       "max_concurrent": config.max_concurrent}),
                    StopWatch(str(experiment.path), config.pending_timeout,
                              {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}, session.stop),
                    Demand(searcher, config)],
@@ -154,8 +158,40 @@ def write_tables(experiment: Experiment) -> None:
 def reopen_search(location: str) -> None:
     """Let a finished Ray Tune experiment at `location` ask its searcher for trials again: Tune
     saved its search generator as finished once the searcher said so, and `Tuner.restore` would
-    then end at once. Rewrites that flag in each saved generator state (whole files; a path or a
-    URI); the searcher decides on restore whether a race-on has anything to race."""
+    then end at once. The searcher decides on restore whether a race-on has anything to race."""
+
+    def reopen(state: dict) -> bool:
+        if not state.get("finished"):
+            return False
+        state["finished"] = False
+        return True
+
+    _edit_search_states(location, reopen)
+
+
+def relocate_search(location: str) -> None:
+    """Point the storage saved with Ray Tune's search generator at `location`, where the experiment
+    is now. `Tuner.restore` moves the trials it restores to the folder it restores from, but the
+    trials the searcher creates afterwards take the storage saved in the generator's experiment
+    spec (Ray 2.60): in a moved experiment they would write to the old place, or fail there."""
+    from search.store.storage import filesystem, parent
+
+    fs, path = filesystem(parent(location))
+
+    def relocate(state: dict) -> bool:
+        storage = state["experiment"].spec.get("storage")
+        if storage is None or (storage.storage_fs_path == path and type(storage.storage_filesystem) is type(fs)):
+            return False
+        # what Ray Tune itself changes in the trials it restores at a new place (TuneController._restore_trials)
+        storage.storage_fs_path, storage.storage_filesystem = path, fs
+        return True
+
+    _edit_search_states(location, relocate)
+
+
+def _edit_search_states(location: str, edit: Callable[[dict], bool]) -> None:
+    """Apply `edit` to each search generator state Ray Tune saved at `location` (a path or a URI);
+    a state it changed (`edit` returns True) is written back whole."""
     import ray.cloudpickle as cloudpickle
 
     from search.store.storage import filesystem, join, read_bytes
@@ -166,9 +202,8 @@ def reopen_search(location: str) -> None:
         if not name.startswith("search_gen_state-"):
             continue
         state = cloudpickle.loads(read_bytes(join(location, name)))
-        if not state.get("finished"):
+        if not edit(state):
             continue
-        state["finished"] = False
         with fs.open_output_stream(f"{path}/.{name}.tmp") as handle:
             handle.write(cloudpickle.dumps(state))
         fs.move(f"{path}/.{name}.tmp", f"{path}/{name}")

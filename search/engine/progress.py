@@ -62,14 +62,16 @@ def _finite(value) -> bool:
 
 
 class Progress(tune.Callback):
-    def __init__(self, path: str, searcher, *, storage_uri: str | None, minimum_trials: int, slots: int, epochs: int,
+    def __init__(self, path: str, searcher, *, storage_uri: str | None, minimum_trials: int, per_trial: dict, epochs: int,
                  session=None) -> None:
-        """`session`: the `DriverSession` (its stop request and failures); left out of the pickle."""
+        """`per_trial`: what a trial asks for (`cpus`, `gpus`) and `max_concurrent`: the ETA divides
+        by the trials the cluster's nodes hold now, as they join and leave. `session`: the
+        `DriverSession` (its stop request and failures); left out of the pickle."""
         self.path = path
         self.searcher = searcher  # a StagedSearcher: its `race` is shown
         self.storage_uri = storage_uri
         self.minimum_trials = minimum_trials
-        self.slots = slots
+        self.per_trial = per_trial
         self.epochs = epochs
         self._reset(session)
 
@@ -85,11 +87,18 @@ class Progress(tune.Callback):
         self._lost: dict[str, list] = {}  # node -> [(first seen, host, [(trial id, epoch)])]
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        # no folder in the pickle: an unpickled Progress works where the session's experiment is now
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k not in ("path", "storage_uri")}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._reset()
+        from search.engine.session import current
+
+        session = current()
+        if "per_trial" not in state:  # saved by an earlier release, which counted the slots once
+            state["per_trial"] = {"cpus": 1, "gpus": 0, "max_concurrent": state.pop("slots", None)}
+        self.__dict__.update(state, path=str(session.experiment) if session.experiment else None,
+                             storage_uri=session.storage_uri)
+        self._reset(session)
 
     def on_step_end(self, iteration, trials, **info):
         now = time.monotonic()
@@ -152,9 +161,18 @@ class Progress(tune.Callback):
         else:
             print(line, flush=True)
 
+    def _slots(self, trials) -> int:
+        """Trials the cluster holds at once now (its alive nodes' resources), or those running if more."""
+        import ray
+
+        from search.engine.session import slots_for
+
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        return max(running, slots_for(ray.cluster_resources() if ray.is_initialized() else {}, **self.per_trial))
+
     def _update(self, trials, now: float) -> None:
         race = self.searcher.race
-        status = snapshot([self._describe(t) for t in trials], minimum_trials=self.minimum_trials, slots=self.slots,
+        status = snapshot([self._describe(t) for t in trials], minimum_trials=self.minimum_trials, slots=self._slots(trials),
                           elapsed_s=now - (self._started or now), race=race)
         try:
             write_status(self.path, status)

@@ -221,12 +221,17 @@ class StagedSearcher(Searcher):
             self._race = self._race.reopened()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_study": None, "_stop": None}  # the study reopens from the journal
+        # the study reopens from the journal; the folder is the running session's (where it is now)
+        return {**self.__dict__, "_study": None, "_stop": None, "_journal": None, "_race_file": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         from search.engine.session import current
+        from search.store.files import JOURNAL_FILE, RACE_FILE
 
-        self.__dict__.update(state, _stop=current().stop)
+        session = current()
+        self.__dict__.update(state, _stop=session.stop)
+        if session.experiment is not None:
+            self._journal, self._race_file = str(session.experiment / JOURNAL_FILE), str(session.experiment / RACE_FILE)
 
     # -- stages ---------------------------------------------------------------------------------
 

@@ -45,11 +45,20 @@ class _VanishedTempFile(logging.Filter):
 VANISHED_TEMP_FILE = _VanishedTempFile()
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class DriverSession:
     slots: int  # trials the cluster can run at once (at least 1)
     stop: StopRequest
     failures: Failures
+    # The experiment folder this session drives, once it is open (`drive`). What Tuner.restore
+    # unpickles (the searcher, the callbacks) reads and writes there, not where the folder was
+    # when Ray Tune saved them: a copied, moved or synced-down experiment belongs to its new place.
+    experiment: Path | None = None
+    storage_uri: str | None = None  # where Ray Tune keeps it, when that is a cloud URI
+
+    def drive(self, experiment) -> None:
+        """Bind the session to `experiment` (a `search.store.record.Experiment`)."""
+        self.experiment, self.storage_uri = Path(experiment.path), experiment.storage_uri
 
 
 _running: DriverSession | None = None  # the session in progress, for what Tuner.restore unpickles
@@ -177,15 +186,21 @@ def _start(config: SearchConfig, address: str | None) -> bool:
 
 
 def trial_slots(config: SearchConfig) -> int:
-    """How many trials the cluster can run at once (at least 1)."""
+    """How many trials the cluster can run at once now (at least 1)."""
     import ray
 
-    resources = ray.cluster_resources()
-    slots = int(resources.get("CPU", 1) // config.cpus_per_trial)
-    if config.gpus_per_trial > 0:
-        slots = min(slots, int(resources.get("GPU", 0) // config.gpus_per_trial))
-    if config.max_concurrent:
-        slots = min(slots, config.max_concurrent)
+    return slots_for(ray.cluster_resources(), cpus=config.cpus_per_trial, gpus=config.gpus_per_trial,
+                     max_concurrent=config.max_concurrent)
+
+
+def slots_for(resources: dict[str, float], *, cpus: float, gpus: float, max_concurrent: int | None) -> int:
+    """How many trials of `cpus` and `gpus` each fit in the cluster's `resources` (Ray's totals),
+    at most `max_concurrent`; at least 1."""
+    slots = int(resources.get("CPU", 0) // cpus)
+    if gpus > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // gpus))
+    if max_concurrent:
+        slots = min(slots, max_concurrent)
     return max(1, slots)
 
 
@@ -198,7 +213,8 @@ def driver_session(config: SearchConfig, address: str | None) -> Iterator[Driver
     global _running
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     started = False
-    stop, failures = StopRequest(), Failures()
+    stop = StopRequest()
+    failures = Failures(stop)
     disk_full_logs = stop.log_filter()
     controller_log = logging.getLogger(CONTROLLER_LOGGER)
     with contextlib.ExitStack() as stack:

@@ -27,12 +27,13 @@ class StopWatch(tune.Callback):
         self._since: float | None = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_since": None, "_stop": None}
+        return {**self.__dict__, "_since": None, "_stop": None, "path": None}  # the session's folder on unpickling
 
     def __setstate__(self, state: dict) -> None:
         from search.engine.session import current
 
-        self.__dict__.update(state, _stop=current().stop)
+        session = current()
+        self.__dict__.update(state, _stop=session.stop, path=str(session.experiment) if session.experiment else None)
 
     def on_step_begin(self, iteration, trials, **info):
         self._stop.forward_to_tune()
@@ -55,7 +56,7 @@ class StopWatch(tune.Callback):
 
             have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
             asked = ", ".join(f"{v:g} {k.upper()}" for k, v in self.resources.items() if v)
-            self._stop.give_up(
+            self._stop.cannot_run(
                 f"no trial could start within --pending-timeout {self.pending_timeout_s:g} s: each asks for {asked}, "
                 f"the cluster has {have or 'no CPUs or GPUs'} and no node fits; resume the experiment once it does"
             )

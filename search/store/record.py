@@ -60,25 +60,48 @@ class Experiment:
         return bool(self.record.get("done")) or {"search", "seeds"} <= set(self.record.get("phases_done", ()))
 
     @property
+    def storage_uri(self) -> str | None:
+        """The cloud URI where Ray Tune keeps this experiment, or None when it lives in the folder.
+
+        A run with a cloud `--storage` keeps Ray Tune's experiment in the bucket and the driver's
+        own files in a local folder. A folder that holds Ray Tune's experiment itself (synced down
+        from the bucket, say) is a whole experiment: it is read and written where it is now."""
+        uri = self.record.get("storage_uri")
+        return None if uri and self.holds_tune_state else uri
+
+    @property
+    def holds_tune_state(self) -> bool:
+        """Whether EXPERIMENT/tune holds Ray Tune's experiment state (not only a backup of it)."""
+        return any((self.path / TUNE_DIR).glob("experiment_state-*.json"))
+
+    @property
     def tune_location(self) -> str:
         """Where Ray Tune keeps the experiment: EXPERIMENT/tune, or `--storage URI/NAME/tune`."""
         from search.store.storage import join
 
-        return join(self.record.get("storage_uri") or str(self.path), TUNE_DIR)
+        return join(self.storage_uri or str(self.path), TUNE_DIR)
+
+    def local_reference(self, reference: str) -> str:
+        """A checkpoint reference of trials.csv as this folder reads it: a URI under the bucket
+        this experiment was synced down from becomes the path inside the folder."""
+        uri = self.record.get("storage_uri")
+        if uri and not self.storage_uri and reference.startswith(uri.partition("?")[0].rstrip("/") + "/"):
+            return reference.partition("?")[0][len(uri.partition("?")[0].rstrip("/")) + 1:]
+        return reference
 
     def upload_file(self, name: str) -> None:
         """With a cloud --storage, copy one of the driver's files there now."""
         from search.store.storage import upload_file
 
-        if self.record.get("storage_uri"):
-            upload_file(self.path / name, self.record["storage_uri"])
+        if self.storage_uri:
+            upload_file(self.path / name, self.storage_uri)
 
     def upload(self) -> None:
         """With a cloud --storage, copy the driver's files (tables, run.json, study, report) there too."""
         from search.store.storage import copy
 
-        if self.record.get("storage_uri"):
-            copy(str(self.path), self.record["storage_uri"])
+        if self.storage_uri:
+            copy(str(self.path), self.storage_uri)
 
 
 def read_config(path: Path) -> SearchConfig | None:

@@ -30,7 +30,8 @@ def test_a_finished_trial_is_one_line():
 
 def test_status_json_shows_the_searchers_race_from_memory(tmp_path, capsys):
     race = RaceState(stage="racing", race=Race(latent_dim=10, confidence=0.71, contenders=(10, 15)), target=0.9)
-    progress = Progress(str(tmp_path), SimpleNamespace(race=race), storage_uri=None, minimum_trials=6, slots=2, epochs=4)
+    progress = Progress(str(tmp_path), SimpleNamespace(race=race), storage_uri=None, minimum_trials=6, epochs=4,
+                        per_trial={"cpus": 1, "gpus": 0, "max_concurrent": 2})
     trials = [_trial("a", "TERMINATED", latent_dim=10, epoch=4, psnr_mean=21.0, time_total_s=10.0),
               _trial("b", "TERMINATED", latent_dim=15, epoch=2, psnr_mean=20.0, time_total_s=5.0),
               _trial("c", "RUNNING", latent_dim=15, epoch=1, psnr_mean=19.0)]

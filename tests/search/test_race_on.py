@@ -53,6 +53,10 @@ def raced(tmp_path_factory):
         refused["running"] = main_cli("resume", str(experiment), "--max-seeds", "4")
     unchanged = _files(experiment) == files
 
+    # The experiment folder owns itself: the finished experiment moves before it races on (as after
+    # `aws s3 sync` or a rename), and the interrupted race-on moves again before it resumes.
+    original = experiment
+    experiment = _move(original, storage / "elsewhere" / "ro-moved")
     # race on, killed once its first new trial has a checkpoint
     known = {p.name for p in (experiment / "tune").glob("trial_*")}
     with cli_process("resume", str(experiment), "--max-seeds", "4") as driver:
@@ -65,18 +69,30 @@ def raced(tmp_path_factory):
             time.sleep(0.02)
         out, _ = driver.communicate(timeout=60)
     assert killed, "the race-on finished before it could be killed"
+    interrupted = experiment
+    experiment = _move(interrupted, storage / "third" / "ro-again")
     resumed = run_cli("resume", str(experiment))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     analyzed = main_cli("analyze", str(experiment))
     assert analyzed.returncode == 0, analyzed.stderr[-3000:]
-    return {"experiment": experiment, "first": first, "before": before, "refused": refused, "unchanged": unchanged,
+    return {"experiment": experiment, "original": original, "interrupted": interrupted, "first": first, "before": before, "refused": refused, "unchanged": unchanged,
             "killed_output": out, "resumed": resumed, "analyzed": analyzed}
+
+
+def _move(folder, target):
+    """Copy the experiment to `target` and remove the original."""
+    import shutil
+
+    target.parent.mkdir(parents=True)
+    shutil.copytree(folder, target, symlinks=True)
+    shutil.rmtree(folder)
+    return target
 
 
 def test_a_run_that_stops_below_its_target_says_how_to_race_on(raced):
     lines = raced["first"].stdout.strip().splitlines()
-    assert lines[-1] == f"experiment: {raced['experiment']}"
-    assert re.fullmatch(rf"to race on: vae-search resume {re.escape(str(raced['experiment']))} --max-seeds 4 "
+    assert lines[-1] == f"experiment: {raced['original']}"
+    assert re.fullmatch(rf"to race on: vae-search resume {re.escape(str(raced['original']))} --max-seeds 4 "
                         r"\(at most [1-4] more seeds trials, for latent sizes [\d, ]+\)", lines[-2]), lines[-2]
 
 
@@ -123,6 +139,16 @@ def test_racing_on_trains_only_new_seeds_trials_and_survives_a_sigkill(raced):
         ({"max_seeds": 2}, {"max_seeds": 4}, "vae-search resume EXPERIMENT --max-seeds 4")]
     report = (experiment / "report.html").read_text()
     assert "vae-search resume EXPERIMENT --max-seeds 4" in report
+
+
+def test_a_moved_experiment_races_on_and_resumes_where_it_is_and_writes_nowhere_else(raced):
+    # the race-on ran in the moved folder, was killed, moved again and resumed there (the trials
+    # it trained are asserted above); the old places stay empty
+    assert not raced["original"].exists() and not raced["interrupted"].exists()
+    assert f"experiment: {raced['experiment']}" == raced["resumed"].stdout.strip().splitlines()[-1]
+    assert str(raced["original"]) not in raced["resumed"].stdout + raced["analyzed"].stdout
+    trials = pd.read_csv(raced["experiment"] / "trials.csv")
+    assert all((raced["experiment"] / c).is_dir() for c in trials["checkpoint"])  # relative to where it is now
 
 
 def test_an_experiment_raced_to_its_limit_offers_no_more(raced):

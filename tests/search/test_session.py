@@ -274,3 +274,29 @@ def test_the_bucket_holds_the_experiment_and_analyze_and_status_work_from_it(cha
     assert shown["state"] == "done" and shown["trials"]["done"] == len(table)
     clash = main_cli("run", "--preset", "smoke", "--storage", steps["uri"], "--name", "x", cwd=experiment.parent.parent)
     assert clash.returncode == 2 and "already exists" in clash.stderr
+
+
+def test_an_experiment_synced_down_from_the_bucket_races_on_where_it_is_and_leaves_the_bucket_alone(chain, s3, tmp_path):
+    experiment, steps = chain
+    port, client = s3
+    assert steps["resumed"].returncode == 0, steps["resumed"].stderr[-3000:]
+    # `aws s3 sync s3://bucket/runs/x ./copy/x`: every object of the experiment, Ray Tune's included
+    before = {item["Key"]: item["ETag"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/x/")
+              for item in page.get("Contents", [])}
+    synced = tmp_path / "copy" / "x"
+    for key in (k for k in before if not k.endswith("/")):  # not the folder markers
+        target = synced / key.removeprefix("runs/x/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(BUCKET, key, str(target))
+    race_on = run_cli("resume", str(synced), "--max-seeds", "4", cwd=tmp_path)
+    assert race_on.returncode == 0, race_on.stderr[-3000:]
+    assert race_on.stdout.strip().splitlines()[-1] == f"experiment: {synced}"
+    table = pd.read_csv(synced / "trials.csv")
+    assert (table["stage"] == "racing").sum() > (pd.read_csv(experiment / "trials.csv")["stage"] == "racing").sum()
+    assert all((synced / c).is_dir() for c in table["checkpoint"])  # checkpoints in the folder, not the bucket
+    assert json.loads((synced / "run.json").read_text())["config"]["max_seeds"] == 4
+    analysis = main_cli("analyze", str(synced))
+    assert analysis.returncode == 0, analysis.stderr[-3000:]
+    after = {item["Key"]: item["ETag"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/x/")
+             for item in page.get("Contents", [])}
+    assert after == before  # the bucket's experiment is untouched
