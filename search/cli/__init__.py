@@ -3,8 +3,9 @@ and `main(args) -> exit code`; `main()` here dispatches and turns the errors a u
 into one line on stderr and an exit code.
 
 Heavy imports (torch, ray) happen inside the subcommands' `main`, so `--help` answers at once.
-Bad input raises `UsageError` (and trials that no node can run, `PendingTimeout`): one line
-`vae-search: error: …`, exit code 2, no traceback. A signal (`Stopped`) exits with 128 + its
+Bad input raises `UsageError` (and a cluster that cannot run the trials as asked, `CannotRun`:
+no node fits them, or a GPU trial's node cannot use CUDA): one line `vae-search: error: …`, exit
+code 2, no traceback. A signal (`Stopped`) exits with 128 + its
 number, a full disk (`DiskFull`) with 1; both say how to resume.
 
 `entry()` is the installed command's (and `python -m search`'s): `main()`, then the process
@@ -45,13 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from search.engine.stop import DiskFull, PendingTimeout, Stopped
+    from search.engine.stop import CannotRun, DiskFull, Stopped
 
     try:
         args = build_parser().parse_args(argv)
         return _command(args.command).main(args)
-    except (UsageError, PendingTimeout) as exc:
+    except (UsageError, CannotRun) as exc:
         error(exc)
+        if getattr(exc, "experiment_path", None) is not None:
+            print(f"resume with: vae-search resume {exc.experiment_path}", file=sys.stderr)
         return 2
     except DiskFull as exc:
         details = f"; details in {exc.log}" if exc.log else ""

@@ -115,7 +115,7 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
 
     from search.engine import experiment as engine
     from search.engine.session import driver_session
-    from search.engine.stop import Stopped
+    from search.engine.stop import CannotRun, Stopped
     from search.store.files import JOURNAL_FILE
     from search.store.lock import hold, repair_journal
 
@@ -135,6 +135,8 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
             try:
                 race = engine.execute(experiment, splits, session=session)
             except BaseException as exc:
+                if isinstance(exc, CannotRun):
+                    exc.experiment_path = experiment.path
                 stop = _disk_full(experiment, exc, session.stop.full_logs)
                 _mark_stopped(experiment, stop)
                 if stop is not exc:

@@ -28,6 +28,9 @@ import logging
 import traceback
 from typing import Iterator
 
+from search.engine.ray_seam import driver_printer, not_counted
+from search.engine.stop import DeviceUnusable, StopRequest
+
 CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 _FAILED = "Trial task failed for trial "
 
@@ -39,6 +42,13 @@ def is_lost_node(exc: BaseException | None) -> bool:
     if not isinstance(exc, RayActorError):
         return False  # the trial's own code raised (a RayTaskError), or Ray Tune's own error
     return exc.preempted or isinstance(exc, ActorUnavailableError) or "its node has died" in str(exc)
+
+
+def device_unusable(exc: BaseException | None) -> str | None:
+    """The message of a trial's `DeviceUnusable` (a GPU trial on a node whose CUDA torch cannot
+    use) when `exc` is one, else None."""
+    cause = getattr(exc, "cause", None) or exc
+    return str(cause) if isinstance(cause, DeviceUnusable) else None
 
 
 def actor_node(exc: BaseException) -> tuple[str, str]:
@@ -68,8 +78,9 @@ class Failures(logging.Filter):
     trial id -> what failed, in a few words), and keeps its text for the driver log (`details`)
     instead of the console."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: StopRequest | None = None) -> None:
         super().__init__()
+        self.stop = stop or StopRequest()  # the session's: a GPU no trial can use stops the run
         self.lost: dict[str, tuple[str, str]] = {}
         self.words: dict[str, str] = {}
         self.details: list[str] = []
@@ -85,9 +96,13 @@ class Failures(logging.Filter):
         if is_disk_full(text):
             return True  # to Ray's handlers, where a full disk stops the run (`StopRequest.log_filter`)
         trial_id = message.rsplit("_", 1)[-1]  # Tune names the trial `<trainable>_<id>`
+        unusable = device_unusable(exc)
+        if unusable:
+            not_counted(exc)  # the trial waits, from its checkpoint, for the run to resume on a fixed node
+            self.stop.cannot_run(unusable, DeviceUnusable)
         lost = is_lost_node(exc)
         if lost:
-            exc._preempted = True  # Ray Tune counts every RayActorError but a preempted one
+            not_counted(exc)
             self.lost[trial_id] = actor_node(exc)
         self.words[trial_id] = error_words(exc)
         self.details.append(f"{'lost node' if lost else 'failure'} of trial {trial_id}:\n{text}")
@@ -103,18 +118,11 @@ def quiet_raylet_messages(failures: Failures) -> Iterator[None]:
     """Ray's driver prints the cluster's error messages (a worker or a raylet died, a node was
     marked dead) from a thread, each a paragraph: while this lasts they go to `failures.details`
     (the driver log); everything else Ray prints is left as it is."""
-    from ray._private import worker
-
-    printer = worker.print_to_stdstream
-
-    def to_details(data, ignore_prefix):
+    def to_details(data, printer):
         if data.get("pid") == "raylet":
             failures.details.append("Ray: " + "\n".join(data.get("lines", [])))
         else:
-            printer(data, ignore_prefix)
+            printer(data)
 
-    worker.print_to_stdstream = to_details
-    try:
+    with driver_printer(to_details):
         yield
-    finally:
-        worker.print_to_stdstream = printer

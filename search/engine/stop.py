@@ -14,7 +14,8 @@ session's (`search.engine.session.current`).
   run then raises `Stopped`; the command exits with 128 + the signal's number (130, 143) and
   says how to resume. A second signal stops at once.
 - A full disk (`disk_full`) stops Tune the same way, then `DiskFull` is raised.
-- Trials that no node can run (`give_up`) stop it the same way, then `PendingTimeout`.
+- Trials that no node can run, or a GPU trial on a node whose CUDA torch cannot use
+  (`cannot_run`), stop it the same way, then `PendingTimeout` or `DeviceUnusable` (exit code 2).
 
 Asking Ray Tune to stop is its documented graceful stop, SIGUSR1 to the driver, sent from one
 place (`_ask_tune`).
@@ -46,8 +47,19 @@ class Stopped(Exception):
         return 128 + self.signum
 
 
-class PendingTimeout(Exception):
+class CannotRun(Exception):
+    """The cluster cannot run the trials as asked (exit code 2); the run resumes once it can.
+    `experiment_path`: set once the experiment is known."""
+
+    experiment_path: Path | None = None
+
+
+class PendingTimeout(CannotRun):
     """Trials waited `--pending-timeout` seconds for resources while none ran: no node fits them."""
+
+
+class DeviceUnusable(CannotRun):
+    """A trial asked for a GPU and torch cannot use CUDA on its node (`search.engine.trial.require_cuda`)."""
 
 
 class DiskFull(Exception):
@@ -88,7 +100,8 @@ class StopRequest:
         self.received: int | None = None  # the signal
         self.forwarded = False
         self.in_tune = False  # inside Tuner.fit, where Ray Tune stops gracefully on SIGUSR1
-        self.failure: str | None = None  # why the run gave up (no node can run a trial)
+        self.failure: str | None = None  # why the run gave up (no node can run a trial, or use its GPU)
+        self.failure_kind: type[CannotRun] = PendingTimeout
         self.full: str | None = None  # the folder whose disk filled up
         self.full_detail: BaseException | str | None = None  # what first said so
         self.full_logs: list[str] = []  # what Ray logged about it (`log_filter`), for the details log
@@ -108,10 +121,10 @@ class StopRequest:
         """A signal, a full disk or a pending timeout has asked the run to stop."""
         return self.received is not None or self.full is not None or self.failure is not None
 
-    def give_up(self, message: str) -> None:
-        """Stop Ray Tune gracefully, then raise PendingTimeout(message) (exit code 2)."""
+    def cannot_run(self, message: str, kind: type[CannotRun] = PendingTimeout) -> None:
+        """Stop Ray Tune gracefully, then raise kind(message) (exit code 2)."""
         if self.failure is None:
-            self.failure = message
+            self.failure, self.failure_kind = message, kind
             self._ask_tune()
 
     def disk_full(self, folder: str, detail: BaseException | str | None = None) -> None:
@@ -152,7 +165,7 @@ class StopRequest:
         if self.full is not None:
             raise DiskFull(self.full, self.full_detail)
         if self.failure is not None:
-            raise PendingTimeout(self.failure)
+            raise self.failure_kind(self.failure)
 
     def log_filter(self) -> logging.Filter:
         """For Ray's log handlers while the session lasts: a record about a full disk (Ray Tune logs

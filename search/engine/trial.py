@@ -60,10 +60,39 @@ def build_trial(config: Mapping[str, Any]) -> tuple[TrainConfig, str, Likelihood
     if values:
         raise UsageError(f"unknown trial config key(s): {', '.join(sorted(values))}")
     if use_gpu:
-        import torch
-
-        train["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        train["device"] = "cuda"  # never the CPU in silence: `require_cuda` refuses a node where CUDA is unusable
     return TrainConfig.from_dict(train), phase, likelihood
+
+
+def cuda_problem() -> str | None:
+    """Why torch cannot use CUDA in this process, in a few words; None when it can."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU build"
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return f"no GPU is visible to the process (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r})"
+    try:
+        torch.cuda.init()
+    except Exception as exc:  # noqa: BLE001 (what torch says is the message)
+        said = " ".join(str(exc).split())
+        return f"torch {torch.__version__} says: {said[:200]}"
+    return f"torch {torch.__version__}: torch.cuda.is_available() is False"
+
+
+def require_cuda(node: str) -> None:
+    """Raise `DeviceUnusable` naming `node` when a trial that asked for a GPU cannot use CUDA: not
+    the trial's fault, and no retry there would help; the run stops (`search.engine.faults`) and
+    resumes once the node is fixed."""
+    from search.engine.stop import DeviceUnusable
+
+    problem = cuda_problem()
+    if problem is not None:
+        raise DeviceUnusable(f"a GPU trial cannot use CUDA on node {node}: {problem}")
 
 
 def likelihood_subset(splits: Splits, images: int) -> torch.Tensor:
@@ -98,6 +127,8 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     from vae.training import TrainingDiverged, TrainState, train
 
     train_config, phase, likelihood = build_trial(config)
+    if train_config.device == "cuda":  # before anything is trained, read or written
+        require_cuda(f"{socket.gethostname()} ({ray.get_runtime_context().get_node_id()[:8]})")
     where = {
         "phase": phase,
         "latent_dim": train_config.model.latent_dim,

@@ -1,6 +1,10 @@
 """A real multi-node Ray cluster on this machine (ray.cluster_utils.Cluster): a head that runs
 only the driver, two worker nodes with one CPU each and one with two CPUs and a GPU."""
 
+import json
+import time
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
@@ -19,7 +23,7 @@ def cluster():
     try:
         for _ in range(2):
             cluster.add_node(num_cpus=1)
-        cluster.add_node(num_cpus=2, num_gpus=1)
+        cluster.gpu_node = cluster.add_node(num_cpus=2, num_gpus=1)
         cluster.wait_for_nodes()
         yield cluster
     finally:
@@ -44,18 +48,31 @@ def test_search_spreads_over_nodes_and_ships_data_through_the_object_store(clust
     assert table["pixel_sum"].iloc[0] == pytest.approx(float(driver_data.train.pixels.double().sum()) / 255)
 
 
-def test_fractional_gpus_pack_trials_on_one_gpu(cluster, tmp_path):
-    result = run_cli("run", "--preset", "smoke", "--address", cluster.address, "--gpus-per-trial", "0.5",
-                     "--epochs", "4", "--trials", "2", "--seeds", "1", "--max-seeds", "1", "--scheduler", "fifo",
-                     "--storage", str(tmp_path), "--name", "gpu")
-    assert result.returncode == 0, result.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "gpu" / "trials.csv")
-    assert (table["status"] == "completed").all()
-    # no CUDA here: trials that asked for a GPU fall back to the CPU device and say so
-    assert (table["device"] == "cpu").all()
-    # two trials at 0.5 GPU each run at the same time on the one GPU
-    spans = table.sort_values("started_at")[["started_at", "finished_at"]].to_numpy()
-    assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
+def test_a_gpu_trial_on_a_node_whose_cuda_torch_cannot_use_stops_the_run_before_training(cluster, tmp_path):
+    # Ray counts the node's GPU; torch sees none (no driver): never train on the CPU instead
+    args = ("--address", cluster.address, "--gpus-per-trial", "0.5", "--max-failures", "0")
+    result = run_cli("run", "--preset", "smoke", *args, "--storage", str(tmp_path), "--name", "gpu")
+    experiment = tmp_path / "gpu"
+    assert result.returncode == 2, result.stderr[-3000:]
+    gpu_node = cluster.gpu_node
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vae-search: error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"cannot use CUDA on node {__import__('socket').gethostname()} ({gpu_node.node_id[:8]}): torch" in errors[0]
+    assert result.stderr.strip().splitlines()[-1] == f"resume with: vae-search resume {experiment}"
+    # nothing trained: no checkpoint, no result; the run is not done and its trials are not errored
+    assert not list(experiment.glob("tune/trial_*/checkpoint_*"))
+    assert json.loads((experiment / "run.json").read_text())["done"] is False
+    assert _failures_counted(experiment) == {0}, "a trial was counted as failed (with --max-failures 0 it would be lost)"
+    # resume comes back to the same check, and stops the same way (this node has no CUDA to fix)
+    again = run_cli("resume", str(experiment), "--address", cluster.address)
+    assert again.returncode == 2 and "cannot use CUDA on node" in again.stderr, again.stderr[-3000:]
+    assert not list(experiment.glob("tune/trial_*/checkpoint_*"))
+
+
+def _failures_counted(experiment):
+    """The failures Ray Tune counted against each trial, from its newest saved state."""
+    state = json.loads(max(experiment.glob("tune/experiment_state-*.json")).read_text())
+    return {json.loads(meta)["num_failures"] for _, meta in state["trial_data"]}
 
 
 def test_local_ray_without_gpus_refuses_gpu_trials(tmp_path):
@@ -73,3 +90,33 @@ def test_a_trial_no_node_fits_gives_up_after_the_pending_timeout(cluster, tmp_pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--pending-timeout 3 s" in lines[0] and "3 CPU" in lines[0], result.stderr[-2000:]
     assert not (tmp_path / "stuck" / "trials.csv").exists()
+
+
+def test_the_eta_counts_the_trial_slots_of_the_nodes_alive_now():
+    """cluster.yaml's head holds no trials: the slots come from the workers as they join and leave."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from search.engine.progress import Progress
+
+    def slots():
+        running = [SimpleNamespace(status="RUNNING")]
+        return progress._slots(running)
+
+    grown = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        ray.init(address=grown.address, logging_level="ERROR", log_to_driver=False)
+        progress = Progress("/nonexistent", None, storage_uri=None, minimum_trials=1, epochs=1,
+                            per_trial={"cpus": 1, "gpus": 0, "max_concurrent": None})
+        assert slots() == 1  # no worker yet: the one trial that must be running
+        nodes = [grown.add_node(num_cpus=2), grown.add_node(num_cpus=2)]
+        grown.wait_for_nodes()
+        assert slots() == 4
+        grown.remove_node(nodes[0])
+        deadline = time.monotonic() + 30
+        while slots() != 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert slots() == 2
+    finally:
+        ray.shutdown()
+        grown.shutdown()

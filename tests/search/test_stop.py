@@ -44,7 +44,7 @@ def test_a_full_disk_and_a_pending_timeout_stop_tune_then_say_why(asked):
     assert raised.value.folder == "/data/exp" and raised.value.detail == "No space left on device" and asked == [1]
     stop = StopRequest()
     with pytest.raises(PendingTimeout, match="no node fits"), stop.running_tune():
-        stop.give_up("no node fits")
+        stop.cannot_run("no node fits")
     assert asked == [1, 1]
 
 

@@ -42,16 +42,31 @@ def test_unknown_key_fails_loudly():
         build_config({**_template(momentum=0.9), "latent_dim": 3, "lr": 1e-3, "seed": 0})
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback needs a machine without CUDA")
-def test_gpu_request_falls_back_to_the_cpu_without_cuda():
+def test_a_gpu_request_asks_for_cuda_and_never_falls_back_to_the_cpu():
     config, _ = build_config({**_template(), "latent_dim": 3, "lr": 1e-3, "seed": 0, "use_gpu": True})
+    assert config.device == "cuda"
+    config, _ = build_config({**_template(), "latent_dim": 3, "lr": 1e-3, "seed": 0, "use_gpu": False})
     assert config.device == "cpu"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where torch cannot use CUDA")
+def test_a_node_without_usable_cuda_is_refused_with_what_torch_said(monkeypatch):
+    from search.engine.stop import DeviceUnusable
+    from search.engine.trial import require_cuda
+
+    with pytest.raises(DeviceUnusable, match=r"^a GPU trial cannot use CUDA on node host-1 \(abcd\): torch .+"):
+        require_cuda("host-1 (abcd)")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    if torch.version.cuda is not None:
+        with pytest.raises(DeviceUnusable, match="no GPU is visible to the process"):
+            require_cuda("host-1 (abcd)")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gpu_request_trains_on_cuda():
-    config, _ = build_config({**_template(), "latent_dim": 3, "lr": 1e-3, "seed": 0, "use_gpu": True})
-    assert config.device == "cuda"
+def test_cuda_is_accepted_where_torch_can_use_it():
+    from search.engine.trial import cuda_problem
+
+    assert cuda_problem() is None
 
 
 @pytest.mark.slow
