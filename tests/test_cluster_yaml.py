@@ -28,7 +28,7 @@ def test_cluster_config_is_valid_for_rays_launcher(name, provider):
 
 def test_the_cluster_extra_brings_the_job_client_and_the_job_server():
     (cluster,) = [line for line in (ROOT / "pyproject.toml").read_text().splitlines() if line.startswith("cluster = [")]
-    assert '"ray[default]>=' in cluster  # `ray job submit` on a laptop, the dashboard and job server on the head
+    assert '"ray[default]==' in cluster  # `ray job submit` on a laptop, the dashboard and job server on the head
 
 
 def test_schema_catches_a_broken_config():
@@ -36,3 +36,32 @@ def test_schema_catches_a_broken_config():
     config["max_workers"] = "many"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(config, SCHEMA)
+
+
+def test_the_aws_cluster_boots_rays_image_of_the_ray_and_python_the_project_installs():
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    match = re.fullmatch(r"rayproject/ray:(\d+\.\d+\.\d+)-py3(\d+)-gpu", config["docker"]["image"])
+    assert match, config["docker"]["image"]  # pinned: a release and a Python, never latest or nightly
+    ray_version, python = match.group(1), f"3.{match.group(2)}"
+    requirements = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["cluster"]]
+    for requirement in requirements:
+        if requirement.name == "ray":
+            assert requirement.specifier.contains(ray_version), (str(requirement), ray_version)
+    (pin,) = [r for r in map(Requirement, project["optional-dependencies"]["cluster"]) if r.name == "ray"]
+    assert str(pin.specifier) == f"=={ray_version}"  # the laptop's client is the image's Ray
+    assert SpecifierSet(project["requires-python"]).contains(f"{python}.0")
+    # GPUs passed into the workers' containers; every node on AWS's Deep Learning Base GPU AMI
+    assert "--gpus all" in config["docker"]["worker_run_options"]
+    for node in config["available_node_types"].values():
+        assert node["node_config"]["ImageId"].startswith("resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu")
+    # the project installs into the image's Python; the token and the storage lines as before
+    assert any('pip install -e "$HOME/vae-search[cluster]"' in c for c in config["setup_commands"])
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    assert "--storage s3://" in (ROOT / "cluster.yaml").read_text()
