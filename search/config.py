@@ -84,6 +84,8 @@ class SearchConfig:
                       "int_value")
     num_cpus: int | None = _flag(None, "CPUs of the local Ray (default: all); ignored with --address", "positive_int")
     max_failures: int = _flag(2, "retries of a crashing trial, from its last checkpoint (default 2)", "non_negative_int")
+    deterministic: bool = _flag(False, "torch's deterministic algorithms: GPU runs repeat bit for bit, somewhat slower "
+                                "(CPU runs repeat without it)", "switch")
     pending_timeout: float = _flag(600.0, "give up when trials wait this many seconds for resources while none runs "
                                    "(default 600: an autoscaler's time)", "positive_float")
 
@@ -170,7 +172,7 @@ class SearchConfig:
             model=ModelConfig(channels=self.channels, hidden_dim=self.hidden_dim),
             data=DataConfig(dataset=data["source"], data_dir=data["data_dir"], max_train=self.max_train),
             lr_schedule=self.lr_schedule, beta=self.beta, epochs=self.epochs, batch_size=self.batch_size,
-            threads=self.threads,
+            threads=self.threads, deterministic=self.deterministic,
         )
 
     def to_dict(self) -> dict[str, Any]:

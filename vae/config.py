@@ -73,6 +73,9 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1  # torch intra-op threads; a trial sets it to its CPU share
     device: str = "cpu"
+    # torch's deterministic algorithms (and the cuBLAS workspace they need on CUDA): repeatable
+    # runs on a GPU, at some speed; on a CPU runs repeat without it
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive number but got {self.lr!r}")
@@ -82,6 +85,7 @@ class TrainConfig:
         _check(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be an integer >= 1 but got {self.batch_size!r}")
         _check(isinstance(self.seed, int), f"seed must be an integer but got {self.seed!r}")
         _check(isinstance(self.threads, int) and self.threads >= 1, f"threads must be an integer >= 1 but got {self.threads!r}")
+        _check(isinstance(self.deterministic, bool), f"deterministic must be true or false but got {self.deterministic!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (`from_dict` inverts it)."""

@@ -8,6 +8,7 @@ each epoch's shuffle comes from (seed, epoch) and the noise RNG state is checkpo
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -135,6 +136,7 @@ def train(
 ) -> TrainState:
     """Train until `config.epochs` epochs are done, starting from `state` when given."""
     torch.set_num_threads(config.threads)
+    deterministic(config.deterministic, config.device)
     state = state if state is not None else TrainState.fresh(config, len(splits.train))
     device = torch.device(config.device)
     # uint8 on the device (a no-op view on CPU); batches become float32 there
@@ -164,6 +166,15 @@ def train(
         if on_epoch is not None:
             on_epoch(result, state)
     return state
+
+
+def deterministic(on: bool, device: str) -> None:
+    """torch's deterministic algorithms on or off for this process; on CUDA, cuBLAS's fixed
+    workspace too, which they require (set before cuBLAS starts: the first matrix product)."""
+    if on and torch.device(device).type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.benchmark = False
 
 
 def _train_epoch(state: TrainState, images: torch.Tensor, *, generator_seed: int) -> float:

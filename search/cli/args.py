@@ -105,7 +105,9 @@ def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None 
         if not meta.get("flag", True) or (names is not None and setting.name not in names):
             continue
         options = {"help": meta["help"], "default": None}
-        if meta.get("kind"):
+        if meta.get("kind") == "switch":
+            options["action"] = "store_true"
+        elif meta.get("kind"):
             options["type"] = globals()[meta["kind"]]
         if meta.get("choices"):
             options["choices"] = meta["choices"]

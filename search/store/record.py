@@ -153,7 +153,10 @@ def reproduce_command(config: SearchConfig, preset: str | None) -> str:
     parts = ["vae-search", "run", "--preset", preset or "quick"]
     for key in RUN_FLAGS:
         value = values[key]
-        if value is None:
+        if value is None or value is False:
+            continue
+        if value is True:  # a switch
+            parts.append("--" + key.replace("_", "-"))
             continue
         text = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, list) else (
             f"{value:g}" if isinstance(value, float) else str(value))

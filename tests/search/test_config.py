@@ -45,7 +45,8 @@ def test_the_preset_only_settings_are_the_fields_without_a_flag():
 @pytest.mark.parametrize("preset, overrides", [
     ("smoke", {}),
     ("quick", {"seed": 3, "max_trials": 40, "tolerance_db": 0.25, "rule": "one-se", "num_cpus": 2}),
-    ("paper", {"lr_range": (1e-4, 2e-3), "latent_dims": (8, 16, 32), "gpus_per_trial": 0.5, "pending_timeout": 90.5}),
+    ("paper", {"lr_range": (1e-4, 2e-3), "latent_dims": (8, 16, 32), "gpus_per_trial": 0.5, "pending_timeout": 90.5,
+               "deterministic": True}),
 ])
 def test_the_reproduce_command_resolves_to_the_same_config(preset, overrides):
     import shlex
@@ -64,5 +65,7 @@ def test_the_trial_template_is_a_trainconfig_with_the_runs_values():
     template = config.train_template({"source": "mnist", "data_dir": "/d"})
     assert TrainConfig.from_dict(template.to_dict()) == template
     assert (template.beta, template.epochs, template.threads, template.lr_schedule) == (0.5, 3, 2, "constant")
+    assert not template.deterministic and resolve("quick", {"deterministic": True}).train_template(
+        {"source": "mnist", "data_dir": "/d"}).deterministic
     assert (template.model.channels, template.model.hidden_dim) == (config.channels, config.hidden_dim)
     assert (template.data.dataset, template.data.data_dir, template.data.max_train) == ("mnist", "/d", 4000)

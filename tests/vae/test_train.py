@@ -35,6 +35,21 @@ def test_seeded_runs_are_reproducible_and_seeds_differ(sample_splits):
     assert [r.val_loss for r in first] != [r.val_loss for r in other]
 
 
+def test_deterministic_runs_are_identical_and_the_setting_is_the_processs_for_the_run(sample_splits):
+    try:
+        first = train(_config(epochs=2, deterministic=True), sample_splits)
+        assert torch.are_deterministic_algorithms_enabled()
+        second = train(_config(epochs=2, deterministic=True), sample_splits)
+        untimed = [{k: v for k, v in r.flat().items() if not k.endswith("time_s")} for r in first.history]
+        assert untimed == [{k: v for k, v in r.flat().items() if not k.endswith("time_s")} for r in second.history]
+        for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+        train(_config(epochs=1), sample_splits)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "constant"])
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(sample_splits, tmp_path, schedule):
     config = _config(epochs=3, lr_schedule=schedule)
