@@ -40,8 +40,8 @@ def test_schema_catches_a_broken_config():
 
 def test_the_aws_cluster_boots_rays_image_of_the_ray_and_python_the_project_installs():
     import re
-    import tomllib
 
+    import tomllib
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
 

@@ -23,7 +23,7 @@ from typing import NoReturn, Sequence
 from search.cli.output import PROG, error, megabytes
 from vae.errors import UsageError
 
-COMMANDS = ("run", "resume", "trials", "status", "analyze", "train")  # each a module of this package
+COMMANDS = ("run", "resume", "trials", "status", "analyze", "train", "check")  # each a module of this package
 
 
 class _Parser(argparse.ArgumentParser):

@@ -174,12 +174,13 @@ def relocate_search(location: str) -> None:
     is now. `Tuner.restore` moves the trials it restores to the folder it restores from, but the
     trials the searcher creates afterwards take the storage saved in the generator's experiment
     spec (Ray 2.60): in a moved experiment they would write to the old place, or fail there."""
+    from search.engine.ray_seam import saved_storage
     from search.store.storage import filesystem, parent
 
     fs, path = filesystem(parent(location))
 
     def relocate(state: dict) -> bool:
-        storage = state["experiment"].spec.get("storage")
+        storage = saved_storage(state)
         if storage is None or (storage.storage_fs_path == path and type(storage.storage_filesystem) is type(fs)):
             return False
         # what Ray Tune itself changes in the trials it restores at a new place (TuneController._restore_trials)

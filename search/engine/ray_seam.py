@@ -6,6 +6,8 @@ installed Ray is another or no longer has what is used here.
   Ray marks preempted. A lost node and a GPU the node cannot use are not the trial's fault.
 - `driver_printer`: Ray's driver prints the cluster's error paragraphs from a thread through
   `ray._private.worker.print_to_stdstream`; they go to the experiment's driver log instead.
+- `autoscaled`: whether the cluster has an autoscaler, read from its GCS (`vae-search check`).
+- `autoscaled`: whether the cluster has an autoscaler, from the config its GCS holds (`vae-search check`).
 - `saved_storage`: the storage Ray Tune saves in its search generator's experiment spec, which
   the trials created after `Tuner.restore` take (`search.engine.experiment.relocate_search`).
 """
@@ -48,3 +50,13 @@ def saved_storage(search_state: dict[str, Any]):
     """The `StorageContext` in a search generator state Ray Tune saved (search_gen_state-*.json),
     or None."""
     return search_state["experiment"].spec.get("storage")
+
+
+def autoscaled() -> bool:
+    """Whether the connected cluster has an autoscaler (Ray's GCS holds its cluster config)."""
+    from ray._private import state
+
+    try:
+        return state.state.get_cluster_config() is not None
+    except Exception:  # noqa: BLE001 (an older GCS without it: no autoscaler to speak of)
+        return False

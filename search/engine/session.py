@@ -123,6 +123,27 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def _native_stderr() -> Iterator:
+    """Hold what Ray's native code writes to the process's stderr (file descriptor 2) while it
+    lasts: a refused connection logs a warning there before Python hears of it. Yields a function
+    that returns the text held."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        text = ""
+        try:
+            yield lambda: text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", "replace")
+
+
 def token_path() -> Path:
     """The file Ray reads its authentication token from when RAY_AUTH_TOKEN is not set."""
     return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
@@ -160,10 +181,17 @@ def _start(config: SearchConfig, address: str | None) -> bool:
     common = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     if address:
         check_address(address)
-        try:
-            ray.init(address=address, **common)
-        except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme
-            raise UsageError(f"cannot reach the Ray cluster at --address {address}: {' '.join(str(exc).split())[:300]}") from None
+        with _native_stderr() as said:
+            try:
+                ray.init(address=address, **common)
+                failure = None
+            except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme
+                failure = exc
+        if failure is not None:
+            why = ("it refused this client's token (RAY_AUTH_TOKEN, or the file RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token "
+                   "names): use the cluster's token") if "Unauthenticated" in said() else " ".join(str(failure).split())[:300]
+            raise UsageError(f"cannot reach the Ray cluster at --address {address}: {why}") from None
+        sys.stderr.write(said())  # joined: what Ray's native code said is the user's to read
         private_token()
         return True
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":

@@ -1,0 +1,50 @@
+"""What search/engine/ray_seam.py uses of Ray's internals is still there: this fails, with what
+moved, when the installed Ray is one the seam was not checked on or lacks what it uses."""
+
+import inspect
+from importlib.metadata import version
+
+from search.engine import ray_seam
+
+
+def test_the_installed_ray_is_one_the_seam_was_checked_on():
+    installed = ".".join(version("ray").split(".")[:2])
+    assert installed in ray_seam.CHECKED_ON, (
+        f"Ray {version('ray')} is not among the releases search/engine/ray_seam.py was checked on "
+        f"({', '.join(ray_seam.CHECKED_ON)}): re-check each use it lists, then add {installed}")
+
+
+def test_a_failure_made_not_counted_is_one_ray_tune_does_not_count():
+    from ray.exceptions import RayActorError, RayTaskError
+    from ray.tune.experiment.trial import Trial
+
+    actor = RayActorError()
+    ray_seam.not_counted(actor)
+    assert actor.preempted
+    task = RayTaskError("run_trial", "Traceback ...", RuntimeError("no CUDA"))
+    ray_seam.not_counted(task)
+    assert isinstance(task.as_instanceof_cause(), RayActorError) and task.as_instanceof_cause().preempted
+    # how Ray Tune decides (Trial.handle_error): a task error's cause that is an actor error is
+    # handled as one, and a preempted actor error is not counted
+    assert "as_instanceof_cause()" in inspect.getsource(Trial._handle_ray_task_error)
+    assert "exc.preempted" in inspect.getsource(Trial._handle_ray_actor_error)
+
+
+def test_the_driver_printer_is_swapped_and_put_back():
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+    seen = []
+    with ray_seam.driver_printer(lambda data, printer: seen.append(data)):
+        worker.print_to_stdstream({"pid": "raylet", "lines": ["x"]}, False)
+    assert worker.print_to_stdstream is original and seen == [{"pid": "raylet", "lines": ["x"]}]
+
+
+def test_the_search_generator_saves_its_experiment_and_the_gcs_its_autoscaler_config():
+    from ray._private import state
+    from ray.tune.experiment import Experiment
+    from ray.tune.search.search_generator import SearchGenerator
+
+    assert '"experiment": self._experiment' in inspect.getsource(SearchGenerator.get_state)
+    assert '"storage": self.storage' in inspect.getsource(Experiment.__init__)
+    assert callable(state.state.get_cluster_config)
