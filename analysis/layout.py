@@ -15,6 +15,21 @@ STAGES = ("search", "seeds", "racing", "done")  # the `stage` column uses the fi
 
 # the `status` column
 COMPLETED, STOPPED, DIVERGED, ERRORED = "completed", "stopped", "diverged", "errored"
+ENDED = (COMPLETED, STOPPED, DIVERGED, ERRORED)
+
+
+def outcome(tune_status: str, *, diverged: bool, epochs: int, max_epochs: int) -> str:
+    """How a trial ended, from what Ray Tune knows of it (its status: PENDING, RUNNING, PAUSED,
+    TERMINATED or ERROR; whether its last result said diverged; the epochs it reached): one of
+    `ENDED`, or Tune's status in lower case while it has not ended. The searcher, the trial table
+    and status.json all ask this."""
+    if tune_status == "ERROR":
+        return ERRORED
+    if diverged:
+        return DIVERGED
+    if tune_status == "TERMINATED":
+        return COMPLETED if epochs >= max_epochs else STOPPED
+    return tune_status.lower()
 
 DIGITS = range(N_CLASSES)
 DIGIT_COLUMNS = [f"mse_digit_{d}" for d in DIGITS] + [f"psnr_digit_{d}" for d in DIGITS]

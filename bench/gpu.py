@@ -10,7 +10,8 @@ copy of them), unpacked into a temporary folder. Runs, for each --shares value:
 
 while `nvidia-smi` is sampled every 0.5 s (GPU utilisation, memory used, memory per process).
 Then one trial's training on CUDA is checked: 2 epochs straight against 1 epoch, a checkpoint
-written and read back, and 1 more epoch (the largest weight difference), and nll_iw twice.
+written and read back, and 1 more epoch (the largest weight difference), and nll_iw twice; and
+`--deterministic`: two trials of one seed with it and two without (`--checks-only`: no runs).
 Prints and writes bench/results/<--name>.json, the README's estimate beside the figures.
 """
 
@@ -147,6 +148,33 @@ def cuda_checks(data_dir: Path, device: str = "cuda", max_train: int = 12000) ->
     }
 
 
+def determinism(data_dir: Path, device: str = "cuda", max_train: int = 12000) -> dict:
+    """`--deterministic` on the device: two paper trials of one seed (2 epochs) with it and two
+    without; the largest weight difference and the validation losses of each pair."""
+    import dataclasses
+
+    import torch
+
+    from vae import DataConfig, ModelConfig, TrainConfig, load_data
+    from vae.training import train
+
+    splits = load_data(DataConfig(dataset="mnist", data_dir=str(data_dir), max_train=max_train), download=False).for_training()
+    base = TrainConfig(model=ModelConfig(latent_dim=15, channels=(32, 64), hidden_dim=256), batch_size=128, epochs=2,
+                       lr=1e-3, seed=3, device=device)
+    out = {}
+    for on in (True, False):
+        config = dataclasses.replace(base, deterministic=on)
+        first, second = train(config, splits), train(config, splits)
+        out["with" if on else "without"] = {
+            "max_weight_diff": max(float((a - b).abs().max()) for a, b in zip(first.model.state_dict().values(),
+                                                                              second.model.state_dict().values(), strict=True)),
+            "val_loss": [first.history[-1].val_loss, second.history[-1].val_loss],
+            "epoch_s": [r.time_s for r in first.history + second.history],
+        }
+    torch.use_deterministic_algorithms(False)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="a folder holding MNIST/raw (the full MNIST)")
@@ -154,6 +182,7 @@ def main() -> None:
     parser.add_argument("--shares", default="0.25,0.125", help="GPU shares per trial to run, comma-separated")
     parser.add_argument("--run-args", default="", help="more `run` flags, e.g. '--epochs 5 --trials 8' (default: the paper preset)")
     parser.add_argument("--name", default="gpu")
+    parser.add_argument("--checks-only", action="store_true", help="the CUDA checks and --deterministic's, no runs")
     args = parser.parse_args()
     try:
         import torch
@@ -176,7 +205,9 @@ def main() -> None:
             data_dir = Path(tmp) / "data"
         figures["cuda_checks"] = cuda_checks(data_dir)
         print(json.dumps(figures["cuda_checks"]), flush=True)
-        for share in (float(s) for s in args.shares.split(",")):
+        figures["deterministic"] = determinism(data_dir)
+        print(json.dumps(figures["deterministic"]), flush=True)
+        for share in (() if args.checks_only else (float(s) for s in args.shares.split(","))):
             figures["runs"].append(one_run(data_dir, share, args.run_args.split(), Path(tmp) / "experiments"))
             print(json.dumps(figures["runs"][-1]), flush=True)
     done = [r for r in figures["runs"] if "error" not in r]

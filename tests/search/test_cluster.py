@@ -88,7 +88,8 @@ def test_a_trial_no_node_fits_gives_up_after_the_pending_timeout(cluster, tmp_pa
                      "--pending-timeout", "3", "--storage", str(tmp_path), "--name", "stuck")
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--pending-timeout 3 s" in lines[0] and "3 CPU" in lines[0], result.stderr[-2000:]
+    assert len(lines) == 2 and "--pending-timeout 3 s" in lines[0] and "3 CPU" in lines[0], result.stderr[-2000:]
+    assert lines[1] == f"resume with: vae-search resume {tmp_path / 'stuck'}"
     assert not (tmp_path / "stuck" / "trials.csv").exists()
 
 

@@ -1,0 +1,150 @@
+"""What the searcher knows of each Ray Tune trial, and which stage hands out the next one: pure
+bookkeeping, no Ray and no Optuna (`search.engine.searcher` is the Tune adapter over it).
+
+1. **search**: `--trials` trials proposed by Optuna (`search.engine.study`).
+2. **seeds**: once the search budget is handed out, a free slot goes to a latent size whose
+   search trials have all finished: its best learning rate (most epochs trained, then highest
+   PSNR) retrained with new seeds, `--seeds` times, for all epochs.
+3. **racing**: once every seeds trial has finished, `analysis.racing` says what comes next (a
+   seed for a contender, or stop).
+
+The k-th seeds trial of every size gets `trial_seed(--seed, k)`: the sizes share seed k within a
+run (the same shuffles), and runs with different `--seed` values share no trial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis.layout import COMPLETED, STOPPED, outcome
+from search.config import SearchConfig
+
+RUNNING = "running"
+
+
+@dataclass
+class TrialRecord:
+    """What the searcher knows of one Tune trial."""
+
+    stage: str  # search | seeds | racing
+    latent_dim: int
+    lr: float
+    seed: int
+    state: str = RUNNING  # RUNNING, then its trials.csv status (`analysis.layout.outcome`)
+    epochs: int = 0  # epochs trained when it ended
+    psnr: float | None = None  # its last validation PSNR
+    nll: float | None = None  # seeds and racing: its nll_iw after the last epoch
+    storage_id: int | None = None  # search stage: the Optuna trial's id in the journal ...
+    number: int | None = None  # ... and its number in the study
+    reported: int = 0  # search stage: the last epoch reported to Optuna
+
+    @property
+    def phase(self) -> str:
+        """`search` or `seeds` (racing trials are seeds trials too): the trial's phase column."""
+        return "search" if self.stage == "search" else "seeds"
+
+    def evidence(self, metric: str) -> float | None:
+        """A completed seeds or racing trial's value of `metric` (psnr | nll), else None."""
+        value = self.psnr if metric == "psnr" else self.nll
+        return value if self.stage != "search" and self.state == COMPLETED else None
+
+    def trial_config(self) -> dict:
+        """What the searcher adds to the trial's config (the rest is the run's template)."""
+        return {"phase": self.phase, "stage": self.stage, "latent_dim": self.latent_dim, "lr": self.lr, "seed": self.seed}
+
+
+def trial_seed(run_seed: int, k: int) -> int:
+    """The seed of every size's k-th seeds trial in the run with `--seed run_seed`: a 32-bit draw
+    from numpy's SeedSequence of (run_seed, k) (S + k would give --seed 0 and 3 a common seed)."""
+    return int(np.random.SeedSequence([run_seed, k]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the next free slot gets: `search` (ask Optuna), `seeds` (a seed for `latent_dim`),
+    `wait` (a result still to come decides), or `race` (ask racing)."""
+
+    kind: str
+    latent_dim: int | None = None
+
+
+@dataclass
+class Ledger:
+    trials: dict[str, TrialRecord] = field(default_factory=dict)  # by Tune trial id
+    seeds_lr: dict[int, float] = field(default_factory=dict)  # size -> the lr its seeds trials use (fixed once chosen)
+
+    def next_action(self, config: SearchConfig) -> Action:
+        if self.count("search") < config.trials:
+            return Action("search")
+        for dim in config.latent_dims:
+            if not self.running("search", dim) and self.count("seeds", dim) < config.seeds:
+                return Action("seeds", dim)
+        if self.running("search") or self.running("seeds"):
+            return Action("wait")  # racing needs every seeds trial's result
+        return Action("race")
+
+    def record(self, trial_id: str, stage: str, dim: int, lr: float, seed: int) -> TrialRecord:
+        self.trials[trial_id] = TrialRecord(stage=stage, latent_dim=dim, lr=lr, seed=seed)
+        return self.trials[trial_id]
+
+    def seed_for(self, trial_id: str, stage: str, dim: int, config: SearchConfig) -> TrialRecord:
+        """The size's next seeds (or racing) trial, at the size's best search lr."""
+        if dim not in self.seeds_lr:
+            self.seeds_lr[dim] = self.best_lr(dim, config.lr_range)
+        k = 1 + self.count("seeds", dim) + self.count("racing", dim)
+        return self.record(trial_id, stage, dim, self.seeds_lr[dim], trial_seed(config.seed, k))
+
+    def finish(self, trial_id: str, result: dict, *, error: bool, max_epochs: int) -> TrialRecord | None:
+        """Record how the trial ended (None for a trial this ledger never handed out)."""
+        entry = self.trials.get(trial_id)
+        if entry is None:
+            return None
+        epochs = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
+        entry.state = outcome("ERROR" if error else "TERMINATED", diverged=bool(result.get("diverged")), epochs=epochs,
+                              max_epochs=max_epochs)
+        entry.epochs, entry.psnr, entry.nll = epochs, result.get("psnr_mean"), result.get("nll_iw")
+        return entry
+
+    def count(self, stage: str, dim: int | None = None) -> int:
+        return sum(1 for e in self.trials.values() if e.stage == stage and (dim is None or e.latent_dim == dim))
+
+    def running(self, stage: str | None = None, dim: int | None = None) -> bool:
+        return any(e.state == RUNNING and (stage is None or e.stage == stage) and (dim is None or e.latent_dim == dim)
+                   for e in self.trials.values())
+
+    def handed(self, latent_dims) -> dict[int, int]:
+        """Seeds trials handed out per latent size so far (seeds and racing stages, every outcome)."""
+        return {d: self.count("seeds", d) + self.count("racing", d) for d in latent_dims}
+
+    def evidence(self, metric: str) -> dict[int, list[float]]:
+        """The finished seeds trials' values of `metric`, per size: what the decision sees."""
+        values: dict[int, list[float]] = {}
+        for entry in self.trials.values():
+            value = entry.evidence(metric)
+            if value is not None:
+                values.setdefault(entry.latent_dim, []).append(float(value))
+        return values
+
+    def best_lr(self, dim: int, lr_range: tuple[float, float]) -> float:
+        """The lr of the size's best search trial: most epochs trained first (an early-stopped
+        trial is not compared with a finished one), then highest PSNR; else the range's middle."""
+        usable = [e for e in self.trials.values() if e.stage == "search" and e.latent_dim == dim
+                  and e.state in (COMPLETED, STOPPED) and e.psnr is not None and math.isfinite(e.psnr)]
+        if not usable:
+            return math.sqrt(lr_range[0] * lr_range[1])
+        return max(usable, key=lambda e: (e.epochs, e.psnr)).lr
+
+    def owed(self, config: SearchConfig, racing_contenders: tuple[int, ...] | None) -> int:
+        """Trials still to hand out: the rest of the search, the seeds trials not handed out yet
+        and, while racing, each contender's room up to --max-seeds; capped by --max-trials."""
+        owed = max(0, config.trials - self.count("search"))
+        owed += sum(max(0, config.seeds - self.count("seeds", d)) for d in config.latent_dims)
+        if racing_contenders is not None:
+            handed = self.handed(config.latent_dims)
+            owed += sum(max(0, config.max_seeds - handed[d]) for d in racing_contenders)
+        if config.max_trials is not None:
+            owed = min(owed, max(0, config.max_trials - len(self.trials)))
+        return owed
