@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from analysis.racing import NextTrial, Race, assess, both_answers, next_trial, values_by_latent_dim
+from analysis.racing import Limits, NextTrial, Race, assess, both_answers, handed_out, values_by_latent_dim
 from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS
 from analysis.selection import Selection, select
 
@@ -50,14 +50,12 @@ class DecisionSettings:
         handed = _handed(trials)
         return {d: max(0, max_seeds - handed.get(d, 0)) for d in race.contenders}
 
-    def next_step(self, trials: pd.DataFrame, *, target: float, max_seeds: int, trials_left: bool) -> NextTrial:
-        """What racing would do next on a trial table under these limits: a seed for a size, or
-        why it stops (`vae-search resume EXP --max-seeds N` checks there is something to race)."""
+    def next_step(self, trials: pd.DataFrame, limits: Limits) -> NextTrial:
+        """What racing would do next on a trial table under `limits`: a seed for a size, or why it
+        stops (`vae-search resume EXP --max-seeds N` checks there is something to race)."""
         race = self.assess(values_by_latent_dim(trials, METRICS[self.metric].column))
-        return next_trial(race, _handed(trials), target=target, max_seeds=max_seeds, budget_left=trials_left)
+        return limits.next_step(race, _handed(trials), n_trials=len(trials))
 
 
 def _handed(trials: pd.DataFrame) -> dict[int, int]:
-    """Seeds trials handed out per size (every status), as the searcher counts them."""
-    raced = trials[trials["stage"].isin(("seeds", "racing"))]
-    return {int(d): int(n) for d, n in raced.groupby("latent_dim").size().items()}
+    return handed_out(zip(trials["stage"], trials["latent_dim"], strict=True))

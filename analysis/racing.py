@@ -34,10 +34,12 @@ Everything here is pure: numbers in, numbers out.
 
 from __future__ import annotations
 
+import enum
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,7 +50,35 @@ from analysis.summary import seeds_trials
 
 N_DRAWS = 4000  # posterior draws: Monte-Carlo SD of a 0.9 confidence is 0.005
 _UNSETTLED = 0.01  # a size is a contender while its role has at least this posterior share
-STOP_REASONS = ("confidence", "max-seeds", "budget", "no completed seeds trial")
+
+
+class StopReason(str, enum.Enum):
+    """Why racing stopped; its value is what race.json, status.json and selection.json hold."""
+
+    CONFIDENCE = "confidence"
+    MAX_SEEDS = "max-seeds"
+    BUDGET = "budget"
+    NO_SEEDS = "no completed seeds trial"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def words(self, confidence: float, target: float | None) -> str:
+        """Why racing stopped, in words, with the confidence it stopped at."""
+        return {StopReason.CONFIDENCE: f"confidence {confidence:.2f} reached the target {target or 0:.2f}",
+                StopReason.MAX_SEEDS: f"every contender has --max-seeds trials (confidence {confidence:.2f})",
+                StopReason.BUDGET: f"--max-trials spent (confidence {confidence:.2f})",
+                StopReason.NO_SEEDS: "no seeds trial completed"}[self]
+
+    @property
+    def why_not(self) -> str:
+        """Why a race-on under new limits would stop at once."""
+        return {StopReason.CONFIDENCE: "the confidence already reaches the target",
+                StopReason.MAX_SEEDS: "every contender already has --max-seeds trials",
+                StopReason.BUDGET: "--max-trials is spent", StopReason.NO_SEEDS: "no seeds trial completed"}[self]
 
 
 @dataclass(frozen=True)
@@ -129,7 +159,7 @@ class NextTrial:
     """What racing does next: a seed for `latent_dim`, wait for running trials, or stop."""
 
     latent_dim: int | None = None
-    stop_reason: str | None = None  # one of STOP_REASONS
+    stop_reason: StopReason | None = None
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -244,18 +274,39 @@ def sequential_confidence(posterior: float, horizon: tuple[int, int] | None) -> 
     return max(0.0, 1 - error)
 
 
+def handed_out(trials: Iterable[tuple[str, int]]) -> dict[int, int]:
+    """Seeds trials handed out per latent size, of every outcome, from the (stage, latent_dim) of
+    each trial: what --max-seeds caps. The searcher and a trial table count them alike."""
+    return dict(Counter(int(dim) for stage, dim in trials if stage in ("seeds", "racing")))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What racing may spend: the confidence it aims at (`--confidence`), the seeds trials per
+    size (`--max-seeds`) and the trials of the whole run (`--max-trials`, None for no cap)."""
+
+    target: float
+    max_seeds: int
+    max_trials: int | None = None
+
+    def next_step(self, race: Race, handed: Mapping[int, int], *, n_trials: int) -> NextTrial:
+        """`next_trial` under these limits, after `n_trials` trials of the run."""
+        budget_left = self.max_trials is None or n_trials < self.max_trials
+        return next_trial(race, handed, target=self.target, max_seeds=self.max_seeds, budget_left=budget_left)
+
+
 def next_trial(race: Race, handed: Mapping[int, int], *, target: float, max_seeds: int, budget_left: bool) -> NextTrial:
     """Racing's next step after `race`: stop (with a reason) or a seed for a contender.
     `handed`: seeds trials handed out per size so far (running ones included)."""
     if race.latent_dim is None:
-        return NextTrial(stop_reason="no completed seeds trial")
+        return NextTrial(stop_reason=StopReason.NO_SEEDS)
     if race.confidence >= target:
-        return NextTrial(stop_reason="confidence")
+        return NextTrial(stop_reason=StopReason.CONFIDENCE)
     room = [d for d in race.contenders if handed.get(d, 0) < max_seeds]
     if not room:
-        return NextTrial(stop_reason="max-seeds")
+        return NextTrial(stop_reason=StopReason.MAX_SEEDS)
     if not budget_left:
-        return NextTrial(stop_reason="budget")
+        return NextTrial(stop_reason=StopReason.BUDGET)
     # fewest seeds first (a comparison's variance falls fastest there), then the least settled role
     settled = {d: abs(race.p_answer.get(d, 0.0) - 0.5) for d in room}
     return NextTrial(latent_dim=min(room, key=lambda d: (handed.get(d, 0), settled[d], d)))

@@ -47,7 +47,7 @@ def throughput(n_results: int, n_trials: int, num_cpus: int) -> dict:
                           num_cpus=num_cpus)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder)
-        searcher = StagedSearcher(config, journal=path / "optuna.journal", race_file=path / "race.json")
+        searcher = StagedSearcher(config, experiment=path)
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(num_cpus)
         tuner = tune.Tuner(
             tune.with_resources(_zero_cost_trainable, {"cpu": 1}),
@@ -56,7 +56,8 @@ def throughput(n_results: int, n_trials: int, num_cpus: int) -> dict:
                                         num_samples=-1, reuse_actors=True),
             run_config=tune.RunConfig(name="tune", storage_path=str(path), verbose=0,
                                       callbacks=[Progress(str(path), searcher, storage_uri=None, minimum_trials=n_trials,
-                                                          slots=num_cpus, epochs=n_results)]),
+                                                          per_trial={"cpus": 1, "gpus": 0, "max_concurrent": num_cpus},
+                                                          epochs=n_results)]),
         )
         started = time.perf_counter()
         grid = tuner.fit()
@@ -70,7 +71,7 @@ def throughput(n_results: int, n_trials: int, num_cpus: int) -> dict:
 def suggest_times(sizes: list[int], asks: int) -> dict:
     import optuna
 
-    from search.engine.searcher import journal_storage, make_sampler
+    from search.engine.study import journal_storage, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore")

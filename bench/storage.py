@@ -82,8 +82,8 @@ def main() -> None:
         for i in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                rows["local"].append(once(str(folder / "runs"), lambda: _du(folder / "runs" / "s") if (folder / "runs" / "s").is_dir()
-                                          else 0, folder))
+                experiment = folder / "runs" / "s"
+                rows["local"].append(once(str(folder / "runs"), lambda e=experiment: _du(e) if e.is_dir() else 0, folder))
                 print(f"local {i + 1}: {rows['local'][-1]}", flush=True)
                 prefix = f"runs{i}/"
                 uri = f"s3://{BUCKET}/runs{i}?endpoint_override=127.0.0.1:{port}&scheme=http"

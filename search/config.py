@@ -161,6 +161,13 @@ class SearchConfig:
                                 metric=self.metric, seed=self.seed, horizon=(self.seeds, self.race_on_to or self.max_seeds))
 
     @property
+    def limits(self):
+        """What racing may spend (`analysis.racing.Limits`): --confidence, --max-seeds, --max-trials."""
+        from analysis.racing import Limits
+
+        return Limits(target=self.confidence, max_seeds=self.max_seeds, max_trials=self.max_trials)
+
+    @property
     def minimum_trials(self) -> int:
         """The trials every run has: the search, then `seeds` per latent size (racing may add more)."""
         return self.trials + self.seeds * len(self.latent_dims)

@@ -41,6 +41,7 @@ def print_table(trials) -> None:
 def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> None:
     """The trial table, the decision (with the answer by each metric and the latent use, given
     the run's `config`), and as the last line where the experiment is."""
+    from analysis.racing import StopReason
     from search.store.table import read_trials
 
     trials = read_trials(path)
@@ -54,7 +55,7 @@ def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> N
                 print(line)
         print(f"chosen latent size: {race.latent_dim} (confidence {race.confidence or 0:.2f})")
     else:
-        print(f"chosen latent size: none ({race.stop_reason or 'no completed seeds trial'})")
+        print(f"chosen latent size: none ({race.stop_reason or StopReason.NO_SEEDS})")
     line = race_on_line(path, trials, race.confidence, config) if config is not None else None
     if line:
         print(line)

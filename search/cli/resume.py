@@ -80,12 +80,11 @@ def race_on(experiment, limits: dict):
         raise UsageError(str(exc)) from None
     trials = read_trials(path)
     race = read_race(path / RACE_FILE)
-    step = new.decision.next_step(trials, target=new.confidence, max_seeds=new.max_seeds,
-                                  trials_left=new.max_trials is None or len(trials) < new.max_trials)
+    step = new.decision.next_step(trials, new.limits)
     if step.latent_dim is None:
         reached = f" (confidence {race.confidence:.2f}, target {new.confidence:g})" if race.confidence is not None else ""
         raise UsageError(f"nothing to race on in {path} with {_flags(limits)}: racing would stop at once, "
-                         f"{_stop_words(step.stop_reason)}{reached}")
+                         f"{step.stop_reason.why_not}{reached}")
     reopen_search(experiment.tune_location)
     record = experiment.record
     record.setdefault("race_ons", []).append({
@@ -107,11 +106,3 @@ def _flag(name: str) -> str:
 
 def _flags(limits: dict) -> str:
     return shlex.join(part for name, value in limits.items() for part in (_flag(name), f"{value:g}"))
-
-
-_WHY_NOT = {"confidence": "the confidence already reaches the target", "max-seeds": "every contender already has --max-seeds trials",
-            "budget": "--max-trials is spent", "no completed seeds trial": "no seeds trial completed"}
-
-
-def _stop_words(reason: str | None) -> str:
-    return _WHY_NOT.get(reason, reason or "nothing to do")

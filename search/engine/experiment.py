@@ -14,7 +14,7 @@ from typing import Any, Callable
 from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
 from search.engine.session import SNAPSHOT_S, DriverSession
-from search.store.files import JOURNAL_FILE, RACE_FILE, RUN_FILE, TUNE_DIR
+from search.store.files import RACE_FILE, RUN_FILE, TUNE_DIR
 from search.store.race import RaceState, read_race
 from search.store.record import Experiment
 from search.store.storage import is_dir
@@ -85,8 +85,7 @@ def trial_template(config: SearchConfig, data: dict[str, Any]) -> dict[str, Any]
 def _searcher(experiment: Experiment, session: DriverSession):
     from search.engine.searcher import StagedSearcher
 
-    return StagedSearcher(experiment.config, journal=experiment.path / JOURNAL_FILE, race_file=experiment.path / RACE_FILE,
-                          stop=session.stop)
+    return StagedSearcher(experiment.config, experiment=experiment.path, stop=session.stop)
 
 
 def tune_config(experiment: Experiment, searcher):

@@ -206,7 +206,7 @@ class Progress(tune.Callback):
     def _describe(self, trial) -> dict:
         r = trial.last_result or {}
         return {"status": trial.status, "latent_dim": trial.config.get("latent_dim"), "psnr": r.get(METRIC),
-                "diverged": bool(r.get("diverged")), "full": int(r.get("epoch", 0) or 0) >= self.epochs,
+                "diverged": bool(r.get("diverged")), "epochs": int(r.get("epoch", 0) or 0), "max_epochs": self.epochs,
                 "seconds": r.get("time_total_s")}
 
     def _upload(self) -> None:

@@ -14,12 +14,14 @@ run (the same shuffles), and runs with different `--seed` values share no trial.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from analysis.layout import COMPLETED, STOPPED, outcome
+from analysis.racing import handed_out
 from search.config import SearchConfig
 
 RUNNING = "running"
@@ -117,7 +119,8 @@ class Ledger:
 
     def handed(self, latent_dims) -> dict[int, int]:
         """Seeds trials handed out per latent size so far (seeds and racing stages, every outcome)."""
-        return {d: self.count("seeds", d) + self.count("racing", d) for d in latent_dims}
+        handed = handed_out((e.stage, e.latent_dim) for e in self.trials.values())
+        return {d: handed.get(d, 0) for d in latent_dims}
 
     def evidence(self, metric: str) -> dict[int, list[float]]:
         """The finished seeds trials' values of `metric`, per size: what the decision sees."""
@@ -148,3 +151,13 @@ class Ledger:
         if config.max_trials is not None:
             owed = min(owed, max(0, config.max_trials - len(self.trials)))
         return owed
+
+
+def decide(ledger: Ledger, config: SearchConfig, *, racing: bool):
+    """The run's decision (`analysis.racing.Race`) on the finished seeds trials in `ledger`. Before
+    racing, while some size has none, nothing is decided (one size alone would read as certain)."""
+    values = ledger.evidence(config.metric)
+    race = config.decision.assess(values)
+    if not racing and len(values) < len(config.latent_dims):
+        race = dataclasses.replace(race, confidence=0.0)
+    return race

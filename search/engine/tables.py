@@ -21,11 +21,11 @@ from analysis.layout import (
     COMPLETED,
     DIGIT_COLUMNS,
     DIVERGED,
-    ERRORED,
     HISTORY_COLUMNS,
     LIKELIHOOD_COLUMNS,
     METRIC_COLUMNS,
     STOPPED,
+    outcome,
 )
 
 
@@ -68,14 +68,8 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
         epochs = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
         max_epochs = int(train.get("epochs", config.epochs))
         stale_error = finished and trial.status in ("RUNNING", "PENDING", "PAUSED") and _read_error(location, trial)
-        if trial.status == "ERROR" or stale_error:
-            status = ERRORED
-        elif result.get("diverged"):
-            status = DIVERGED
-        elif trial.status == "TERMINATED":
-            status = COMPLETED if epochs >= max_epochs else STOPPED
-        else:
-            status = trial.status.lower()
+        status = outcome("ERROR" if stale_error else trial.status, diverged=bool(result.get("diverged")), epochs=epochs,
+                         max_epochs=max_epochs)
         row = {
             "trial_id": trial.trial_id,
             "phase": tconf.get("phase", "search"),

@@ -5,7 +5,7 @@ it works on the experiment, and writes who it is into that file (host, pid, sinc
 releases the lock when the process ends however it ends (SIGKILL included), so a dead driver
 never blocks `resume`. Where the file system has no working `flock` (some network file
 systems), the heartbeat of `status.json` (rewritten every few seconds by a live driver)
-decides instead: younger than `STALE_S` seconds means running.
+decides instead (`search.store.status.live_heartbeat`).
 
 The Optuna journal is appended one JSON line per record. A driver killed (or a disk filled)
 mid-append leaves a last line without its newline, and the next append glues a record to that
@@ -29,8 +29,6 @@ from typing import Iterator
 from search.store.files import LOCK_FILE
 from vae.errors import UsageError
 from vae.files import atomic_write_bytes
-
-STALE_S = 60.0  # a status.json heartbeat older than this is a dead driver's
 
 
 def holder(path: str | Path) -> dict | None:
@@ -96,13 +94,10 @@ def _read(lock: Path) -> dict | None:
 
 
 def _heartbeat(path: Path) -> dict | None:
-    from search.store.files import STATUS_FILE
+    from search.store.status import live_heartbeat
 
-    try:
-        status = json.loads((path / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if status.get("stopped") or status.get("state") == "done" or time.time() - float(status.get("updated_at", 0)) > STALE_S:
+    status = live_heartbeat(path)
+    if status is None:
         return None
     return _read(path / LOCK_FILE) or {"host": status.get("host", "?"), "pid": status.get("pid", "?"), "since": None}
 

@@ -25,7 +25,7 @@ class RaceState:
     stage: str = STAGES[0]  # search | seeds | racing | done
     race: Race | None = None  # the decision on the completed seeds trials, last assessed
     target: float | None = None  # the confidence racing aims at (`--confidence`)
-    stop_reason: str | None = None  # why racing stopped (analysis.racing.STOP_REASONS), once stage is done
+    stop_reason: str | None = None  # why racing stopped (an analysis.racing.StopReason's value), once stage is done
     updated_at: float | None = None  # Unix time of the last change
 
     @property
@@ -54,18 +54,13 @@ class RaceState:
         return dataclasses.replace(self, stage="racing", stop_reason=None, updated_at=time.time())
 
     def finished(self, stop_reason: str) -> "RaceState":
-        return dataclasses.replace(self, stage="done", stop_reason=stop_reason, updated_at=time.time())
+        return dataclasses.replace(self, stage="done", stop_reason=str(stop_reason), updated_at=time.time())
 
     def reason_words(self) -> str:
         """Why racing stopped, in words."""
-        confidence = self.confidence or 0.0
-        if self.stop_reason == "confidence":
-            return f"confidence {confidence:.2f} reached the target {self.target or 0:.2f}"
-        if self.stop_reason == "max-seeds":
-            return f"every contender has --max-seeds trials (confidence {confidence:.2f})"
-        if self.stop_reason == "budget":
-            return f"--max-trials spent (confidence {confidence:.2f})"
-        return str(self.stop_reason)
+        from analysis.racing import StopReason
+
+        return StopReason(self.stop_reason).words(self.confidence or 0.0, self.target) if self.stop_reason else "not stopped"
 
     def to_dict(self) -> dict:
         out: dict = {"stage": self.stage}

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis.layout import ENDED, outcome
 from search.store.files import RACE_FILE, RUN_FILE, STATUS_FILE, TRIALS_FILE
 from search.store.race import RaceState
 from vae.errors import UsageError
@@ -42,29 +43,34 @@ def mark_stopped(experiment: str | Path, reason: str) -> None:
         pass
 
 
+def live_heartbeat(experiment: str | Path) -> dict[str, Any] | None:
+    """The local experiment's status.json when a live driver wrote it (within `STALE_S`, neither
+    stopped nor done), else None: the driver lock's answer where the file system has no flock."""
+    try:
+        status = json.loads((Path(experiment) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    stale = time.time() - float(status.get("updated_at", 0)) > STALE_S
+    return None if status.get("stopped") or status.get("state") == "done" or stale else status
+
+
 def snapshot(trials: list[dict[str, Any]], *, minimum_trials: int, slots: int, elapsed_s: float,
              race: RaceState) -> dict[str, Any]:
-    """`trials`: one dict per trial with status (Tune's: PENDING, RUNNING, TERMINATED, ERROR),
-    latent_dim, psnr (last reported), diverged, full (trained all epochs), seconds (wall)."""
+    """`trials`: one dict per trial with status (Tune's: PENDING, RUNNING, PAUSED, TERMINATED,
+    ERROR), latent_dim, psnr (last reported), diverged, epochs, max_epochs, seconds (wall)."""
     counts = {"done": 0, "completed": 0, "stopped": 0, "diverged": 0, "errored": 0, "running": 0, "pending": 0}
     best: dict[str, float] = {}
     durations = []
     for trial in trials:
-        status = trial["status"]
-        if status == "RUNNING":
-            counts["running"] += 1
-        elif status == "PENDING":
-            counts["pending"] += 1
-        else:
+        ended = outcome(trial["status"], diverged=bool(trial.get("diverged")), epochs=int(trial.get("epochs") or 0),
+                        max_epochs=int(trial.get("max_epochs") or 0))
+        if ended in ENDED:
             counts["done"] += 1
-            if status == "ERROR":
-                counts["errored"] += 1
-            elif trial.get("diverged"):
-                counts["diverged"] += 1
-            else:
-                counts["completed" if trial.get("full") else "stopped"] += 1
+            counts[ended] += 1
             if trial.get("seconds"):
                 durations.append(float(trial["seconds"]))
+        else:
+            counts["pending" if ended == "paused" else ended] += 1
         psnr = trial.get("psnr")
         if psnr is not None and math.isfinite(psnr) and not trial.get("diverged"):
             key = str(trial["latent_dim"])

@@ -215,3 +215,15 @@ def test_each_metric_answers_side_by_side_and_a_disagreement_is_explained():
     assert len(side_by_side(same)) == 1  # they agree: one line
     # a table of an earlier release has no nll_iw: only the PSNR answer
     assert list(both_answers(pd.DataFrame(rows).drop(columns="nll_iw"))) == ["psnr"]
+
+
+def test_stop_reasons_are_one_enum_with_their_words_and_their_file_values():
+    import json
+
+    from analysis.racing import StopReason
+
+    assert [r.value for r in StopReason] == ["confidence", "max-seeds", "budget", "no completed seeds trial"]
+    assert json.dumps({"stop_reason": StopReason.MAX_SEEDS}) == '{"stop_reason": "max-seeds"}'
+    assert f"{StopReason.BUDGET}" == "budget" and StopReason("budget") is StopReason.BUDGET
+    assert StopReason.CONFIDENCE.words(0.93, 0.9) == "confidence 0.93 reached the target 0.90"
+    assert "--max-seeds" in StopReason.MAX_SEEDS.why_not

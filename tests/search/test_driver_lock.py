@@ -11,7 +11,7 @@ import time
 import optuna
 import pytest
 
-from search.engine.searcher import STUDY_NAME, journal_storage
+from search.engine.study import STUDY_NAME, journal_storage
 from search.store.files import LOCK_FILE
 from search.store.lock import hold, holder, refuse_if_running, repair_journal
 from vae.errors import UsageError

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.layout import COLUMNS
-from search.engine.searcher import trial_seed
+from search.engine.stages import trial_seed
 from tests.search.helpers import cli_process, main_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
@@ -120,7 +120,7 @@ def test_history_has_one_row_per_trial_epoch(smoke):
 
 def test_optuna_study_is_readable_with_optuna(smoke):
     path, _ = smoke
-    from search.engine.searcher import STUDY_NAME, journal_storage
+    from search.engine.study import STUDY_NAME, journal_storage
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(path / "optuna.journal"))
     assert len(study.trials) == 3

@@ -115,7 +115,7 @@ def test_diverging_trials_stop_at_once_without_retries(tmp_path):
     assert (table["epochs"] == 1).all()  # stopped in the first epoch
     assert table["error"].str.contains("not finite").all()
     assert not list(experiment.rglob("error.txt"))  # nothing retried
-    from search.engine.searcher import STUDY_NAME, journal_storage
+    from search.engine.study import STUDY_NAME, journal_storage
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
     assert [t.value for t in study.trials] == [0.0] * 2  # Optuna learns these points are bad

@@ -1,6 +1,6 @@
 """The staged searcher through Ray Tune's Searcher interface, on a real Optuna study (journal
-file), without a cluster: the order of the stages, TPE from the first proposal, what Optuna
-is told, racing and its stop reasons, and a save/restore round trip."""
+file), without a cluster: the order of the stages, what Optuna is told for each outcome, racing
+and its stop reasons, and a save/restore round trip. Its parts alone: test_stages.py, test_study.py."""
 
 import json
 import math
@@ -13,7 +13,9 @@ from ray.tune.search import Searcher
 
 from search.config import SearchConfig
 from search.engine.scheduling import SearchOnlyASHA
-from search.engine.searcher import STUDY_NAME, StagedSearcher, journal_storage, trial_seed
+from search.engine.searcher import StagedSearcher
+from search.engine.stages import trial_seed
+from search.engine.study import STUDY_NAME, journal_storage
 
 EPOCHS = 4
 
@@ -21,7 +23,7 @@ EPOCHS = 4
 def _searcher(tmp_path, **overrides):
     values = dict(latent_dims=(2, 8), trials=4, seeds=2, max_seeds=4, epochs=EPOCHS, lr_range=(1e-3, 1e-2), seed=0)
     config = SearchConfig(**{**values, **overrides})
-    return StagedSearcher(config, journal=tmp_path / "optuna.journal", race_file=tmp_path / "race.json")
+    return StagedSearcher(config, experiment=tmp_path)
 
 
 def _finish(searcher, trial_id, psnr, *, epochs=EPOCHS, **extra):
@@ -37,7 +39,7 @@ def _study(tmp_path):
 def test_every_size_is_enqueued_first_then_tpe_proposes_without_random_sampling(tmp_path):
     searcher = _searcher(tmp_path, trials=8)
     random_calls = []
-    sampler = searcher._open().sampler
+    sampler = searcher.study.study.sampler
     original = sampler._random_sampler.sample_independent
     sampler._random_sampler.sample_independent = lambda *a, **k: random_calls.append(a[2]) or original(*a, **k)
     configs = {}
@@ -70,14 +72,14 @@ def test_seeds_wait_for_their_sizes_search_trials_and_use_the_best_lr(tmp_path):
     searcher = _searcher(tmp_path)
     for i in range(4):
         searcher.suggest(f"s{i}")
-    dims = {f"s{i}": searcher._trials[f"s{i}"].latent_dim for i in range(4)}
+    dims = {f"s{i}": searcher.ledger.trials[f"s{i}"].latent_dim for i in range(4)}
     assert searcher.suggest("blocked") is None  # every size still has a search trial running
     for trial_id, dim in dims.items():
         if dim == 2:
-            _finish(searcher, trial_id, 11.0 + searcher._trials[trial_id].lr * 100)
+            _finish(searcher, trial_id, 11.0 + searcher.ledger.trials[trial_id].lr * 100)
     config = searcher.suggest("a")
     assert config["phase"] == "seeds" and config["stage"] == "seeds" and config["latent_dim"] == 2
-    best = max((e for e in searcher._trials.values() if e.stage == "search" and e.latent_dim == 2),
+    best = max((e for e in searcher.ledger.trials.values() if e.stage == "search" and e.latent_dim == 2),
                key=lambda e: (e.epochs, e.psnr))
     assert config["lr"] == best.lr and config["seed"] == trial_seed(0, 1)
     assert searcher.suggest("b")["seed"] == trial_seed(0, 2)
@@ -160,7 +162,7 @@ def test_save_and_restore_keep_the_stages_and_close_orphaned_study_trials(tmp_pa
     states = {t.number: t.state.name for t in study.trials}
     assert states[0] == "COMPLETE" and states[1] == "RUNNING"  # s1 is still Tune's, and alive
     assert "FAIL" in states.values()  # the orphan was closed
-    assert config["phase"] == "search" and restored._count("search") == 3
+    assert config["phase"] == "search" and restored.ledger.count("search") == 3
     _finish(restored, "s1", 13.0)
     assert _study(tmp_path).trials[1].state.name == "COMPLETE"
     _finish(restored, "s0", 12.0)  # Tune may report a trial again after a restore: ignored
@@ -183,12 +185,6 @@ def test_asha_stops_lagging_search_trials_but_never_seeds_trials():
     assert scheduler.on_trial_result(None, bad_search, {"training_iteration": 1, "psnr_mean": 5.0}) == TrialScheduler.STOP
     assert scheduler.on_trial_result(None, bad_seeds, {"training_iteration": 1, "psnr_mean": 5.0}) == TrialScheduler.CONTINUE
     scheduler.on_trial_complete(None, bad_seeds, {"training_iteration": 8, "psnr_mean": 5.0})
-
-
-def test_runs_with_different_seeds_share_no_trial_seed():
-    seeds = {(run, k): trial_seed(run, k) for run in range(100) for k in range(1, 9)}
-    assert len(set(seeds.values())) == len(seeds)  # --seed 0 and --seed 3 no longer share seed 4
-    assert trial_seed(3, 1) == trial_seed(3, 1) and all(0 <= s < 2**32 for s in seeds.values())
 
 
 def test_what_it_owes_the_cluster_follows_the_stages(tmp_path):

@@ -192,7 +192,7 @@ def test_a_killed_driver_resumes_and_its_torn_journal_record_is_set_aside(chain)
     assert len(notices) == 1 and aside.name in notices[0] and aside.read_bytes() == TORN
     assert any(line.startswith("notice: Ray Tune's state (experiment_state-") and "restored its last complete copy" in line
                for line in resumed.stdout.splitlines()), resumed.stdout[-2000:]
-    from search.engine.searcher import STUDY_NAME, journal_storage
+    from search.engine.study import STUDY_NAME, journal_storage
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
     assert len(study.trials) == 6 and all(t.state.is_finished() for t in study.trials)

@@ -13,9 +13,10 @@ from search.store.status import format_status, mark_stopped, one_line, read, sna
 
 def _trials():
     return [
-        {"status": "TERMINATED", "latent_dim": 5, "psnr": 15.0, "full": True, "seconds": 10.0},
-        {"status": "TERMINATED", "latent_dim": 5, "psnr": 16.0, "full": False, "seconds": 4.0},  # stopped by ASHA
-        {"status": "TERMINATED", "latent_dim": 10, "psnr": 0.0, "diverged": True, "full": False, "seconds": 1.0},
+        {"status": "TERMINATED", "latent_dim": 5, "psnr": 15.0, "epochs": 4, "max_epochs": 4, "seconds": 10.0},
+        {"status": "TERMINATED", "latent_dim": 5, "psnr": 16.0, "epochs": 2, "max_epochs": 4, "seconds": 4.0},  # stopped by ASHA
+        {"status": "TERMINATED", "latent_dim": 10, "psnr": 0.0, "diverged": True, "epochs": 1, "max_epochs": 4,
+         "seconds": 1.0},
         {"status": "ERROR", "latent_dim": 10, "psnr": None},
         {"status": "RUNNING", "latent_dim": 10, "psnr": 17.5},
         {"status": "PENDING", "latent_dim": 15, "psnr": None},
