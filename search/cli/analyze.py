@@ -23,17 +23,12 @@ HELP = "choose the latent size; write selection.json, figures, report.html, best
 TSNE_POINTS = 2000
 
 
-def add(parser: argparse.ArgumentParser) -> None:
-    from analysis.rules import METRICS, RULES
+DECISION = ("rule", "metric", "tolerance_db", "tolerance_nats")  # run's settings that analyze may change
 
+
+def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("experiment", help="the experiment folder printed by `run`")
-    parser.add_argument("--rule", choices=RULES, default=None, help="the selection rule (default: the run's, see run --rule)")
-    parser.add_argument("--metric", choices=tuple(METRICS), default=None,
-                        help="psnr or nll (nll_iw, lower is better) (default: the run's, see run --metric)")
-    parser.add_argument("--tolerance-db", type=types.non_negative_float, default=None,
-                        help="for --rule tolerance, --metric psnr (default: the run's)")
-    parser.add_argument("--tolerance-nats", type=types.non_negative_float, default=None,
-                        help="for --rule tolerance, --metric nll (default: the run's)")
+    types.add_settings(parser, DECISION, note="analyze: the run's own unless given")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -76,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
     history_file = experiment.path / HISTORY_FILE
     history = pd.read_csv(history_file) if history_file.is_file() else pd.DataFrame(columns=["phase", "latent_dim", "trial_id"])
     # the run's decision settings, with the rule, metric and tolerances asked for here
-    asked = {"rule": args.rule, "metric": args.metric, "tolerance_db": args.tolerance_db, "tolerance_nats": args.tolerance_nats}
+    asked = {name: getattr(args, name) for name in DECISION}
     decision = dataclasses.replace(config.decision, **{k: v for k, v in asked.items() if v is not None})
     metric = decision.metric
     summary = summarize(trials, latent_dims=list(config.latent_dims), metric=metric)

@@ -92,10 +92,11 @@ def gpu_share(text: str) -> float:
     return value
 
 
-def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None, *, note: str | None = None) -> None:
     """A flag for each `SearchConfig` setting that is one (or for those in `names`): help, type
     and choices come from the field's metadata (`search.config._flag`); the default is None,
-    which leaves the preset's (or the command's own) value."""
+    which leaves the preset's (or the command's own) value. `note`: what the command adds to
+    each help text (whose default it keeps)."""
     import dataclasses
 
     from search.config import SearchConfig
@@ -104,7 +105,7 @@ def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None 
         meta = setting.metadata
         if not meta.get("flag", True) or (names is not None and setting.name not in names):
             continue
-        options = {"help": meta["help"], "default": None}
+        options = {"help": f"{meta['help']} ({note})" if note else meta["help"], "default": None}
         if meta.get("kind") == "switch":
             options["action"] = "store_true"
         elif meta.get("kind"):

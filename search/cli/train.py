@@ -10,23 +10,21 @@ from pathlib import Path
 from search.cli import args as types
 from search.cli.output import default_name
 from search.store.folders import new_folder
-from vae.config import LR_SCHEDULES, TrainConfig
+from vae.config import TrainConfig
 
 HELP = "train one configuration without Ray"
 DEFAULT_DATA_DIR = "data"
 
 
+# `run`'s settings that mean the same for one training (flags, types and help from SearchConfig)
+SHARED = ("lr_schedule", "beta", "epochs", "batch_size", "max_train", "seed", "dataset", "data_dir")
+
+
 def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent-dim", type=types.positive_int, default=15)
     parser.add_argument("--lr", type=types.positive_float, default=None, help=f"peak learning rate (default {TrainConfig.lr:g})")
-    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help=f"default {TrainConfig.lr_schedule}")
-    parser.add_argument("--beta", type=types.non_negative_float, default=None, help="KL weight (1 = the ELBO, the default)")
-    parser.add_argument("--epochs", type=types.positive_int, default=None, help=f"default {TrainConfig.epochs}")
-    parser.add_argument("--batch-size", type=types.positive_int, default=None, help=f"default {TrainConfig.batch_size}")
-    parser.add_argument("--max-train", type=types.positive_int, default=None, help="cap on training images")
-    parser.add_argument("--seed", type=types.int_value, default=0)
     parser.add_argument("--threads", type=types.positive_int, default=None, help="torch threads (default: all cores)")
-    types.add_settings(parser, ("dataset", "data_dir"))  # as `run` reads them
+    types.add_settings(parser, SHARED, note="train: vae.TrainConfig's default unless given")
     parser.add_argument("--out", default=None, help="output folder (default: results/train-<time>); must not exist")
 
 
@@ -38,7 +36,7 @@ def train_config(args: argparse.Namespace):
     return TrainConfig(  # flags not given keep TrainConfig's defaults: one recipe, defined once
         model=ModelConfig(latent_dim=args.latent_dim),
         data=DataConfig(dataset=args.dataset or "auto", data_dir=args.data_dir or DEFAULT_DATA_DIR, max_train=args.max_train),
-        seed=args.seed,
+        seed=args.seed if args.seed is not None else TrainConfig.seed,
         threads=args.threads or max(1, os.cpu_count() or 1),
         **{key: value for key, value in given.items() if value is not None},
     )

@@ -30,13 +30,18 @@ CHOICES = {"--preset": ["smoke", "quick", "paper", "huge"], "--dataset": ["auto"
            "--rule": ["one-se", "tolerance", "knee", "vibes"], "--scheduler": ["asha", "fifo", "pbt"]}
 
 
+SWITCHES = {"--deterministic"}  # flags that take no value
+
+
 def _value(flag):
+    if flag in SWITCHES:
+        return st.none()
     return st.sampled_from(CHOICES[flag]) if flag in CHOICES else NUMBERS
 
 
 def _argv(command, flags):
     pairs = st.lists(st.sampled_from(flags).flatmap(lambda f: st.tuples(st.just(f), _value(f))), max_size=6)
-    return pairs.map(lambda ps: [command] + [part for pair in ps for part in pair])
+    return pairs.map(lambda ps: [command] + [part for pair in ps for part in pair if part is not None])
 
 
 def _outcome(argv):
