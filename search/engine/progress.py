@@ -8,7 +8,7 @@
 - `status.json` in the experiment every few seconds, for `vae-search status` (copied to a
   cloud `--storage` with `race.json` at each heartbeat), a copy of Ray Tune's state files
   (`search.store.tune_files.backup_tune_state`), and then the checkpoints no saved state can
-  ask for any more are deleted (`prune_superseded`; with a cloud `--storage`, at each heartbeat).
+  ask for any more are deleted (`prune_superseded`), in a cloud `--storage` too.
 
 The racing state comes from the searcher in memory (`StagedSearcher.race`). Ray Tune pickles
 callbacks with the experiment (tuner.pkl, in one pickle with the searcher, so the reference
@@ -83,6 +83,7 @@ class Progress(tune.Callback):
         self._started: float | None = None
         self._written = 0.0
         self._heartbeat = 0.0
+        self._pruned: dict[str, int] = {}  # trial id -> the checkpoint index pruned up to
         self._bar = None
         self._lost: dict[str, list] = {}  # node -> [(first seen, host, [(trial id, epoch)])]
 
@@ -179,8 +180,9 @@ class Progress(tune.Callback):
             if trials:  # Tune writes its state here first, then uploads it to the storage path
                 backup = state_backup(self.path, self.storage_uri)
                 backup_tune_state(trials[0].storage.experiment_driver_staging_path, backup)
-                if not self.storage_uri or now - self._heartbeat >= HEARTBEAT_EVERY_S:  # a bucket: less often
-                    prune_superseded(join(self.storage_uri or self.path, TUNE_DIR), backup)
+                # as soon as a checkpoint is superseded, in a bucket too (bench/storage.py: pruning
+                # there at each 30 s heartbeat let it peak at 3.3-4.0x its final size)
+                prune_superseded(join(self.storage_uri or self.path, TUNE_DIR), backup, self._pruned)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise

@@ -168,12 +168,14 @@ def _newest_references(folder: str | Path) -> dict[str, int] | None:
     return referenced_checkpoints(_read(folder, names[-1])) if names else None
 
 
-def prune_superseded(location: str | Path, backup: str | Path) -> int:
+def prune_superseded(location: str | Path, backup: str | Path, pruned: dict[str, int] | None = None) -> int:
     """While the run works: delete each trial's checkpoints older than the newest one that every
     saved copy of Ray Tune's state refers to (the uploaded one in `location` and the driver's
     `backup`, either of which `resume` may restore from). What a restore can ask for is never
     deleted, and a trial keeps about two checkpoints instead of one per epoch. Returns how many
-    were deleted; deletes nothing when either copy is missing or torn."""
+    were deleted; deletes nothing when either copy is missing or torn. `pruned` (trial id -> the
+    index pruned up to, updated here) skips the trials with no newer checkpoint since the last
+    call, so a bucket is listed once per new checkpoint, not once per trial and call."""
     from search.store.storage import basename, delete_dir, join, subdirs
 
     snapshots = [_newest_references(location), _newest_references(backup) if Path(backup).is_dir() else None]
@@ -182,6 +184,10 @@ def prune_superseded(location: str | Path, backup: str | Path) -> int:
     deleted = 0
     for trial_id in set(snapshots[0]) & set(snapshots[1]):
         keep_from = min(s[trial_id] for s in snapshots)
+        if pruned is not None:
+            if pruned.get(trial_id, 0) >= keep_from:
+                continue
+            pruned[trial_id] = keep_from
         for old in subdirs(join(str(location), f"trial_{trial_id}"), "checkpoint_"):
             if int(basename(old).removeprefix("checkpoint_")) < keep_from:
                 delete_dir(old)

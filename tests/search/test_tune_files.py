@@ -73,8 +73,13 @@ def test_pruning_works_through_a_uri(smoke, tmp_path):
     backup = tmp_path / "backup"
     backup.mkdir()
     (backup / _state_file(tune).name).write_bytes(_state_file(tune).read_bytes())
-    assert prune_superseded(f"file://{tune}", backup) == 1
+    pruned = {}
+    assert prune_superseded(f"file://{tune}", backup, pruned) == 1
     assert not (tune / f"trial_{trial_id}" / "checkpoint_000000").exists()
+    # a trial with no newer checkpoint since is not listed again (the run prunes every 2 s)
+    (tune / f"trial_{trial_id}" / "checkpoint_000000").mkdir()
+    assert prune_superseded(f"file://{tune}", backup, pruned) == 0 and pruned[trial_id] == references[trial_id]
+    assert prune_superseded(f"file://{tune}", backup) == 1  # without the memo it is
 
 
 def test_nothing_is_pruned_without_a_whole_backup(smoke, tmp_path):
