@@ -33,11 +33,20 @@ def metric_by_digit(summary: pd.DataFrame, metric: str, *, chosen: int | None = 
         values = [getattr(row, f"{metric}_digit_{d}") for d in DIGITS]
         errors = np.nan_to_num([getattr(row, f"{metric}_digit_{d}_se") for d in DIGITS])
         label = f"latent {row.latent_dim}" + (" (chosen)" if row.latent_dim == chosen else "")
-        ax.bar(np.arange(len(DIGITS)) + (i - (len(rows) - 1) / 2) * width, values, width, yerr=errors, capsize=2, label=label)
+        ax.bar(
+            np.arange(len(DIGITS)) + (i - (len(rows) - 1) / 2) * width,
+            values,
+            width,
+            yerr=errors,
+            capsize=2,
+            label=label,
+        )
     ax.set_xticks(list(DIGITS))
     ax.set_xlabel("digit")
     ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "MSE")
-    ax.set_title(("PSNR" if metric == "psnr" else "MSE") + " per digit by latent size (mean ± SE over seeds, validation)")
+    ax.set_title(
+        ("PSNR" if metric == "psnr" else "MSE") + " per digit by latent size (mean ± SE over seeds, validation)"
+    )
     if metric == "psnr":
         low = np.nanmin(rows[[f"psnr_digit_{d}" for d in DIGITS]].to_numpy()) if len(rows) else 0
         ax.set_ylim(bottom=max(0.0, float(low) - 2.0))
@@ -51,8 +60,18 @@ def psnr_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", thresh
     """Mean PSNR ± SE against latent size, the chosen size marked; given the rule that chose by
     PSNR (its name, as `Selection.rule` starts) and its `threshold`, the boundary is drawn: the
     smallest size above it is the choice."""
-    return _mean_vs_latent(summary, "psnr_mean", "psnr_se", chosen=chosen, rule=rule, threshold=threshold, unit="dB", ax=ax,
-                           ylabel="mean PSNR over digits (dB)", title="PSNR versus latent size (mean ± SE over seeds)")
+    return _mean_vs_latent(
+        summary,
+        "psnr_mean",
+        "psnr_se",
+        chosen=chosen,
+        rule=rule,
+        threshold=threshold,
+        unit="dB",
+        ax=ax,
+        ylabel="mean PSNR over digits (dB)",
+        title="PSNR versus latent size (mean ± SE over seeds)",
+    )
 
 
 def nll_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", threshold: float | None = None,
@@ -60,9 +79,19 @@ def nll_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", thresho
     """Mean nll_iw ± SE (the importance-weighted bound on −log p(x), lower is better) against
     latent size, with the negative ELBO (val_loss) of the same trials for comparison; the rule's
     `threshold` as in `psnr_vs_latent` (the smallest size below it is the choice)."""
-    ax = _mean_vs_latent(summary, "nll_iw", "nll_iw_se", chosen=chosen, rule=rule, threshold=threshold, unit="nats", ax=ax,
-                         label="nll_iw",
-                         ylabel="nats per validation image", title="Held-out likelihood versus latent size (mean ± SE over seeds)")
+    ax = _mean_vs_latent(
+        summary,
+        "nll_iw",
+        "nll_iw_se",
+        chosen=chosen,
+        rule=rule,
+        threshold=threshold,
+        unit="nats",
+        ax=ax,
+        label="nll_iw",
+        ylabel="nats per validation image",
+        title="Held-out likelihood versus latent size (mean ± SE over seeds)",
+    )
     rows = summary[(summary["n_trials"] > 0)].sort_values("latent_dim")
     if "val_loss" in rows and rows["val_loss"].notna().any():
         ax.errorbar(rows["latent_dim"], rows["val_loss"], yerr=np.nan_to_num(rows["val_loss_se"]), marker="s",
@@ -71,8 +100,20 @@ def nll_vs_latent(summary: pd.DataFrame, *, chosen: int, rule: str = "", thresho
     return ax
 
 
-def _mean_vs_latent(summary: pd.DataFrame, column: str, se: str, *, chosen: int, ax: Axes | None, ylabel: str, title: str,
-                    label: str | None = None, rule: str = "", threshold: float | None = None, unit: str = "") -> Axes:
+def _mean_vs_latent(
+    summary: pd.DataFrame,
+    column: str,
+    se: str,
+    *,
+    chosen: int,
+    ax: Axes | None,
+    ylabel: str,
+    title: str,
+    label: str | None = None,
+    rule: str = "",
+    threshold: float | None = None,
+    unit: str = "",
+) -> Axes:
     rows = summary[(summary["n_trials"] > 0) & summary[column].notna()].sort_values("latent_dim")
     ax = _axes(ax, 6.5, 4.2)
     ax.errorbar(rows["latent_dim"], rows[column], yerr=np.nan_to_num(rows[se]), marker="o", capsize=4, label=label)

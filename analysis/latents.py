@@ -13,7 +13,9 @@ from vae.model import ConvVAE
 def latent_means(model: ConvVAE, pixels: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     """Posterior means μ of uint8 `pixels` (N, 1, 28, 28): (N, latent_dim)."""
     model.eval()
-    return torch.cat([model.encode(to_unit(pixels[i : i + batch_size]))[0] for i in range(0, len(pixels), batch_size)]).numpy()
+    return torch.cat(
+        [model.encode(to_unit(pixels[i : i + batch_size]))[0] for i in range(0, len(pixels), batch_size)]
+    ).numpy()
 
 
 def tsne_embedding(codes: np.ndarray, *, seed: int = 0) -> np.ndarray:

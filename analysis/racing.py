@@ -147,8 +147,10 @@ class Race:
         m = METRICS[self.metric]
         gap = abs(self.mean[self.best_latent_dim] - self.mean[self.latent_dim])
         if RULE[self.rule].uses_tolerance:
-            return (f"latent sizes {self.latent_dim} and {self.best_latent_dim} are within {self.tolerance:g} {m.unit} of "
-                    f"each other ({gap:.2f} {m.unit} apart); the rule takes the smaller, {self.latent_dim}")
+            return (
+                f"latent sizes {self.latent_dim} and {self.best_latent_dim} are within {self.tolerance:g} {m.unit} of "
+                f"each other ({gap:.2f} {m.unit} apart); the rule takes the smaller, {self.latent_dim}"
+            )
         better = "above" if m.sign > 0 else "below"
         return (f"latent size {self.best_latent_dim} has the {m.best_word} {m.label}, {gap:.2f} {m.unit} {better} "
                 f"{self.latent_dim}; the {self.rule} rule takes {self.latent_dim}")
@@ -215,8 +217,8 @@ def assess(
 ) -> Race:
     """The rule's choice on `values` (latent size -> the `metric` of each completed seeds trial:
     PSNR, or nll_iw with lower better), the decision confidence and the contenders.
-    The tolerance is `tolerance_db` for psnr and `tolerance_nats` for nll. `horizon`: (--seeds, --max-seeds), the seeds per size
-    between which racing looks; the confidence is discounted for those looks
+    The tolerance is `tolerance_db` for psnr and `tolerance_nats` for nll. `horizon`: (--seeds,
+    --max-seeds), the seeds per size between which racing looks; the confidence is discounted for those looks
     (`sequential_confidence`). None: a single look at fixed seeds, no discount. Deterministic
     for a given `seed`."""
     dims = np.array(sorted(d for d, v in values.items() if len(v) > 0), dtype=int)
@@ -247,8 +249,12 @@ def assess(
     p_best = {int(d): float(np.mean(best == d)) for d in dims}
     # the best size's mean sets the boundary of one-se and tolerance (knee has none)
     sets_boundary = RULE[rule].has_boundary
-    contenders = tuple(int(d) for d in dims if p_answer[int(d)] >= _UNSETTLED or (sets_boundary and p_best[int(d)] >= _UNSETTLED))
-    posterior = max(p_answer[choice.latent_dim], 0.5 / n_draws) if p_answer[choice.latent_dim] < 1 else 1 - 0.5 / n_draws
+    contenders = tuple(
+        int(d) for d in dims if p_answer[int(d)] >= _UNSETTLED or (sets_boundary and p_best[int(d)] >= _UNSETTLED)
+    )
+    posterior = (
+        max(p_answer[choice.latent_dim], 0.5 / n_draws) if p_answer[choice.latent_dim] < 1 else 1 - 0.5 / n_draws
+    )
     confidence = sequential_confidence(posterior, horizon)
     return Race(choice.latent_dim, confidence, contenders, p_answer=p_answer, **common)
 
@@ -356,6 +362,8 @@ def side_by_side(races: Mapping[str, Race]) -> list[str]:
             f"the metrics differ ({', '.join(f'{METRICS[n].label}: {d}' for n, d in by.items())}): PSNR scores the "
             "reconstruction alone and keeps rising with capacity, while nll_iw also pays for the KL of every latent "
             "dimension in use, so it can level off or turn at a smaller size; and each metric has its own tolerance "
-            f"({'; '.join(f'{shown[n].tolerance:g} {METRICS[n].unit}' for n in shown)}), so sizes equivalent by one need "
-            "not be by the other")
+            f"({'; '.join(f'{shown[n].tolerance:g} {METRICS[n].unit}' for n in shown)}), so sizes equivalent by one "
+            "need "
+            "not be by the other"
+        )
     return lines

@@ -48,7 +48,9 @@ class Selection:
 
 
 # selection.json's per_latent_dim: each of these summary columns with its standard error
-_PER_DIM = tuple(c for column in ("psnr_mean", "mse_mean", "nll_iw", "active_units") for c in (column, se_column(column)))
+_PER_DIM = tuple(
+    c for column in ("psnr_mean", "mse_mean", "nll_iw", "active_units") for c in (column, se_column(column))
+)
 
 
 def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: float = DEFAULT_TOLERANCE_DB,
@@ -76,8 +78,10 @@ def select(summary: pd.DataFrame, *, rule: str = DEFAULT_RULE, tolerance_db: flo
         notes.append(f"latent size(s) {', '.join(map(str, missing))} have no completed seeds trial with {m.column} "
                      "and were not considered")
     if candidates.empty:
-        raise UsageError(f"no latent size has a completed seeds trial with {m.column}; nothing to select from"
-                         + ("" if metric == "psnr" else " (runs of releases before nll_iw have none: use --metric psnr)"))
+        raise UsageError(
+            f"no latent size has a completed seeds trial with {m.column}; nothing to select from"
+            + ("" if metric == "psnr" else " (runs of releases before nll_iw have none: use --metric psnr)")
+        )
     choice = choose(
         candidates["latent_dim"].to_numpy(dtype=int),
         candidates[m.column].to_numpy(dtype=float),
@@ -143,7 +147,9 @@ def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = 
     chosen = int(answers(dims, means, ses, rule=rule, tolerance=tolerance, metric=metric)[0])
     best = f"{m.best_word} {m.label} ({best_mean:.2f} {m.unit} at latent size {best_dim})"
     if len(dims) == 1:
-        words = f"only latent size {best_dim} has completed trials, so it is chosen ({m.label} {best_mean:.2f} {m.unit})"
+        words = (
+            f"only latent size {best_dim} has completed trials, so it is chosen ({m.label} {best_mean:.2f} {m.unit})"
+        )
         return Choice(best_dim, best_dim, words, None)
     rule_ = RULE[rule]
     if rule_.margin is not None:
@@ -155,7 +161,11 @@ def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = 
             )
             return Choice(best_dim, best_dim, words, None, ("run with --seeds 2 or more for a standard error",))
         threshold = best_mean - m.sign * margin
-        at = f"{best_mean:.2f} ± {best_se:.2f} {m.unit} (mean ± SE over seeds)" if rule_.shows_se else f"{best_mean:.2f} {m.unit}"
+        at = (
+            f"{best_mean:.2f} ± {best_se:.2f} {m.unit} (mean ± SE over seeds)"
+            if rule_.shows_se
+            else f"{best_mean:.2f} {m.unit}"
+        )
         words = (
             f"smallest latent size whose {m.label} is {rule_.within(tolerance, m.unit)}: best is latent size "
             f"{best_dim} at {at}, threshold {threshold:.2f} {m.unit}{rule_.caveat}"
@@ -163,7 +173,9 @@ def choose(dims: np.ndarray, means: np.ndarray, ses: np.ndarray, *, rule: str = 
     else:
         notes: list[str] = []
         if len(dims) < 3 or means.max() == means.min():
-            notes.append(f"knee needs at least three latent sizes with different {m.label}; fell back to the {m.best_word}")
+            notes.append(
+                f"knee needs at least three latent sizes with different {m.label}; fell back to the {m.best_word}"
+            )
             return Choice(chosen, best_dim, f"no knee to find; {best}", None, tuple(notes))
         x = np.asarray(dims, dtype=float)
         gap = _knee_gaps(x, m.sign * means[None, :])[0]

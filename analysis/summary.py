@@ -21,7 +21,9 @@ def se_column(column: str) -> str:
     return column.replace("_mean", "_se") if column.endswith("_mean") else f"{column}_se"
 
 
-def summarize(trials: pd.DataFrame, latent_dims: list[int] | None = None, *, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+def summarize(
+    trials: pd.DataFrame, latent_dims: list[int] | None = None, *, metric: str = DEFAULT_METRIC
+) -> pd.DataFrame:
     """One row per latent size: n_trials, psnr_mean, psnr_se, mse_mean, mse_se, nll_iw, nll_iw_se,
     active_units, active_units_se, val_loss, val_loss_se, per-digit means and standard errors,
     best_trial_id (the size's best seeds trial by `metric`). Sizes in `latent_dims` without a
@@ -57,5 +59,7 @@ def usage_words(summary: pd.DataFrame) -> list[str]:
         if row.n_trials > 0 and pd.notna(getattr(row, "active_units", float("nan"))):
             se = row.active_units_se
             spread = f" ± {se:.1f}" if pd.notna(se) else ""
-            lines.append(f"latent {row.latent_dim} uses {row.active_units:.1f}{spread} of its {row.latent_dim} dimensions")
+            lines.append(
+                f"latent {row.latent_dim} uses {row.active_units:.1f}{spread} of its {row.latent_dim} dimensions"
+            )
     return lines

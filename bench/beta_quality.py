@@ -26,7 +26,9 @@ def main() -> None:
     rows = []
     for item in args.settings.split(","):
         beta, epochs = float(item.split(":")[0]), int(item.split(":")[1])
-        config = TrainConfig(model=ModelConfig(latent_dim=15), beta=beta, epochs=epochs, batch_size=32, lr=5.5e-4, threads=2)
+        config = TrainConfig(
+            model=ModelConfig(latent_dim=15), beta=beta, epochs=epochs, batch_size=32, lr=5.5e-4, threads=2
+        )
         model = train(config, splits).model
         rows.append({"beta": beta, "epochs": epochs, "vae_psnr": model_psnr(model, images, labels)})
         print(rows[-1], flush=True)

@@ -54,10 +54,17 @@ def nll_scenarios() -> dict[str, dict]:
     if measured.exists():
         spread = json.loads(measured.read_text())["nll_iw"]["16"]["per_latent_dim"]
         n = len(next(iter(spread.values()))["values"])
-        out["quick-nll"] = {"means": {int(d): v["mean"] for d, v in spread.items()}, "sds": {int(d): v["sd"] for d, v in spread.items()},
-                            "source": f"bench/seed_spread.py quick preset, nll_iw at k = 16, {n} seeds", "metric": "nll"}
-        out["quick-nll-uncertain"] = {**out["quick-nll"], "truth_se": {d: sd / math.sqrt(n) for d, sd in out["quick-nll"]["sds"].items()},
-                                      "source": f"quick-nll, true means drawn around the measured ones (their SE over {n} seeds)"}
+        out["quick-nll"] = {
+            "means": {int(d): v["mean"] for d, v in spread.items()},
+            "sds": {int(d): v["sd"] for d, v in spread.items()},
+            "source": f"bench/seed_spread.py quick preset, nll_iw at k = 16, {n} seeds",
+            "metric": "nll",
+        }
+        out["quick-nll-uncertain"] = {
+            **out["quick-nll"],
+            "truth_se": {d: sd / math.sqrt(n) for d, sd in out["quick-nll"]["sds"].items()},
+            "source": f"quick-nll, true means drawn around the measured ones (their SE over {n} seeds)",
+        }
     return out
 
 
@@ -74,21 +81,30 @@ def scenarios(tolerance_db: float) -> dict[str, dict]:
     if quick.exists():
         spread = json.loads(quick.read_text())["per_latent_dim"]
         n = len(next(iter(spread.values()))["values"])
-        out["quick"] = {"means": {int(d): v["mean"] for d, v in spread.items()}, "sds": {int(d): v["sd"] for d, v in spread.items()},
-                        "source": f"bench/seed_spread.py quick preset, {n} seeds"}
+        out["quick"] = {
+            "means": {int(d): v["mean"] for d, v in spread.items()},
+            "sds": {int(d): v["sd"] for d, v in spread.items()},
+            "source": f"bench/seed_spread.py quick preset, {n} seeds",
+        }
         # the measured means are themselves estimates: each race draws its true means from them
         # (normal, the measured SE), so the truth lands on either side of a nearby boundary
-        out["quick-uncertain"] = {**out["quick"], "truth_se": {d: sd / math.sqrt(n) for d, sd in out["quick"]["sds"].items()},
-                                  "source": f"quick, true means drawn around the measured ones (their SE over {n} seeds)"}
+        out["quick-uncertain"] = {
+            **out["quick"],
+            "truth_se": {d: sd / math.sqrt(n) for d, sd in out["quick"]["sds"].items()},
+            "source": f"quick, true means drawn around the measured ones (their SE over {n} seeds)",
+        }
     budget, full = RESULTS / "study_budget.json", RESULTS / "seed_spread_paper_full.json"
     if budget.exists() and full.exists():
         runs = json.loads(budget.read_text())["ours"]["runs"]
         means = {r["latent_dim"]: r["val_psnr_by_epoch"][-1] for r in runs if r["epochs"] == 15}
         spread = json.loads(full.read_text())
         sd = spread["sd_per_seed_unpaired"]
-        out["full"] = {"means": means, "sds": {d: sd for d in means},
-                       "source": f"study_budget.py means (one seed each), pooled seed SD {sd:.3f} dB of seed_spread.py on "
-                                 f"the full MNIST ({spread['seeds']} seeds of {', '.join(spread['per_latent_dim'])})"}
+        out["full"] = {
+            "means": means,
+            "sds": {d: sd for d in means},
+            "source": f"study_budget.py means (one seed each), pooled seed SD {sd:.3f} dB of seed_spread.py on "
+            f"the full MNIST ({spread['seeds']} seeds of {', '.join(spread['per_latent_dim'])})",
+        }
     return out
 
 
@@ -164,8 +180,12 @@ def _race(job: tuple) -> dict:
                 continue
             break
         values[dim].append(means[dim] + scenario["sds"][dim] * rng.standard_normal())
-    return {"right": race.latent_dim == _truth(means, rule, tolerance_db, scenario.get("metric", "psnr")),
-            "confidence": race.confidence, "seeds": sum(len(v) for v in values.values()) / len(dims), "extended": extended}
+    return {
+        "right": race.latent_dim == _truth(means, rule, tolerance_db, scenario.get("metric", "psnr")),
+        "confidence": race.confidence,
+        "seeds": sum(len(v) for v in values.values()) / len(dims),
+        "extended": extended,
+    }
 
 
 def _fixed(job: tuple) -> dict:
@@ -212,15 +232,32 @@ def run_engine(args: argparse.Namespace, rules: list[str]) -> dict:
     with ProcessPoolExecutor(args.workers) as pool:
         for name, scenario in _scenarios(args).items():
             for rule in rules:
-                jobs = [(scenario, rule, args.tolerance_db, args.seeds, args.max_seeds, args.target, 10_000 + i, not args.no_discount,
-                         args.extend_to, args.plan_for) for i in range(args.races)]
+                jobs = [
+                    (
+                        scenario,
+                        rule,
+                        args.tolerance_db,
+                        args.seeds,
+                        args.max_seeds,
+                        args.target,
+                        10_000 + i,
+                        not args.no_discount,
+                        args.extend_to,
+                        args.plan_for,
+                    )
+                    for i in range(args.races)
+                ]
                 started = time.perf_counter()
                 summary = {"truth": _truth(scenario["means"], rule, args.tolerance_db, scenario.get("metric", "psnr")),
                            **_summary(list(pool.map(_race, jobs, chunksize=8)))}
                 summary["seconds"] = time.perf_counter() - started
                 results[f"{name}/{rule}"] = summary
-                print(name, rule, json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}),
-                      flush=True)
+                print(
+                    name,
+                    rule,
+                    json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}),
+                    flush=True,
+                )
                 if args.drift:
                     for n in (2, 4, 8, 16, 32):
                         jobs = [(scenario, rule, args.tolerance_db, n, 20_000 + i) for i in range(args.drift_races)]
@@ -240,8 +277,11 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout, run the same way first")
     parser.add_argument("--baseline-races", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-discount", action="store_true",
-                        help="race on the posterior itself, without the discount for racing's looks (to see what it buys)")
+    parser.add_argument(
+        "--no-discount",
+        action="store_true",
+        help="race on the posterior itself, without the discount for racing's looks (to see what it buys)",
+    )
     parser.add_argument("--extend-to", type=int, default=None,
                         help="race on once, to this many seeds per size, the races that stopped at --max-seeds below "
                              "the target (vae-search resume EXP --max-seeds N)")
@@ -271,17 +311,44 @@ def main() -> None:
 
     from analysis.rules import DEFAULT_RULE
 
-    figures: dict = {"settings": {"races": args.races, "seeds": args.seeds, "max_seeds": args.max_seeds, "extend_to": args.extend_to, "plan_for": args.plan_for,
-                                  "target": args.target,
-                                  "tolerance_db": args.tolerance_db, "discount": not args.no_discount},
-                     "metric": args.metric, "scenarios": _scenarios(args)}
+    figures: dict = {
+        "settings": {
+            "races": args.races,
+            "seeds": args.seeds,
+            "max_seeds": args.max_seeds,
+            "extend_to": args.extend_to,
+            "plan_for": args.plan_for,
+            "target": args.target,
+            "tolerance_db": args.tolerance_db,
+            "discount": not args.no_discount,
+        },
+        "metric": args.metric,
+        "scenarios": _scenarios(args),
+    }
     if args.baseline:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "baseline.json"
             env = {**os.environ, "PYTHONPATH": str(args.baseline.resolve())}
-            command = [sys.executable, str(Path(__file__).resolve()), "--engine-only", str(out), "--rules", f"one-se,{DEFAULT_RULE}",
-                       "--races", str(args.baseline_races), "--seeds", str(args.seeds), "--max-seeds", str(args.max_seeds),
-                       "--target", str(args.target), "--tolerance-db", str(args.tolerance_db), "--workers", str(args.workers)]
+            command = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--engine-only",
+                str(out),
+                "--rules",
+                f"one-se,{DEFAULT_RULE}",
+                "--races",
+                str(args.baseline_races),
+                "--seeds",
+                str(args.seeds),
+                "--max-seeds",
+                str(args.max_seeds),
+                "--target",
+                str(args.target),
+                "--tolerance-db",
+                str(args.tolerance_db),
+                "--workers",
+                str(args.workers),
+            ]
             print("baseline:", args.baseline, flush=True)
             subprocess.run(command, check=True, env=env, cwd=args.baseline)
             figures["baseline"] = json.loads(out.read_text())

@@ -52,12 +52,29 @@ def throughput(n_results: int, n_trials: int, num_cpus: int) -> dict:
         tuner = tune.Tuner(
             tune.with_resources(_zero_cost_trainable, {"cpu": 1}),
             param_space={"n_results": n_results},
-            tune_config=tune.TuneConfig(metric="psnr_mean", mode="max", search_alg=searcher, scheduler=scheduler(config),
-                                        num_samples=-1, reuse_actors=True),
-            run_config=tune.RunConfig(name="tune", storage_path=str(path), verbose=0,
-                                      callbacks=[Progress(str(path), searcher, storage_uri=None, minimum_trials=n_trials,
-                                                          per_trial={"cpus": 1, "gpus": 0, "max_concurrent": num_cpus},
-                                                          epochs=n_results)]),
+            tune_config=tune.TuneConfig(
+                metric="psnr_mean",
+                mode="max",
+                search_alg=searcher,
+                scheduler=scheduler(config),
+                num_samples=-1,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(path),
+                verbose=0,
+                callbacks=[
+                    Progress(
+                        str(path),
+                        searcher,
+                        storage_uri=None,
+                        minimum_trials=n_trials,
+                        per_trial={"cpus": 1, "gpus": 0, "max_concurrent": num_cpus},
+                        epochs=n_results,
+                    )
+                ],
+            ),
         )
         started = time.perf_counter()
         grid = tuner.fit()
@@ -88,9 +105,17 @@ def suggest_times(sizes: list[int], asks: int) -> dict:
                 rng = random.Random(0)
                 trials = []
                 for _ in range(n):
-                    params = {"latent_dim": rng.choice([5, 10, 15, 20]), "lr": math.exp(rng.uniform(math.log(1e-4), math.log(3e-3)))}
-                    trials.append(optuna.trial.create_trial(params=params, distributions=space,
-                                                            value=15 + params["latent_dim"] / 5 - abs(math.log(params["lr"] / 1e-3))))
+                    params = {
+                        "latent_dim": rng.choice([5, 10, 15, 20]),
+                        "lr": math.exp(rng.uniform(math.log(1e-4), math.log(3e-3))),
+                    }
+                    trials.append(
+                        optuna.trial.create_trial(
+                            params=params,
+                            distributions=space,
+                            value=15 + params["latent_dim"] / 5 - abs(math.log(params["lr"] / 1e-3)),
+                        )
+                    )
                 study.add_trials(trials)
                 times = []
                 for _ in range(asks):
@@ -99,7 +124,10 @@ def suggest_times(sizes: list[int], asks: int) -> dict:
                     times.append(time.perf_counter() - started)
                     study.tell(trial, 15.0)
                 out[f"{storage_kind}_{n}"] = statistics.median(times)
-                print(f"TPE suggest, {storage_kind}, {n} finished trials: {out[f'{storage_kind}_{n}'] * 1000:.1f} ms", flush=True)
+                print(
+                    f"TPE suggest, {storage_kind}, {n} finished trials: {out[f'{storage_kind}_{n}'] * 1000:.1f} ms",
+                    flush=True,
+                )
     return out
 
 

@@ -36,8 +36,12 @@ README_ESTIMATE = ("README (an estimate, no GPU measured): on a quarter of an A1
 
 
 def _smi(query: str, kind: str = "gpu") -> list[list[str]]:
-    out = subprocess.run(["nvidia-smi", f"--query-{kind}={query}", "--format=csv,noheader,nounits"], capture_output=True,
-                         text=True, timeout=10).stdout
+    out = subprocess.run(
+        ["nvidia-smi", f"--query-{kind}={query}", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
     return [[c.strip() for c in line.split(",")] for line in out.strip().splitlines() if line.strip()]
 
 
@@ -57,8 +61,25 @@ def one_run(data_dir: Path, share: float, run_args: list[str], storage: Path) ->
     import pandas as pd
 
     name = f"gpu-{share:g}"
-    command = [sys.executable, "-m", "search", "run", "--preset", "paper", "--data-dir", str(data_dir), "--gpus-per-trial",
-               f"{share:g}", "--cpus-per-trial", "1", "--storage", str(storage), "--name", name, *run_args]
+    command = [
+        sys.executable,
+        "-m",
+        "search",
+        "run",
+        "--preset",
+        "paper",
+        "--data-dir",
+        str(data_dir),
+        "--gpus-per-trial",
+        f"{share:g}",
+        "--cpus-per-trial",
+        "1",
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        *run_args,
+    ]
     samples: list[dict] = []
     per_process: dict[str, float] = {}
     stop = threading.Event()
@@ -107,7 +128,9 @@ def cuda_checks(data_dir: Path, device: str = "cuda", max_train: int = 12000) ->
     from vae.checkpoint import load_state, load_weights, save_state
     from vae.training import TrainState, train
 
-    splits = load_data(DataConfig(dataset="mnist", data_dir=str(data_dir), max_train=max_train), download=False).for_training()
+    splits = load_data(
+        DataConfig(dataset="mnist", data_dir=str(data_dir), max_train=max_train), download=False
+    ).for_training()
     config = TrainConfig(model=ModelConfig(latent_dim=15, channels=(32, 64), hidden_dim=256), batch_size=128, epochs=2,
                          lr=1e-3, seed=3, device=device)
     straight = train(config, splits)
@@ -126,7 +149,9 @@ def cuda_checks(data_dir: Path, device: str = "cuda", max_train: int = 12000) ->
             pass
         torch.manual_seed(999)  # what another trial in the same worker would leave behind
         torch.randn(1000, device=device)
-        state = TrainState.from_dict(config, load_weights(folder, device), load_state(folder), n_train=len(splits.train))
+        state = TrainState.from_dict(
+            config, load_weights(folder, device), load_state(folder), n_train=len(splits.train)
+        )
         resumed = train(config, splits, state=state)
     diff = max(float((a - b).abs().max()) for a, b in zip(straight.model.state_dict().values(),
                                                           resumed.model.state_dict().values(), strict=True))
@@ -158,7 +183,9 @@ def determinism(data_dir: Path, device: str = "cuda", max_train: int = 12000) ->
     from vae import DataConfig, ModelConfig, TrainConfig, load_data
     from vae.training import train
 
-    splits = load_data(DataConfig(dataset="mnist", data_dir=str(data_dir), max_train=max_train), download=False).for_training()
+    splits = load_data(
+        DataConfig(dataset="mnist", data_dir=str(data_dir), max_train=max_train), download=False
+    ).for_training()
     base = TrainConfig(model=ModelConfig(latent_dim=15, channels=(32, 64), hidden_dim=256), batch_size=128, epochs=2,
                        lr=1e-3, seed=3, device=device)
     out = {}
@@ -166,8 +193,10 @@ def determinism(data_dir: Path, device: str = "cuda", max_train: int = 12000) ->
         config = dataclasses.replace(base, deterministic=on)
         first, second = train(config, splits), train(config, splits)
         out["with" if on else "without"] = {
-            "max_weight_diff": max(float((a - b).abs().max()) for a, b in zip(first.model.state_dict().values(),
-                                                                              second.model.state_dict().values(), strict=True)),
+            "max_weight_diff": max(
+                float((a - b).abs().max())
+                for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True)
+            ),
             "val_loss": [first.history[-1].val_loss, second.history[-1].val_loss],
             "epoch_s": [r.time_s for r in first.history + second.history],
         }
@@ -178,9 +207,13 @@ def determinism(data_dir: Path, device: str = "cuda", max_train: int = 12000) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="a folder holding MNIST/raw (the full MNIST)")
-    parser.add_argument("--mnist-gz", type=Path, default=ROOT.parent / "shared" / "mnist", help="the four MNIST .gz files")
+    parser.add_argument(
+        "--mnist-gz", type=Path, default=ROOT.parent / "shared" / "mnist", help="the four MNIST .gz files"
+    )
     parser.add_argument("--shares", default="0.25,0.125", help="GPU shares per trial to run, comma-separated")
-    parser.add_argument("--run-args", default="", help="more `run` flags, e.g. '--epochs 5 --trials 8' (default: the paper preset)")
+    parser.add_argument(
+        "--run-args", default="", help="more `run` flags, e.g. '--epochs 5 --trials 8' (default: the paper preset)"
+    )
     parser.add_argument("--name", default="gpu")
     parser.add_argument("--checks-only", action="store_true", help="the CUDA checks and --deterministic's, no runs")
     args = parser.parse_args()
@@ -191,8 +224,11 @@ def main() -> None:
     except ImportError:
         has_gpu = False
     if not has_gpu or shutil.which("nvidia-smi") is None:
-        print("bench/gpu.py: no CUDA GPU here (torch.cuda.is_available() is False or nvidia-smi is missing); nothing measured",
-              file=sys.stderr)
+        print(
+            "bench/gpu.py: no CUDA GPU here (torch.cuda.is_available() is False or nvidia-smi is missing); nothing "
+            "measured",
+            file=sys.stderr,
+        )
         sys.exit(2)
     figures: dict = {"run_args": args.run_args, "readme_estimate": README_ESTIMATE, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,7 +248,9 @@ def main() -> None:
             print(json.dumps(figures["runs"][-1]), flush=True)
     done = [r for r in figures["runs"] if "error" not in r]
     if done:
-        figures["epoch_s_median"] = median([r["epoch_s_median"] for r in done if r.get("epoch_s_median")] or [float("nan")])
+        figures["epoch_s_median"] = median(
+            [r["epoch_s_median"] for r in done if r.get("epoch_s_median")] or [float("nan")]
+        )
     write(args.name, figures)
     print(README_ESTIMATE)
 

@@ -65,7 +65,11 @@ def main() -> None:
                     else {"source": "sample", "data_dir": "data"})
             started = time.perf_counter()
             figures[preset] = measure(preset, data, args.repeats)
-            print(preset, f"{figures[preset]['share_of_training']:.1%} of training ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                preset,
+                f"{figures[preset]['share_of_training']:.1%} of training ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     write("likelihood_cost", figures)
 
 

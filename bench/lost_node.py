@@ -49,9 +49,26 @@ def one_run(storage: Path, name: str, *, lose: bool) -> dict:
         spot = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         started = time.time()
-        driver = subprocess.Popen([sys.executable, "-m", "search", "run", *ARGS, "--address", cluster.address,
-                                   "--storage", str(storage), "--name", name],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, start_new_session=True)
+        driver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "search",
+                "run",
+                *ARGS,
+                "--address",
+                cluster.address,
+                "--storage",
+                str(storage),
+                "--name",
+                name,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         lost = None
         while lose and lost is None and driver.poll() is None:
             found = training_on(storage / name / "tune", [spot])
@@ -72,7 +89,10 @@ def one_run(storage: Path, name: str, *, lose: bool) -> dict:
     figures = {"wall_s": wall, "errored": int((table["status"] == "errored").sum())}
     if lost:
         trial, _, checkpointed, killed_at = lost
-        reported = [json.loads(line) for line in (storage / name / "tune" / f"trial_{trial}" / "result.json").read_text().splitlines()]
+        reported = [
+            json.loads(line)
+            for line in (storage / name / "tune" / f"trial_{trial}" / "result.json").read_text().splitlines()
+        ]
         first_attempt = max(r["epoch"] for r in reported if r["timestamp"] <= killed_at + 0.5)
         figures.update(restart_delay_s=float(table.loc[trial, "started_at"]) - killed_at,
                        epochs_trained_twice=max(0, first_attempt - checkpointed),

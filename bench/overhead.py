@@ -48,12 +48,74 @@ from scheduling import OPTUNA  # the same trials through plain Optuna, as schedu
 
 SHORT = ["--preset", "smoke", "--latent-dims", "2,8", "--epochs", "1", "--max-train", "500", "--trials", "12",
          "--seeds", "1", "--scheduler", "fifo", "--num-cpus", "2"]
-BARE = ["--preset", "quick", "--latent-dims", "8", "--epochs", "2", "--max-train", "2000", "--trials", "11", "--seeds", "1",
-        "--max-seeds", "1", "--scheduler", "fifo", "--num-cpus", "2", "--cpus-per-trial", "1", "--dataset", "sample"]
-PAPER_REDUCED = ["--preset", "paper", "--epochs", "1", "--trials", "2", "--seeds", "1", "--max-seeds", "1", "--latent-dims", "20",
-                 "--max-train", "12000", "--gpus-per-trial", "0", "--num-cpus", "2"]
-STORAGE_RUN = ["--preset", "paper", "--dataset", "sample", "--max-train", "2000", "--epochs", "6", "--trials", "4", "--seeds", "1",
-               "--max-seeds", "1", "--latent-dims", "5,20", "--gpus-per-trial", "0", "--num-cpus", "2", "--scheduler", "fifo"]
+BARE = [
+    "--preset",
+    "quick",
+    "--latent-dims",
+    "8",
+    "--epochs",
+    "2",
+    "--max-train",
+    "2000",
+    "--trials",
+    "11",
+    "--seeds",
+    "1",
+    "--max-seeds",
+    "1",
+    "--scheduler",
+    "fifo",
+    "--num-cpus",
+    "2",
+    "--cpus-per-trial",
+    "1",
+    "--dataset",
+    "sample",
+]
+PAPER_REDUCED = [
+    "--preset",
+    "paper",
+    "--epochs",
+    "1",
+    "--trials",
+    "2",
+    "--seeds",
+    "1",
+    "--max-seeds",
+    "1",
+    "--latent-dims",
+    "20",
+    "--max-train",
+    "12000",
+    "--gpus-per-trial",
+    "0",
+    "--num-cpus",
+    "2",
+]
+STORAGE_RUN = [
+    "--preset",
+    "paper",
+    "--dataset",
+    "sample",
+    "--max-train",
+    "2000",
+    "--epochs",
+    "6",
+    "--trials",
+    "4",
+    "--seeds",
+    "1",
+    "--max-seeds",
+    "1",
+    "--latent-dims",
+    "5,20",
+    "--gpus-per-trial",
+    "0",
+    "--num-cpus",
+    "2",
+    "--scheduler",
+    "fifo",
+]
 
 # `vae-search ARGS` in this process, with timestamps of its phases and the driver's CPU time
 DRIVER = r'''
@@ -113,14 +175,15 @@ preset = resolve("smoke", {"epochs": 1, "max_train": 500})
 splits = load_data(DataConfig(dataset="sample", max_train=500)).for_training()
 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=40)
 def trainable(config, splits):
-    train(TrainConfig(model=ModelConfig(latent_dim=config["latent_dim"], channels=preset.channels, hidden_dim=preset.hidden_dim),
-                      lr=config["lr"], epochs=1, batch_size=preset.batch_size, threads=1), splits,
+    model = ModelConfig(latent_dim=config["latent_dim"], channels=preset.channels, hidden_dim=preset.hidden_dim)
+    train(TrainConfig(model=model, lr=config["lr"], epochs=1, batch_size=preset.batch_size, threads=1), splits,
           on_epoch=lambda result, state: tune.report({"psnr_mean": result.psnr_mean}))
 space = {"latent_dim": tune.choice([2, 8]), "lr": tune.loguniform(*preset.lr_range)}
 with tempfile.TemporaryDirectory() as folder:
-    tuner = tune.Tuner(tune.with_resources(tune.with_parameters(trainable, splits=splits), {"cpu": 1}), param_space=space,
-                       tune_config=tune.TuneConfig(num_samples=n_trials, reuse_actors=True, metric="psnr_mean", mode="max"),
-                       run_config=tune.RunConfig(storage_path=folder, verbose=0))
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(trainable, splits=splits), {"cpu": 1}), param_space=space,
+        tune_config=tune.TuneConfig(num_samples=n_trials, reuse_actors=True, metric="psnr_mean", mode="max"),
+        run_config=tune.RunConfig(storage_path=folder, verbose=0))
     tuner.fit()
 ray.shutdown()
 print(json.dumps({"wall_s": time.perf_counter() - started}))
@@ -223,13 +286,26 @@ def short_once(code: Path, storage: Path, name: str) -> dict:
         "report": m["report_end"] - m["report_begin"],
         "exit": run["wall_s"] - (m["report_end"] - m["start"]),  # interpreter start and exit
     }
-    return {"wall_s": run["wall_s"], "driver_cpu_s": run["cpu_s"], "trials": len(t), "train_s": float(t["train_time_s"].sum()),
-            "trial_setup_first_s": float(setup.max()), "trial_setup_median_s": float(setup.median()), "parts_s": parts}
+    return {
+        "wall_s": run["wall_s"],
+        "driver_cpu_s": run["cpu_s"],
+        "trials": len(t),
+        "train_s": float(t["train_time_s"].sum()),
+        "trial_setup_first_s": float(setup.max()),
+        "trial_setup_median_s": float(setup.median()),
+        "parts_s": parts,
+    }
 
 
 def optuna_once(code: Path, n_trials: int) -> dict:
-    out = subprocess.run([_python(code), "-c", OPTUNA, str(n_trials), "2,8"], cwd=code, env=_env(code), capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [_python(code), "-c", OPTUNA, str(n_trials), "2,8"],
+        cwd=code,
+        env=_env(code),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     data = json.loads(out.strip().splitlines()[-1])
     return {"wall_s": data["wall"], "train_s": sum(data["train_times"])}
 
@@ -237,20 +313,32 @@ def optuna_once(code: Path, n_trials: int) -> dict:
 def bare_once(code: Path, lrs: list[float], concurrency: int) -> float:
     started = time.perf_counter()
     shares = [lrs[i::concurrency] for i in range(concurrency)]  # equal trials: equal shares
-    procs = [subprocess.Popen([_python(code), "-c", BARE_WORKER, *map(str, share)], cwd=code, env=_env(code)) for share in shares]
+    procs = [
+        subprocess.Popen([_python(code), "-c", BARE_WORKER, *map(str, share)], cwd=code, env=_env(code))
+        for share in shares
+    ]
     if any(proc.wait() != 0 for proc in procs):
         raise RuntimeError("a bare worker failed")
     return time.perf_counter() - started
 
 
 def plain_tune_once(code: Path, n_trials: int) -> dict:
-    out = subprocess.run([_python(code), "-c", PLAIN_TUNE, str(n_trials)], cwd=code, env=_env(code), capture_output=True,
-                         text=True, check=True, start_new_session=True).stdout
+    out = subprocess.run(
+        [_python(code), "-c", PLAIN_TUNE, str(n_trials)],
+        cwd=code,
+        env=_env(code),
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def tool_bare_once(code: Path, storage: Path, name: str, concurrency: int) -> tuple[float, list[float]]:
-    run = run_driver(code, ["run", *BARE, "--max-concurrent", str(concurrency), "--storage", str(storage), "--name", name])
+    run = run_driver(
+        code, ["run", *BARE, "--max-concurrent", str(concurrency), "--storage", str(storage), "--name", name]
+    )
     return run["wall_s"], [float(x) for x in _trials(storage, name)["lr"]]
 
 
@@ -285,15 +373,27 @@ def memory_once(code: Path, storage: Path, name: str, data_dir: Path) -> dict:
                 entry["titles"].add(title[:60])
             stop.wait(0.1)
 
-    run = run_driver(code, ["run", *PAPER_REDUCED, "--data-dir", str(data_dir), "--storage", str(storage), "--name", name],
-                     sample=sample)
+    run = run_driver(
+        code,
+        ["run", *PAPER_REDUCED, "--data-dir", str(data_dir), "--storage", str(storage), "--name", name],
+        sample=sample,
+    )
     workers = [p["pss"] for p in peaks.values() if any("run_trial" in t or "ImplicitFunc" in t for t in p["titles"])]
     others = {t: p["pss"] for p in peaks.values() for t in sorted(p["titles"])[:1] if p["pss"] not in workers}
-    floor = json.loads(subprocess.run([_python(code), "-c", FLOOR], cwd=code, env=_env(code), capture_output=True, text=True,
-                                      check=True).stdout.strip().splitlines()[-1])["pss"]
-    return {"wall_s": run["wall_s"], "worker_peak_pss_mb": sorted(w / 1e6 for w in workers), "floor_pss_mb": floor / 1e6,
-            "largest_over_floor_mb": (max(workers) - floor) / 1e6 if workers else None,
-            "other_processes_pss_mb": {k: round(v / 1e6) for k, v in sorted(others.items(), key=lambda kv: -kv[1])[:8]}}
+    floor = json.loads(
+        subprocess.run(
+            [_python(code), "-c", FLOOR], cwd=code, env=_env(code), capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )["pss"]
+    return {
+        "wall_s": run["wall_s"],
+        "worker_peak_pss_mb": sorted(w / 1e6 for w in workers),
+        "floor_pss_mb": floor / 1e6,
+        "largest_over_floor_mb": (max(workers) - floor) / 1e6 if workers else None,
+        "other_processes_pss_mb": {k: round(v / 1e6) for k, v in sorted(others.items(), key=lambda kv: -kv[1])[:8]},
+    }
 
 
 def quick_once(code: Path, storage: Path, name: str) -> dict:
@@ -303,12 +403,17 @@ def quick_once(code: Path, storage: Path, name: str) -> dict:
     m = run["marks"]
     t = _trials(storage, name)
     cores, experiment = 2, m["execute_end"] - m["execute_begin"]
-    return {"wall_s": run["wall_s"], "experiment_s": experiment, "trials": len(t), "driver_cpu_s": run["cpu_s"],
-            "trials_share_of_experiment": float(t["time_s"].sum()) / (cores * experiment),
-            "trials_share_of_wall": float(t["time_s"].sum()) / (cores * run["wall_s"]),
-            "training_share_of_wall": float(t["train_time_s"].sum()) / (cores * run["wall_s"]),
-            "driver_cpu_share_of_a_core": run["cpu_s"] / run["wall_s"],
-            "chosen": next((line for line in run["stdout"].splitlines() if line.startswith("chosen latent size")), None)}
+    return {
+        "wall_s": run["wall_s"],
+        "experiment_s": experiment,
+        "trials": len(t),
+        "driver_cpu_s": run["cpu_s"],
+        "trials_share_of_experiment": float(t["time_s"].sum()) / (cores * experiment),
+        "trials_share_of_wall": float(t["time_s"].sum()) / (cores * run["wall_s"]),
+        "training_share_of_wall": float(t["train_time_s"].sum()) / (cores * run["wall_s"]),
+        "driver_cpu_share_of_a_core": run["cpu_s"] / run["wall_s"],
+        "chosen": next((line for line in run["stdout"].splitlines() if line.startswith("chosen latent size")), None),
+    }
 
 
 def checkpoint_once(code: Path) -> dict:
@@ -339,7 +444,12 @@ def storage_once(code: Path, storage: Path, name: str) -> dict:
 
     run = run_driver(code, ["run", *STORAGE_RUN, "--storage", str(storage), "--name", name], sample=sample)
     final = _du(storage / name)
-    return {"wall_s": run["wall_s"], "peak_mb": peak[0] / 1e6, "final_mb": final / 1e6, "peak_over_final": peak[0] / final}
+    return {
+        "wall_s": run["wall_s"],
+        "peak_mb": peak[0] / 1e6,
+        "final_mb": final / 1e6,
+        "peak_over_final": peak[0] / final,
+    }
 
 
 def _alternate(sides: dict[str, Path], repeats: int, label: str, once) -> dict[str, list[dict]]:
@@ -389,10 +499,22 @@ def main() -> None:
                         wall, lrs = tool_bare_once(code, storage, f"bare-{side}-{c}-{i}", c)
                         rows[side][c]["tool"].append(wall)
                         rows[side][c]["bare"].append(bare_once(code, lrs, c))
-                        print(f"bare {side} c{c} {i + 1}: tool {wall:.1f} s, bare {rows[side][c]['bare'][-1]:.1f} s", flush=True)
-            figures["bare"] = {side: {f"concurrency_{c}": {"tool_wall_s": median(r[c]["tool"]), "bare_wall_s": median(r[c]["bare"]),
-                                                           "ratio": median(r[c]["tool"]) / median(r[c]["bare"]), "runs": r[c]}
-                                      for c in (1, 2)} for side, r in rows.items()}
+                        print(
+                            f"bare {side} c{c} {i + 1}: tool {wall:.1f} s, bare {rows[side][c]['bare'][-1]:.1f} s",
+                            flush=True,
+                        )
+            figures["bare"] = {
+                side: {
+                    f"concurrency_{c}": {
+                        "tool_wall_s": median(r[c]["tool"]),
+                        "bare_wall_s": median(r[c]["bare"]),
+                        "ratio": median(r[c]["tool"]) / median(r[c]["bare"]),
+                        "runs": r[c],
+                    }
+                    for c in (1, 2)
+                }
+                for side, r in rows.items()
+            }
         if "memory" in parts:
             if not (MNIST_FULL / "unpack").exists():
                 sys.exit(f"the memory part needs the full MNIST at {MNIST_FULL}")
@@ -410,8 +532,10 @@ def main() -> None:
         if "quick" in parts:
             rows = _alternate(sides, max(1, args.repeats // 3), "quick",
                               lambda side, code, i: quick_once(code, storage, f"quick-{side}-{i}"))
-            figures["quick"] = {side: {k: median([r[k] for r in rs]) for k in rs[0] if isinstance(rs[0][k], float)} | {"runs": rs}
-                                for side, rs in rows.items()}
+            figures["quick"] = {
+                side: {k: median([r[k] for r in rs]) for k in rs[0] if isinstance(rs[0][k], float)} | {"runs": rs}
+                for side, rs in rows.items()
+            }
         if "storage" in parts:
             rows = _alternate(sides, max(1, args.repeats // 2), "storage",
                               lambda side, code, i: storage_once(code, storage, f"storage-{side}-{i}"))

@@ -101,7 +101,10 @@ def main() -> None:
                         "--gpus-per-trial 0 --num-cpus 2")
     args = parser.parse_args()
     run_args = args.run_args.split()
-    figures: dict = {"command": f"vae-search run --preset paper --data-dir MNIST {args.run_args}", "repeats": args.repeats}
+    figures: dict = {
+        "command": f"vae-search run --preset paper --data-dir MNIST {args.run_args}",
+        "repeats": args.repeats,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = unpack_full_mnist(Path(tmp))
         for side, checkout in checkouts(args.baseline).items():

@@ -22,16 +22,39 @@ def main() -> None:
     parser.add_argument("--preset", default="quick", help="model size: smoke (small) or quick (32/64 channels)")
     parser.add_argument("--tag", default="", help="suffix of the result file")
     args = parser.parse_args()
-    common = ["--preset", args.preset, "--latent-dims", "8", "--epochs", str(args.epochs), "--max-train", str(args.max_train),
-              "--trials", "11", "--seeds", "1", "--max-seeds", "1", "--scheduler", "fifo", "--num-cpus", "2",
-              "--cpus-per-trial", "1", "--dataset", "sample"]
+    common = [
+        "--preset",
+        args.preset,
+        "--latent-dims",
+        "8",
+        "--epochs",
+        str(args.epochs),
+        "--max-train",
+        str(args.max_train),
+        "--trials",
+        "11",
+        "--seeds",
+        "1",
+        "--max-seeds",
+        "1",
+        "--scheduler",
+        "fifo",
+        "--num-cpus",
+        "2",
+        "--cpus-per-trial",
+        "1",
+        "--dataset",
+        "sample",
+    ]
     walls = {1: [], 2: []}
     spans = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as storage:
         for i in range(args.repeats):
             for concurrency in (1, 2):
                 name = f"par{concurrency}-{i}-{int(time.time())}"
-                wall, _ = cli("run", *common, "--max-concurrent", str(concurrency), "--storage", storage, "--name", name)
+                wall, _ = cli(
+                    "run", *common, "--max-concurrent", str(concurrency), "--storage", storage, "--name", name
+                )
                 walls[concurrency].append(wall)
                 table = pd.read_csv(Path(storage) / name / "trials.csv")
                 spans[concurrency].append(float(table["finished_at"].max() - table["started_at"].min()))

@@ -140,7 +140,10 @@ def variants() -> list[tuple[Variant, str]]:
         (warm, "KL warm-up (changes the objective early on)"),
         (dataclasses.replace(small, name="batch 32, one-cycle to 3e-3, KL warm-up 25%", kl_warmup=0.25), "KL warm-up"),
         (dataclasses.replace(today, name="narrower (16, 32) at batch 32", channels=(16, 32), sync="epoch"), "width"),
-        (dataclasses.replace(today, name="batch 32 + channels-last", channels_last=True, sync="epoch"), "memory format"),
+        (
+            dataclasses.replace(today, name="batch 32 + channels-last", channels_last=True, sync="epoch"),
+            "memory format",
+        ),
         (dataclasses.replace(today, name="batch 32 + fused Adam", fused=True, sync="epoch"), "optimizer kernel"),
     ]
 
@@ -159,12 +162,17 @@ def main() -> None:
     loop(chosen[0][0], splits, 1, 0)  # warm-up (allocator, kernels)
     for v, lever in chosen:
         runs = [loop(v, splits, args.epochs, seed) for seed in range(args.seeds)]
-        row = {"variant": v.name, "lever": lever, **{k: (list(x) if isinstance(x, tuple) else x) for k, x in dataclasses.asdict(v).items()},
-               "images_per_s": median([r["images_per_s"] for r in runs]),
-               "final_psnr": median([r["psnr"][-1] for r in runs]),
-               "psnr_by_epoch": [median([r["psnr"][e] for r in runs]) for e in range(args.epochs)],
-               "final_kl": median([r["kl"][-1] for r in runs]),
-               "train_s": median([r["train_s"] for r in runs]), "compile_s": runs[0]["compile_s"]}
+        row = {
+            "variant": v.name,
+            "lever": lever,
+            **{k: (list(x) if isinstance(x, tuple) else x) for k, x in dataclasses.asdict(v).items()},
+            "images_per_s": median([r["images_per_s"] for r in runs]),
+            "final_psnr": median([r["psnr"][-1] for r in runs]),
+            "psnr_by_epoch": [median([r["psnr"][e] for r in runs]) for e in range(args.epochs)],
+            "final_kl": median([r["kl"][-1] for r in runs]),
+            "train_s": median([r["train_s"] for r in runs]),
+            "compile_s": runs[0]["compile_s"],
+        }
         rows.append(row)
         print(f"{v.name:40s} {row['images_per_s']:7.0f} img/s  PSNR {row['final_psnr']:6.2f} dB  "
               f"train {row['train_s']:6.1f} s  KL {row['final_kl']:5.1f}", flush=True)
@@ -174,17 +182,24 @@ def main() -> None:
             "psnr_by_epoch": [median([r["psnr"][e] for r in runs]) for e in range(args.epochs)],
             "final_kl": median([r["kl"][-1] for r in runs]), "train_s": median([r["train_s"] for r in runs]),
             **{k: runs[0][k] for k in ("batch_size", "lr", "schedule")}}
-    print(f"{'vae.train, quick preset recipe':40s} {ours['images_per_s']:7.0f} img/s  PSNR {ours['final_psnr']:6.2f} dB  "
-          f"train {ours['train_s']:6.1f} s", flush=True)
+    print(
+        f"{'vae.train, quick preset recipe':40s} {ours['images_per_s']:7.0f} img/s  PSNR {ours['final_psnr']:6.2f} dB  "
+        f"train {ours['train_s']:6.1f} s",
+        flush=True,
+    )
     base = rows[0] if rows and rows[0]["lever"] == "baseline" else None
     figures = {"images": len(splits.train), "val_images": len(splits.val), "latent_dim": 15, "threads": 1,
                "epochs": args.epochs, "seeds": args.seeds, "variants": rows, "product": ours}
     if base:
         speedup = ours["images_per_s"] / base["images_per_s"]
-        figures |= {"target": "quick-preset trial images/s per core >= 2x the previous recipe's at batch 32, "
-                              "at equal or better PSNR per epoch",
-                    "speedup": speedup, "psnr_gain_db": ours["final_psnr"] - base["final_psnr"],
-                    "met": speedup >= 2 and all(o >= b - 0.05 for o, b in zip(ours["psnr_by_epoch"], base["psnr_by_epoch"], strict=True))}
+        figures |= {
+            "target": "quick-preset trial images/s per core >= 2x the previous recipe's at batch 32, "
+            "at equal or better PSNR per epoch",
+            "speedup": speedup,
+            "psnr_gain_db": ours["final_psnr"] - base["final_psnr"],
+            "met": speedup >= 2
+            and all(o >= b - 0.05 for o, b in zip(ours["psnr_by_epoch"], base["psnr_by_epoch"], strict=True)),
+        }
     if args.append and (RESULTS / "recipe.json").exists():
         earlier = json.loads((RESULTS / "recipe.json").read_text())
         names = {r["variant"] for r in rows}

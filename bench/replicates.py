@@ -44,19 +44,44 @@ def main() -> None:
         runs, pooled = [], []
         for seed in range(args.runs):
             name = f"{args.preset}-seed{seed}"
-            wall, _ = cli("run", "--preset", args.preset, "--seed", str(seed), "--metric", args.metric, "--storage", str(storage),
-                          "--name", name)
+            wall, _ = cli(
+                "run",
+                "--preset",
+                args.preset,
+                "--seed",
+                str(seed),
+                "--metric",
+                args.metric,
+                "--storage",
+                str(storage),
+                "--name",
+                name,
+            )
             race = json.loads((storage / name / "race.json").read_text())
             trials = pd.read_csv(storage / name / "trials.csv")
             seeds = trials[(trials["phase"] == "seeds") & (trials["status"] == "completed")]
             pooled.append(seeds.assign(run=seed))
-            runs.append({"seed": seed, "latent_dim": race["latent_dim"], "confidence": race["confidence"],
-                         "stop_reason": race["stop_reason"], "seeds_per_size": race["n_trials"], "wall_s": wall,
-                         f"mean_{args.metric}": {k: round(v, 3) for k, v in race["mean"].items()},
-                         "other_metric": {name: {"latent_dim": r.latent_dim, "confidence": round(r.confidence, 3)}
-                                          for name, r in both_answers(seeds, metric=args.metric, seed=seed,
-                                                                      horizon=_horizon(args.preset)).items()},
-                         "active_units": {str(d): round(float(v), 2) for d, v in seeds.groupby("latent_dim")["active_units"].mean().items()}})
+            runs.append(
+                {
+                    "seed": seed,
+                    "latent_dim": race["latent_dim"],
+                    "confidence": race["confidence"],
+                    "stop_reason": race["stop_reason"],
+                    "seeds_per_size": race["n_trials"],
+                    "wall_s": wall,
+                    f"mean_{args.metric}": {k: round(v, 3) for k, v in race["mean"].items()},
+                    "other_metric": {
+                        name: {"latent_dim": r.latent_dim, "confidence": round(r.confidence, 3)}
+                        for name, r in both_answers(
+                            seeds, metric=args.metric, seed=seed, horizon=_horizon(args.preset)
+                        ).items()
+                    },
+                    "active_units": {
+                        str(d): round(float(v), 2)
+                        for d, v in seeds.groupby("latent_dim")["active_units"].mean().items()
+                    },
+                }
+            )
             print(json.dumps(runs[-1]), flush=True)
     every = pd.concat(pooled)
     overall = assess(values_by_latent_dim(every, column), metric=args.metric)
@@ -104,7 +129,10 @@ def _pairing(seeds: pd.DataFrame) -> dict:
     ms_resid = float(((within["residual"] - means.reindex(within.index).to_numpy()) ** 2).sum()
                      / ((len(means) - 1) * (sizes - 1)))
     block_var = max(0.0, (ms_block - ms_resid) / sizes)
-    return {"blocks": int(len(means)), "pairing_correlation": block_var / (block_var + ms_resid) if ms_resid > 0 else None}
+    return {
+        "blocks": int(len(means)),
+        "pairing_correlation": block_var / (block_var + ms_resid) if ms_resid > 0 else None,
+    }
 
 
 if __name__ == "__main__":

@@ -64,8 +64,12 @@ def pca_psnr(train_images, k, images, labels) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--fixed-repeats", type=int, default=2, help="runs with fixed seeds (4 per size) to compare racing with")
-    parser.add_argument("--schedulers", default="asha,fifo", help="asha alone measures quality and time, not ASHA vs FIFO")
+    parser.add_argument(
+        "--fixed-repeats", type=int, default=2, help="runs with fixed seeds (4 per size) to compare racing with"
+    )
+    parser.add_argument(
+        "--schedulers", default="asha,fifo", help="asha alone measures quality and time, not ASHA vs FIFO"
+    )
     parser.add_argument("--out", default="search_quality", help="results file name (bench/results/OUT.json)")
     args = parser.parse_args()
     from vae import DataConfig, load_data, load_model
@@ -96,8 +100,14 @@ def main() -> None:
                 if scheduler == "asha" and test is not None:
                     run_json = json.loads((experiment / "run.json").read_text())
                     cfg = run_json["config"]
-                    splits = load_data(DataConfig(dataset=run_json["data"]["source"], data_dir=run_json["data"]["data_dir"],
-                                                  max_train=cfg["max_train"]), download=False)
+                    splits = load_data(
+                        DataConfig(
+                            dataset=run_json["data"]["source"],
+                            data_dir=run_json["data"]["data_dir"],
+                            max_train=cfg["max_train"],
+                        ),
+                        download=False,
+                    )
                     images, labels = test
                     chosen = selection["latent_dim"]
                     record["quality"] = {
@@ -106,11 +116,17 @@ def main() -> None:
                         "vae_psnr": model_psnr(load_model(experiment / "best_model"), images, labels),
                         "pca_psnr": pca_psnr(to_unit(splits.train.pixels), chosen, images, labels),
                     }
-                    seeds15 = table[(table["phase"] == "seeds") & (table["latent_dim"] == 15) & (table["status"] == "completed")]
+                    seeds15 = table[
+                        (table["phase"] == "seeds") & (table["latent_dim"] == 15) & (table["status"] == "completed")
+                    ]
                     if len(seeds15):
                         best15 = seeds15.loc[seeds15["psnr_mean"].idxmax(), "checkpoint"]
-                        record["quality"]["latent15_vae_psnr"] = model_psnr(load_model(experiment / best15), images, labels)
-                        record["quality"]["latent15_pca_psnr"] = pca_psnr(to_unit(splits.train.pixels), 15, images, labels)
+                        record["quality"]["latent15_vae_psnr"] = model_psnr(
+                            load_model(experiment / best15), images, labels
+                        )
+                        record["quality"]["latent15_pca_psnr"] = pca_psnr(
+                            to_unit(splits.train.pixels), 15, images, labels
+                        )
             if rep < args.fixed_repeats:  # the same search, then 4 seeds per size and no racing
                 name = f"fixed-{rep}"
                 cli("run", "--preset", "quick", "--seed", str(rep), "--seeds", "4", "--max-seeds", "4",

@@ -52,8 +52,12 @@ def _train_one(job: dict) -> dict:
     iw = {}
     for k in job["iw_k"]:
         measured = held_out_likelihood(state.model, splits, dataclasses.replace(likelihood, samples=k))
-        iw[str(k)] = {"nll_iw": measured["nll_iw"], "seconds": measured["iw_time_s"], "share_of_training": measured["iw_time_s"] / train_s,
-                      "images": measured["iw_images"]}
+        iw[str(k)] = {
+            "nll_iw": measured["nll_iw"],
+            "seconds": measured["iw_time_s"],
+            "share_of_training": measured["iw_time_s"] / train_s,
+            "images": measured["iw_images"],
+        }
     return {"latent_dim": job["trial"]["latent_dim"], "seed": job["trial"]["seed"], "psnr_mean": last.psnr_mean,
             "val_loss": last.val_loss, "active_units": last.active_units, "train_s": train_s, "iw": iw, "wall_s": wall}
 
@@ -94,8 +98,13 @@ def two_way(table: np.ndarray) -> dict:
     # intraclass correlation of two sizes' PSNRs at one seed (ANOVA estimator, floored at 0)
     var_seed = max(0.0, (ms_seed - ms_resid) / n_sizes)
     icc = var_seed / (var_seed + ms_resid) if var_seed + ms_resid > 0 else 0.0
-    return {"sd_per_seed_unpaired": sd_unpaired, "sd_per_seed_paired": sd_paired, "seed_effect_F": f, "seed_effect_p": p,
-            "pairing_correlation": icc}
+    return {
+        "sd_per_seed_unpaired": sd_unpaired,
+        "sd_per_seed_paired": sd_paired,
+        "seed_effect_F": f,
+        "seed_effect_p": p,
+        "pairing_correlation": icc,
+    }
 
 
 def main() -> None:
@@ -105,7 +114,9 @@ def main() -> None:
     parser.add_argument("--latent-dims", default=None, help="default: the preset's")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak lr for every trial (the recipe's default)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--full", action="store_true", help="the full MNIST from ../shared/mnist (else the sample digits)")
+    parser.add_argument(
+        "--full", action="store_true", help="the full MNIST from ../shared/mnist (else the sample digits)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default=None, help="results name (default seed_spread_<preset>[_full])")
     parser.add_argument("--iw-k", default="1,16,64", help="importance samples to compute nll_iw with, comma-separated")
@@ -133,8 +144,14 @@ def main() -> None:
                 rows.append(row)
     table = np.array([[next(r["psnr_mean"] for r in rows if r["latent_dim"] == d and r["seed"] == s)
                        for s in range(1, args.seeds + 1)] for d in dims])
-    per_size = {str(d): {"mean": float(table[i].mean()), "sd": float(table[i].std(ddof=1)), "values": table[i].round(4).tolist()}
-                for i, d in enumerate(dims)}
+    per_size = {
+        str(d): {
+            "mean": float(table[i].mean()),
+            "sd": float(table[i].std(ddof=1)),
+            "values": table[i].round(4).tolist(),
+        }
+        for i, d in enumerate(dims)
+    }
     figures = {"preset": args.preset, "data": "full MNIST (48k train)" if args.full else "sample digits",
                "epochs": config.epochs, "lr": args.lr, "seeds": args.seeds, "per_latent_dim": per_size,
                **two_way(table), "median_trial_s": float(np.median([r["wall_s"] for r in rows])),

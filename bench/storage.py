@@ -47,8 +47,14 @@ def once(storage: str, measure, cwd: Path) -> dict:
     thread = threading.Thread(target=sample, daemon=True)
     started = time.perf_counter()
     thread.start()
-    result = subprocess.run([sys.executable, "-m", "search", "run", *STORAGE_RUN, "--storage", storage, "--name", "s"],
-                            cwd=cwd, capture_output=True, text=True, env={**os.environ, **CREDENTIALS}, start_new_session=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "search", "run", *STORAGE_RUN, "--storage", storage, "--name", "s"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **CREDENTIALS},
+        start_new_session=True,
+    )
     stop.set()
     thread.join()
     if result.returncode != 0:
@@ -83,7 +89,9 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 experiment = folder / "runs" / "s"
-                rows["local"].append(once(str(folder / "runs"), lambda e=experiment: _du(e) if e.is_dir() else 0, folder))
+                rows["local"].append(
+                    once(str(folder / "runs"), lambda e=experiment: _du(e) if e.is_dir() else 0, folder)
+                )
                 print(f"local {i + 1}: {rows['local'][-1]}", flush=True)
                 prefix = f"runs{i}/"
                 uri = f"s3://{BUCKET}/runs{i}?endpoint_override=127.0.0.1:{port}&scheme=http"
@@ -92,12 +100,22 @@ def main() -> None:
                 print(f"s3 {i + 1}: {rows['s3'][-1]}", flush=True)
     finally:
         server.stop()
-    write(args.name, {
-        "run": "vae-search run " + " ".join(STORAGE_RUN),
-        "repeats": args.repeats,
-        **{side: {"runs": r, "median_peak_mb": median([x["peak_mb"] for x in r]), "median_final_mb": median([x["final_mb"] for x in r]),
-                  "median_peak_over_final": median([x["peak_over_final"] for x in r])} for side, r in rows.items()},
-    })
+    write(
+        args.name,
+        {
+            "run": "vae-search run " + " ".join(STORAGE_RUN),
+            "repeats": args.repeats,
+            **{
+                side: {
+                    "runs": r,
+                    "median_peak_mb": median([x["peak_mb"] for x in r]),
+                    "median_final_mb": median([x["final_mb"] for x in r]),
+                    "median_peak_over_final": median([x["peak_over_final"] for x in r]),
+                }
+                for side, r in rows.items()
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

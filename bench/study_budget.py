@@ -77,7 +77,12 @@ def main() -> None:
     parser.add_argument("--name", default="study_budget", help="results name (bench/results/NAME.json)")
     args = parser.parse_args()
     runs = [r for r in RUNS if r[1] == 15] if args.only_15_epochs else RUNS
-    figures: dict = {"train_images": 48_000, "test": "official MNIST test set (10,000)", "study": STUDY, "target": TARGET}
+    figures: dict = {
+        "train_images": 48_000,
+        "test": "official MNIST test set (10,000)",
+        "study": STUDY,
+        "target": TARGET,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = unpack_full_mnist(Path(tmp))
         for side, checkout in checkouts(args.baseline).items():

@@ -70,8 +70,17 @@ def _once(tmp_path_factory, worker_id: str, name: str, make) -> tuple[Path, subp
     with _exclusive(root / f"{name}.lock"):
         if not record.exists():
             path, result = make(root / name)
-            record.write_text(json.dumps({"path": str(path), "args": [str(a) for a in result.args],
-                                          "returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}))
+            record.write_text(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        "args": [str(a) for a in result.args],
+                        "returncode": result.returncode,
+                        "stdout": result.stdout,
+                        "stderr": result.stderr,
+                    }
+                )
+            )
     done = json.loads(record.read_text())
     result = subprocess.CompletedProcess(done["args"], done["returncode"], done["stdout"], done["stderr"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -103,7 +112,9 @@ def smoke(tmp_path_factory, worker_id):
     from tests.search.helpers import run_cli
 
     def make(folder):
-        result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(folder), "--name", "smoke", "--seed", "3")
+        result = run_cli(
+            "run", "--preset", "smoke", "--num-cpus", "2", "--storage", str(folder), "--name", "smoke", "--seed", "3"
+        )
         return folder / "smoke", result
 
     return _once(tmp_path_factory, worker_id, "smoke", make)

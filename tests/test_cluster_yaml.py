@@ -22,8 +22,12 @@ def test_cluster_config_is_valid_for_rays_launcher(name, provider):
     assert "RAY_AUTH_MODE=token" in starts and "disabled" not in starts
     assert "--dashboard-host=0.0.0.0" not in starts
     assert any('pip install -e "$HOME/vae-search[cluster]"' in c for c in config["setup_commands"])
-    assert "chmod 700 ~/.ray && chmod 600 ~/.ray/auth_token" in config["setup_commands"]  # the copied token stays private
-    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])  # as tests/search/test_job.py starts it
+    assert (
+        "chmod 700 ~/.ray && chmod 600 ~/.ray/auth_token" in config["setup_commands"]
+    )  # the copied token stays private
+    assert "--dashboard-host=127.0.0.1" in " ".join(
+        config["head_start_ray_commands"]
+    )  # as tests/search/test_job.py starts it
 
 
 def test_the_cluster_extra_brings_the_job_client_and_the_job_server():
@@ -60,7 +64,9 @@ def test_the_aws_cluster_boots_rays_image_of_the_ray_and_python_the_project_inst
     # GPUs passed into the workers' containers; every node on AWS's Deep Learning Base GPU AMI
     assert "--gpus all" in config["docker"]["worker_run_options"]
     for node in config["available_node_types"].values():
-        assert node["node_config"]["ImageId"].startswith("resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu")
+        assert node["node_config"]["ImageId"].startswith(
+            "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu"
+        )
     # the project installs into the image's Python; the token and the storage lines as before
     assert any('pip install -e "$HOME/vae-search[cluster]"' in c for c in config["setup_commands"])
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"

@@ -55,7 +55,10 @@ class ModelConfig:
             len(self.channels) == 2 and all(isinstance(c, int) and c >= 1 for c in self.channels),
             f"channels must be two positive integers but got {self.channels!r}",
         )
-        _check(isinstance(self.hidden_dim, int) and self.hidden_dim >= 1, f"hidden_dim must be a positive integer but got {self.hidden_dim!r}")
+        _check(
+            isinstance(self.hidden_dim, int) and self.hidden_dim >= 1,
+            f"hidden_dim must be a positive integer but got {self.hidden_dim!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -78,14 +81,33 @@ class TrainConfig:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive number but got {self.lr!r}")
-        _check(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} but got {self.lr_schedule!r}")
-        _check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0, f"beta must be a number >= 0 but got {self.beta!r}")
-        _check(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an integer >= 1 but got {self.epochs!r}")
-        _check(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be an integer >= 1 but got {self.batch_size!r}")
+        _check(
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+            f"lr must be a positive number but got {self.lr!r}",
+        )
+        _check(
+            self.lr_schedule in LR_SCHEDULES,
+            f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} but got {self.lr_schedule!r}",
+        )
+        _check(
+            isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0,
+            f"beta must be a number >= 0 but got {self.beta!r}",
+        )
+        _check(
+            isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an integer >= 1 but got {self.epochs!r}"
+        )
+        _check(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            f"batch_size must be an integer >= 1 but got {self.batch_size!r}",
+        )
         _check(isinstance(self.seed, int), f"seed must be an integer but got {self.seed!r}")
-        _check(isinstance(self.threads, int) and self.threads >= 1, f"threads must be an integer >= 1 but got {self.threads!r}")
-        _check(isinstance(self.deterministic, bool), f"deterministic must be true or false but got {self.deterministic!r}")
+        _check(
+            isinstance(self.threads, int) and self.threads >= 1,
+            f"threads must be an integer >= 1 but got {self.threads!r}",
+        )
+        _check(
+            isinstance(self.deterministic, bool), f"deterministic must be true or false but got {self.deterministic!r}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (`from_dict` inverts it)."""

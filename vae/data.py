@@ -147,7 +147,9 @@ def _download_mnist(root: Path) -> None:
     except Exception as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(exc).__name__
-        raise _DownloadFailed(f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded ({reason})") from exc
+        raise _DownloadFailed(
+            f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded ({reason})"
+        ) from exc
     finally:
         socket.setdefaulttimeout(previous)
 

@@ -100,7 +100,9 @@ class FusedState:
             steps = config.epochs * math.ceil(n_train / config.batch_size)
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps)
         k = len(configs)
-        return cls(list(configs), template, params, optimizer, generators, scheduler, [[] for _ in range(k)], [None] * k)
+        return cls(
+            list(configs), template, params, optimizer, generators, scheduler, [[] for _ in range(k)], [None] * k
+        )
 
     def member(self, i: int) -> ConvVAE:
         """Member `i` as a `ConvVAE` of its own (a copy of its weights)."""
@@ -166,9 +168,14 @@ def train_fused(
                 if on_epoch is not None:
                     on_epoch(i, None, state)
                 continue
-            result = EpochResult(epoch=epoch + 1, train_loss=losses[i], val_loss=val_loss,
-                                 time_s=(time.perf_counter() - started) / state.k, fit_time_s=(trained - started) / state.k,
-                                 **metrics)
+            result = EpochResult(
+                epoch=epoch + 1,
+                train_loss=losses[i],
+                val_loss=val_loss,
+                time_s=(time.perf_counter() - started) / state.k,
+                fit_time_s=(trained - started) / state.k,
+                **metrics,
+            )
             state.histories[i].append(result)
             if on_epoch is not None:
                 on_epoch(i, result, state)

@@ -6,7 +6,8 @@ Summing the KL over latent dimensions (not averaging) keeps beta's meaning indep
 the latent size: beta = 1 is the ELBO whatever the size.
 
 Metrics (pixels in [0, 1]): per image MSE = mean((x̂ - x)^2) over its pixels,
-PSNR = 10 log10(1 / max(MSE, 1e-10)), so a perfect reconstruction scores 100 dB, not +inf. Per digit: the mean over that digit's images of each.
+PSNR = 10 log10(1 / max(MSE, 1e-10)), so a perfect reconstruction scores 100 dB, not +inf. Per digit:
+the mean over that digit's images of each.
 `mse_mean` / `psnr_mean`: the mean of the ten per-digit values.
 """
 
@@ -30,7 +31,9 @@ def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
 
 
-def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float) -> torch.Tensor:
+def vae_loss(
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float
+) -> torch.Tensor:
     """Batch mean of the per-image negative (beta-)ELBO, a scalar."""
     return (reconstruction_nll(logits, x) + beta * kl_divergence(mu, logvar)).mean()
 

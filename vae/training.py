@@ -113,7 +113,9 @@ class TrainState:
         return out
 
     @classmethod
-    def from_dict(cls, config: TrainConfig, weights: dict[str, torch.Tensor], values: dict[str, Any], *, n_train: int) -> "TrainState":
+    def from_dict(
+        cls, config: TrainConfig, weights: dict[str, torch.Tensor], values: dict[str, Any], *, n_train: int
+    ) -> "TrainState":
         state = cls.fresh(config, n_train)
         state.model.load_state_dict(weights)
         state.optimizer.load_state_dict(values["optimizer"])
@@ -151,7 +153,8 @@ def train(
         val_loss, metrics = evaluate(state.model, val, beta=config.beta)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDiverged(
-                f"loss is not finite at epoch {state.epoch + 1} (train {train_loss}, val {val_loss}); lr {config.lr} is likely too high",
+                f"loss is not finite at epoch {state.epoch + 1} (train {train_loss}, val {val_loss}); lr {config.lr} "
+                "is likely too high",
                 epoch=state.epoch + 1,
             )
         result = EpochResult(

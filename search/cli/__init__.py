@@ -36,7 +36,10 @@ def _command(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Which latent size should a VAE on MNIST use? A Ray Tune + Optuna search that answers it.")
+    parser = _Parser(
+        prog=PROG,
+        description="Which latent size should a VAE on MNIST use? A Ray Tune + Optuna search that answers it.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:

@@ -69,7 +69,11 @@ def main(args: argparse.Namespace) -> int:
     config = experiment.config
     trials = read_trials(experiment.path)
     history_file = experiment.path / HISTORY_FILE
-    history = pd.read_csv(history_file) if history_file.is_file() else pd.DataFrame(columns=["phase", "latent_dim", "trial_id"])
+    history = (
+        pd.read_csv(history_file)
+        if history_file.is_file()
+        else pd.DataFrame(columns=["phase", "latent_dim", "trial_id"])
+    )
     # the run's decision settings, with the rule, metric and tolerances asked for here
     asked = {name: getattr(args, name) for name in DECISION}
     decision = dataclasses.replace(config.decision, **{k: v for k, v in asked.items() if v is not None})
@@ -117,15 +121,36 @@ def main(args: argparse.Namespace) -> int:
                                                            threshold=selection.threshold if metric == "nll" else None)
         pngs = {name: _png(figure) for name, figure in pictures.items()}
 
-        result = {**selection.to_dict(), "metric": metric, "confidence": round(race.confidence, 4), "stop_reason": stop_reason,
-                  "contenders": list(race.contenders), "close_call": race.close_call(),
-                  "p_answer": {str(d): round(p, 4) for d, p in race.p_answer.items()},
-                  "answers": {name: {"latent_dim": r.latent_dim, "confidence": round(r.confidence, 4)} for name, r in races.items()},
-                  "chosen_latent_use": {k: val[k] for k in ("active_units", "active_threshold", "kl_by_dim", "mu_var_by_dim")},
-                  "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"}}
-        html = render(name=experiment.path.name, selection=selection, summary=summary, trials=trials, test=test,
-                      figures=pngs, source=splits.source, confidence=race.confidence, stop_reason=stop_reason,
-                      close_call=race.close_call(), provenance=_provenance(experiment, trials), latent_notes=latent_notes)
+        result = {
+            **selection.to_dict(),
+            "metric": metric,
+            "confidence": round(race.confidence, 4),
+            "stop_reason": stop_reason,
+            "contenders": list(race.contenders),
+            "close_call": race.close_call(),
+            "p_answer": {str(d): round(p, 4) for d, p in race.p_answer.items()},
+            "answers": {
+                name: {"latent_dim": r.latent_dim, "confidence": round(r.confidence, 4)} for name, r in races.items()
+            },
+            "chosen_latent_use": {
+                k: val[k] for k in ("active_units", "active_threshold", "kl_by_dim", "mu_var_by_dim")
+            },
+            "test": {**test, "split": f"{splits.source} test ({len(splits.test)} images)"},
+        }
+        html = render(
+            name=experiment.path.name,
+            selection=selection,
+            summary=summary,
+            trials=trials,
+            test=test,
+            figures=pngs,
+            source=splits.source,
+            confidence=race.confidence,
+            stop_reason=stop_reason,
+            close_call=race.close_call(),
+            provenance=_provenance(experiment, trials),
+            latent_notes=latent_notes,
+        )
 
         # everything is computed: now write, each file atomically, best_model/ swapped in whole
         _export_model(folder, experiment.path / BEST_MODEL_DIR)
@@ -207,10 +232,14 @@ def _provenance(experiment, trials) -> dict:
         "race_ons": [entry["command"] for entry in record.get("race_ons", [])],
         "preset": record.get("preset") or "?",
         "settings": config.to_dict(),
-        "data": (f"{data.get('source', record.get('source', '?'))} in {data.get('data_dir', config.data_dir)}: "
-                 f"{sizes.get('train', '?')} train / {sizes.get('val', '?')} validation / {sizes.get('test', '?')} test; "
-                 f"sha256 {str(data.get('digest', '?'))[:16]}…"),
-        "versions": ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {"ray": record.get("ray_version", "?")}).items()),
+        "data": (
+            f"{data.get('source', record.get('source', '?'))} in {data.get('data_dir', config.data_dir)}: "
+            f"{sizes.get('train', '?')} train / {sizes.get('val', '?')} validation / {sizes.get('test', '?')} test; "
+            f"sha256 {str(data.get('digest', '?'))[:16]}…"
+        ),
+        "versions": ", ".join(
+            f"{k} {v}" for k, v in (record.get("versions") or {"ray": record.get("ray_version", "?")}).items()
+        ),
         "compute": {
             "trials": len(trials),
             "epochs": int(trials["epochs"].fillna(0).sum()),

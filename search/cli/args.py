@@ -88,11 +88,15 @@ def gpu_share(text: str) -> float:
     """GPUs per trial: 0 or a share of one GPU in (0, 1] (a trial trains one model on one device)."""
     value = non_negative_float(text)
     if value > 1:
-        raise argparse.ArgumentTypeError(f"must be at most 1 (a trial uses one GPU; fractions share it) but got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be at most 1 (a trial uses one GPU; fractions share it) but got {text!r}"
+        )
     return value
 
 
-def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None, *, note: str | None = None) -> None:
+def add_settings(
+    parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None, *, note: str | None = None
+) -> None:
     """A flag for each `SearchConfig` setting that is one (or for those in `names`): help, type
     and choices come from the field's metadata (`search.config._flag`); the default is None,
     which leaves the preset's (or the command's own) value. `note`: what the command adds to

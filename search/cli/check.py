@@ -20,10 +20,15 @@ SETTINGS = ("cpus_per_trial", "gpus_per_trial", "num_cpus")
 
 
 def add(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", default=None, help="the Ray cluster to check: auto or HOST:PORT (default: a local Ray)")
+    parser.add_argument(
+        "--address", default=None, help="the Ray cluster to check: auto or HOST:PORT (default: a local Ray)"
+    )
     types.add_settings(parser, SETTINGS)
-    parser.add_argument("--storage", default=None, help="the folder or URI the run will use; each node writes, reads and "
-                                                        "deletes a probe there")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="the folder or URI the run will use; each node writes, reads and deletes a probe there",
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
 
 
@@ -43,8 +48,9 @@ def main(args: argparse.Namespace) -> int:
     if storage and not is_uri(storage):
         storage = str(Path(storage).expanduser().resolve())  # as `run` resolves it
     with driver_session(config, args.address):
-        reports, found, notes = check_cluster(cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial,
-                                              storage=storage)
+        reports, found, notes = check_cluster(
+            cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial, storage=storage
+        )
     if args.format == "json":
         sys.stdout.write(json.dumps(as_json(reports, found, notes), indent=2) + "\n")
     else:

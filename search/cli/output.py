@@ -66,7 +66,12 @@ def race_on_line(path: Path, trials, confidence: float | None, config: SearchCon
     """`to race on: vae-search resume PATH --max-seeds N …` when the race ended below its target
     and the experiment has room to race on (`--race-on-to`), with the seeds trials it would at
     most add; None otherwise."""
-    if config.race_on_to is None or confidence is None or confidence >= config.confidence or config.max_seeds >= config.race_on_to:
+    if (
+        config.race_on_to is None
+        or confidence is None
+        or confidence >= config.confidence
+        or config.max_seeds >= config.race_on_to
+    ):
         return None
     room = config.decision.room(trials, max_seeds=config.race_on_to)
     more = sum(room.values())

@@ -70,10 +70,14 @@ def race_on(experiment, limits: dict):
     if not experiment.done:
         raise UsageError(f"{path} has not finished: `vae-search resume {path}` first, then race on")
     if limits.get("max_seeds", config.max_seeds) < config.max_seeds:
-        raise UsageError(f"--max-seeds {limits['max_seeds']} is below the {config.max_seeds} this experiment already allowed")
+        raise UsageError(
+            f"--max-seeds {limits['max_seeds']} is below the {config.max_seeds} this experiment already allowed"
+        )
     if limits.get("max_seeds", 0) > config.race_on_to:
-        raise UsageError(f"--max-seeds {limits['max_seeds']} is above --race-on-to {config.race_on_to}, the most seeds per "
-                         "size this experiment's confidence is calibrated for; at most that")
+        raise UsageError(
+            f"--max-seeds {limits['max_seeds']} is above --race-on-to {config.race_on_to}, the most seeds per "
+            "size this experiment's confidence is calibrated for; at most that"
+        )
     try:
         new = dataclasses.replace(config, **limits)
     except (ValueError, TypeError) as exc:  # SearchConfig's own check, e.g. --max-trials below what a run needs
@@ -82,7 +86,9 @@ def race_on(experiment, limits: dict):
     race = read_race(path / RACE_FILE)
     step = new.decision.next_step(trials, new.limits)
     if step.latent_dim is None:
-        reached = f" (confidence {race.confidence:.2f}, target {new.confidence:g})" if race.confidence is not None else ""
+        reached = (
+            f" (confidence {race.confidence:.2f}, target {new.confidence:g})" if race.confidence is not None else ""
+        )
         raise UsageError(f"nothing to race on in {path} with {_flags(limits)}: racing would stop at once, "
                          f"{step.stop_reason.why_not}{reached}")
     reopen_search(experiment.tune_location)

@@ -27,7 +27,9 @@ def add(parser: argparse.ArgumentParser) -> None:
     metadata, `search.config._flag`), then where the run happens and what it is called."""
     from search.config import PRESETS
 
-    parser.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="default values (flags override); default: quick")
+    parser.add_argument(
+        "--preset", choices=tuple(PRESETS), default="quick", help="default values (flags override); default: quick"
+    )
     types.add_settings(parser)
     parser.add_argument("--address", default=None, help="join a Ray cluster: auto or HOST:PORT")
     parser.add_argument("--storage", default=None, help="folder holding experiments (default: ./results)")
@@ -130,8 +132,11 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
             notice = repair_journal(experiment.path / JOURNAL_FILE)
             if notice:
                 print(f"notice: {notice}", flush=True)
-            print(f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if interrupted)",
-                  flush=True)
+            print(
+                f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if "
+                "interrupted)",
+                flush=True,
+            )
             try:
                 race = engine.execute(experiment, splits, session=session)
             except BaseException as exc:
@@ -173,11 +178,15 @@ def _disk_full(experiment, exc: BaseException, ray_logs: list[str]) -> BaseExcep
     headline = f"no space left on device in {experiment.path}"
     errors = {f: f.read_text(errors="replace") for f in sorted((experiment.path / "tune").glob("trial_*/error.txt"))}
     trial_errors = [f"--- {f}\n{text}" for f, text in errors.items() if is_disk_full(text)]
-    text = f"{headline}\n" + ("".join(traceback.format_exception(detail)) if isinstance(detail, BaseException) else f"{detail or ''}\n")
+    text = f"{headline}\n" + (
+        "".join(traceback.format_exception(detail)) if isinstance(detail, BaseException) else f"{detail or ''}\n"
+    )
     text += "".join(f"--- Ray Tune's log\n{t}\n" for t in ray_logs) + "".join(trial_errors)
     log = None
     for folder in (experiment.path, Path(tempfile.gettempdir())):
-        candidate = folder / (DRIVER_ERROR_LOG if folder == experiment.path else f"vae-search-{experiment.path.name}-error.log")
+        candidate = folder / (
+            DRIVER_ERROR_LOG if folder == experiment.path else f"vae-search-{experiment.path.name}-error.log"
+        )
         try:
             candidate.write_text(text)
             log = candidate

@@ -22,7 +22,9 @@ SHARED = ("lr_schedule", "beta", "epochs", "batch_size", "max_train", "seed", "d
 
 def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent-dim", type=types.positive_int, default=15)
-    parser.add_argument("--lr", type=types.positive_float, default=None, help=f"peak learning rate (default {TrainConfig.lr:g})")
+    parser.add_argument(
+        "--lr", type=types.positive_float, default=None, help=f"peak learning rate (default {TrainConfig.lr:g})"
+    )
     parser.add_argument("--threads", type=types.positive_int, default=None, help="torch threads (default: all cores)")
     types.add_settings(parser, SHARED, note="train: vae.TrainConfig's default unless given")
     parser.add_argument("--out", default=None, help="output folder (default: results/train-<time>); must not exist")
@@ -35,7 +37,9 @@ def train_config(args: argparse.Namespace):
     given = {key: getattr(args, key) for key in ("lr", "lr_schedule", "beta", "epochs", "batch_size")}
     return TrainConfig(  # flags not given keep TrainConfig's defaults: one recipe, defined once
         model=ModelConfig(latent_dim=args.latent_dim),
-        data=DataConfig(dataset=args.dataset or "auto", data_dir=args.data_dir or DEFAULT_DATA_DIR, max_train=args.max_train),
+        data=DataConfig(
+            dataset=args.dataset or "auto", data_dir=args.data_dir or DEFAULT_DATA_DIR, max_train=args.max_train
+        ),
         seed=args.seed if args.seed is not None else TrainConfig.seed,
         threads=args.threads or max(1, os.cpu_count() or 1),
         **{key: value for key, value in given.items() if value is not None},
@@ -51,7 +55,10 @@ def main(args: argparse.Namespace) -> int:
         splits = load_data(config.data)
         if splits.notice:
             print(f"notice: {splits.notice}")
-        print(f"data: {splits.source} ({len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test)")
+        print(
+            f"data: {splits.source} ({len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} "
+            "test)"
+        )
 
         def report(result, _state) -> None:
             print(f"epoch {result.epoch:3d}  train loss {result.train_loss:8.2f}  val loss {result.val_loss:8.2f}  "

@@ -38,14 +38,22 @@ def load_splits(config: SearchConfig, *, pinned: dict[str, Any] | None = None):
         record = pinned.get("data") or {"source": pinned.get("source", config.dataset), "data_dir": config.data_dir}
         try:
             # never `auto` and never a download on resume: the files the run used, or nothing
-            splits = load_data(DataConfig(dataset=record["source"], data_dir=record["data_dir"], max_train=config.max_train),
-                               download=False)
+            splits = load_data(
+                DataConfig(dataset=record["source"], data_dir=record["data_dir"], max_train=config.max_train),
+                download=False,
+            )
         except DataError as exc:
-            raise UsageError(f"the experiment's data ({record['source']} in {record['data_dir']}) cannot be loaded: {exc}") from None
+            raise UsageError(
+                f"the experiment's data ({record['source']} in {record['data_dir']}) cannot be loaded: {exc}"
+            ) from None
         if record.get("digest") and digest(splits) != record["digest"]:
             raise UsageError(
-                f"the {record['source']} data in {record['data_dir']} no longer matches the experiment (digest differs); "
+                f"the {record['source']} data in {record['data_dir']} no longer matches the experiment (digest "
+                "differs); "
                 "restore those files, or start a new run"
             )
-    print(f"data: {splits.source} ({len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test)", flush=True)
+    print(
+        f"data: {splits.source} ({len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test)",
+        flush=True,
+    )
     return splits, record

@@ -44,8 +44,12 @@ def execute(experiment: Experiment, splits, *, session: DriverSession, log: Call
         searcher = None  # Ray Tune rebuilds it from its saved state
     else:
         searcher = _searcher(experiment, session)
-        tuner = tune.Tuner(trainable, param_space=trial_template(experiment.config, experiment.record["data"]),
-                           tune_config=tune_config(experiment, searcher), run_config=tune_run_config(experiment, searcher, session))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=trial_template(experiment.config, experiment.record["data"]),
+            tune_config=tune_config(experiment, searcher),
+            run_config=tune_run_config(experiment, searcher, session),
+        )
     with session.stop.running_tune():
         tuner.fit()
     # after Tuner.restore the searcher lives inside Ray Tune: its last state is read back from race.json

@@ -39,7 +39,9 @@ class NodeReport:
         return f"{self.host} ({self.node[:8]})"
 
 
-def probe_node(node: str, cpus: float, gpus: float, memory_bytes: float, storage: str | None, driver_probe: str | None) -> dict:
+def probe_node(
+    node: str, cpus: float, gpus: float, memory_bytes: float, storage: str | None, driver_probe: str | None
+) -> dict:
     """Runs on the node (a Ray task): its report as a dict."""
     from importlib.metadata import version
 
@@ -62,7 +64,9 @@ def _probe_storage(storage: str, driver_probe: str | None) -> str | None:
 
     try:
         if driver_probe is not None and read_bytes(join(storage, driver_probe)) is None:
-            return "the driver's probe is not there: this node sees another folder (use one every node mounts, or s3://)"
+            return (
+                "the driver's probe is not there: this node sees another folder (use one every node mounts, or s3://)"
+            )
         name = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
         fs, path = filesystem(join(storage, name))
         with fs.open_output_stream(path) as handle:
@@ -83,8 +87,10 @@ def problems(reports: list[NodeReport], *, client: dict[str, str], cpus_per_tria
         found.append(f"node {node}: did not answer within {TASK_TIMEOUT_S:g} s")
     for r in reports:
         if (r.python.rsplit(".", 1)[0], r.ray) != (client["python"].rsplit(".", 1)[0], client["ray"]):
-            found.append(f"node {r.name}: Python {r.python} and Ray {r.ray}, but this client has Python {client['python']} "
-                         f"and Ray {client['ray']} (Ray needs the same Ray and Python minor version everywhere)")
+            found.append(
+                f"node {r.name}: Python {r.python} and Ray {r.ray}, but this client has Python {client['python']} "
+                f"and Ray {client['ray']} (Ray needs the same Ray and Python minor version everywhere)"
+            )
         if gpus_per_trial and r.gpus and r.cuda_problem:
             found.append(f"node {r.name}: CUDA unusable: {r.cuda_problem}")
         if r.storage:
@@ -96,7 +102,11 @@ def problems(reports: list[NodeReport], *, client: dict[str, str], cpus_per_tria
             notes.append(f"no node that fits a trial ({wanted}) is up yet: the cluster autoscales, and a run asks its "
                          "autoscaler for one such bundle per trial it can use")
         else:
-            what = "no GPU node for --gpus-per-trial" if gpus_per_trial and not any(r.gpus for r in reports) else "no node fits"
+            what = (
+                "no GPU node for --gpus-per-trial"
+                if gpus_per_trial and not any(r.gpus for r in reports)
+                else "no node fits"
+            )
             found.append(f"{what}: a trial asks for {wanted}, the nodes have "
                          + ", ".join(f"{r.cpus:g} CPU/{r.gpus:g} GPU" for r in reports))
     return found, notes
@@ -106,15 +116,28 @@ def table(reports: list[NodeReport]) -> str:
     """One row per node."""
     import pandas as pd
 
-    rows = [{"node": r.name, "CPU": f"{r.cpus:g}", "GPU": f"{r.gpus:g}", "memory": f"{r.memory_gb:g} GB", "python": r.python,
-             "ray": r.ray, "torch": r.torch, "cuda": r.torch_cuda or "cpu build",
-             "cuda usable": "-" if not r.gpus else ("yes" if r.cuda_problem is None else "no"),
-             "device": r.device_name or "-", "storage": "-" if r.storage is None else "no"} for r in reports]
+    rows = [
+        {
+            "node": r.name,
+            "CPU": f"{r.cpus:g}",
+            "GPU": f"{r.gpus:g}",
+            "memory": f"{r.memory_gb:g} GB",
+            "python": r.python,
+            "ray": r.ray,
+            "torch": r.torch,
+            "cuda": r.torch_cuda or "cpu build",
+            "cuda usable": "-" if not r.gpus else ("yes" if r.cuda_problem is None else "no"),
+            "device": r.device_name or "-",
+            "storage": "-" if r.storage is None else "no",
+        }
+        for r in reports
+    ]
     return pd.DataFrame(rows).to_string(index=False)
 
 
-def check_cluster(*, cpus_per_trial: float, gpus_per_trial: float, storage: str | None) -> tuple[list[NodeReport], list[str],
-                                                                                                    list[str]]:
+def check_cluster(
+    *, cpus_per_trial: float, gpus_per_trial: float, storage: str | None
+) -> tuple[list[NodeReport], list[str], list[str]]:
     """Probe every alive node of the Ray this process is connected to: (reports, problems, notes)."""
     from importlib.metadata import version
 
@@ -140,14 +163,23 @@ def check_cluster(*, cpus_per_trial: float, gpus_per_trial: float, storage: str 
 
             with contextlib.suppress(OSError):  # what failed is the message; a folder it made is removed if it can be
                 _remove(fs, created)
-            raise UsageError(f"--storage {storage} cannot be written from here: {' '.join(str(exc).split())[:200]}") from None
+            raise UsageError(
+                f"--storage {storage} cannot be written from here: {' '.join(str(exc).split())[:200]}"
+            ) from None
     try:
         task = ray.remote(num_cpus=0)(probe_node)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         pending = {
             task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
-                n["NodeID"], n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0), n["Resources"].get("memory", 0.0),
-                storage, driver_probe): n["NodeID"] for n in nodes}
+                n["NodeID"],
+                n["Resources"].get("CPU", 0.0),
+                n["Resources"].get("GPU", 0.0),
+                n["Resources"].get("memory", 0.0),
+                storage,
+                driver_probe,
+            ): n["NodeID"]
+            for n in nodes
+        }
         ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=TASK_TIMEOUT_S)
         reports = sorted((NodeReport(**ray.get(ref)) for ref in ready), key=lambda r: (r.host, r.node))
         missing = [pending[ref][:8] for ref in late]

@@ -59,7 +59,10 @@ LIVE = ("RUNNING", "PENDING", "PAUSED")
 class Demand(tune.Callback):
     def __init__(self, searcher, config: SearchConfig) -> None:
         self.searcher = searcher  # the StagedSearcher (in one pickle with it, as `Progress`)
-        self.bundle = {"CPU": config.cpus_per_trial, **({"GPU": config.gpus_per_trial} if config.gpus_per_trial else {})}
+        self.bundle = {
+            "CPU": config.cpus_per_trial,
+            **({"GPU": config.gpus_per_trial} if config.gpus_per_trial else {}),
+        }
         self.max_concurrent = config.max_concurrent
         self._reset()
 

@@ -23,7 +23,9 @@ from ray.tune.search import Searcher
 
 from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
-from search.engine.stages import Ledger, TrialRecord, decide  # noqa: F401 (TrialRecord: pickles of earlier releases name it here)
+
+# TrialRecord: pickles of earlier releases name it here
+from search.engine.stages import Ledger, TrialRecord, decide  # noqa: F401
 from search.engine.stop import StopRequest, is_disk_full
 from search.engine.study import SearchStudy
 from search.store.files import JOURNAL_FILE, RACE_FILE

@@ -163,7 +163,9 @@ def private_token() -> Path | None:
         if "RAY_AUTH_TOKEN_PATH" not in os.environ:
             path.parent.chmod(0o700)
     except PermissionError:  # another user's file: theirs to protect, and no reason to stop the run
-        print(f"warning: cannot make {path} private (not yours); anyone who can read it can use this Ray", file=sys.stderr)
+        print(
+            f"warning: cannot make {path} private (not yours); anyone who can read it can use this Ray", file=sys.stderr
+        )
     return path
 
 
@@ -188,8 +190,15 @@ def _start(config: SearchConfig, address: str | None) -> bool:
             except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme
                 failure = exc
         if failure is not None:
-            why = ("it refused this client's token (RAY_AUTH_TOKEN, or the file RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token "
-                   "names): use the cluster's token") if "Unauthenticated" in said() else " ".join(str(failure).split())[:300]
+            why = (
+                (
+                    "it refused this client's token (RAY_AUTH_TOKEN, or the file RAY_AUTH_TOKEN_PATH or "
+                    "~/.ray/auth_token "
+                    "names): use the cluster's token"
+                )
+                if "Unauthenticated" in said()
+                else " ".join(str(failure).split())[:300]
+            )
             raise UsageError(f"cannot reach the Ray cluster at --address {address}: {why}") from None
         sys.stderr.write(said())  # joined: what Ray's native code said is the user's to read
         private_token()
@@ -197,7 +206,9 @@ def _start(config: SearchConfig, address: str | None) -> bool:
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         # Ray binds a local instance's ports on every interface; without its token anyone on
         # the network could run code on this machine (CVE-2023-48022, "ShadowRay").
-        raise UsageError("RAY_AUTH_MODE=disabled would leave the local Ray's ports open without authentication; unset it")
+        raise UsageError(
+            "RAY_AUTH_MODE=disabled would leave the local Ray's ports open without authentication; unset it"
+        )
     check_local_resources(config)
     # address="local": a new Ray of our own, even when `ray start` left a cluster (or its address
     # file, /tmp/ray/ray_current_cluster) on this machine; joining one takes --address

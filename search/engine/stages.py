@@ -55,7 +55,13 @@ class TrialRecord:
 
     def trial_config(self) -> dict:
         """What the searcher adds to the trial's config (the rest is the run's template)."""
-        return {"phase": self.phase, "stage": self.stage, "latent_dim": self.latent_dim, "lr": self.lr, "seed": self.seed}
+        return {
+            "phase": self.phase,
+            "stage": self.stage,
+            "latent_dim": self.latent_dim,
+            "lr": self.lr,
+            "seed": self.seed,
+        }
 
 
 def trial_seed(run_seed: int, k: int) -> int:

@@ -47,8 +47,13 @@ class SearchStudy:
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            self._study = optuna.create_study(study_name=STUDY_NAME, storage=journal_storage(self.journal),
-                                              sampler=make_sampler(self.seed), direction="maximize", load_if_exists=True)
+            self._study = optuna.create_study(
+                study_name=STUDY_NAME,
+                storage=journal_storage(self.journal),
+                sampler=make_sampler(self.seed),
+                direction="maximize",
+                load_if_exists=True,
+            )
             if not self._study.get_trials(deepcopy=False):
                 middle = math.sqrt(self.lr_range[0] * self.lr_range[1])
                 for dim in self.latent_dims:

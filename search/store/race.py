@@ -60,7 +60,11 @@ class RaceState:
         """Why racing stopped, in words."""
         from analysis.racing import StopReason
 
-        return StopReason(self.stop_reason).words(self.confidence or 0.0, self.target) if self.stop_reason else "not stopped"
+        return (
+            StopReason(self.stop_reason).words(self.confidence or 0.0, self.target)
+            if self.stop_reason
+            else "not stopped"
+        )
 
     def to_dict(self) -> dict:
         out: dict = {"stage": self.stage}

@@ -100,8 +100,11 @@ def _race_fields(race: RaceState) -> dict[str, Any]:
 def one_line(status: dict[str, Any]) -> str:
     """The live line: trials, running, best per size, confidence, elapsed, ETA."""
     t = status["trials"]
-    parts = [f"{status['stage']}: {t['done']}/{status['minimum_trials']}{'+' if status['stage'] != 'done' else ''} trials done",
-             f"{t['running']} running"]
+    parts = [
+        f"{status['stage']}: {t['done']}/{status['minimum_trials']}{'+' if status['stage'] != 'done' else ''} trials "
+        "done",
+        f"{t['running']} running",
+    ]
     if t["errored"]:
         parts.append(f"{t['errored']} errored")
     if status["best_psnr"]:
@@ -148,21 +151,33 @@ def read(experiment: str) -> dict[str, Any]:
 
 
 def format_status(status: dict[str, Any]) -> str:
-    lines = [f"experiment: {status['experiment']}", f"state: {status['state']}"
-             + (f" ({status['stopped']}; `vae-search resume {status['experiment']}` continues it)" if status.get("stopped")
-                else f" (no update for {status['seconds_since_update']:.0f} s: the driver may have stopped; "
-                f"`vae-search resume {status['experiment']}` continues it)" if status["state"] == "stopped" else "")]
+    lines = [
+        f"experiment: {status['experiment']}",
+        f"state: {status['state']}"
+        + (
+            f" ({status['stopped']}; `vae-search resume {status['experiment']}` continues it)"
+            if status.get("stopped")
+            else f" (no update for {status['seconds_since_update']:.0f} s: the driver may have stopped; "
+            f"`vae-search resume {status['experiment']}` continues it)"
+            if status["state"] == "stopped"
+            else ""
+        ),
+    ]
     if "trials" in status:
         lines.append(one_line(status))
         t = status["trials"]
-        lines.append(f"trials: {t['done']} done ({t['completed']} completed, {t['stopped']} stopped, {t['diverged']} diverged, "
-                     f"{t['errored']} errored), {t['running']} running, {t['pending']} pending")
+        lines.append(
+            f"trials: {t['done']} done ({t['completed']} completed, {t['stopped']} stopped, {t['diverged']} diverged, "
+            f"{t['errored']} errored), {t['running']} running, {t['pending']} pending"
+        )
         for dim, psnr in status.get("best_psnr", {}).items():
             lines.append(f"  latent {dim}: best validation PSNR so far {psnr:.2f} dB")
     if status.get("latent_dim") is not None:
         target = f" (target {status['target']:.2f})" if status.get("target") is not None else ""
-        lines.append(f"decision: latent size {status['latent_dim']}, confidence {status.get('confidence', 0):.2f}{target}; "
-                     f"contenders {', '.join(map(str, status.get('contenders') or [])) or 'none'}")
+        lines.append(
+            f"decision: latent size {status['latent_dim']}, confidence {status.get('confidence', 0):.2f}{target}; "
+            f"contenders {', '.join(map(str, status.get('contenders') or [])) or 'none'}"
+        )
     if status.get("stop_reason"):
         lines.append(f"racing stopped: {status['stop_reason']}")
     return "\n".join(lines) + "\n"

@@ -76,7 +76,11 @@ def subdirs(location: str, prefix: str) -> list[str]:
     if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
         return []
     found = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=False))
-    names = sorted(info.base_name for info in found if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(prefix))
+    names = sorted(
+        info.base_name
+        for info in found
+        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(prefix)
+    )
     return [join(location, name) for name in names]
 
 
@@ -116,7 +120,9 @@ def check_new_location(uri: str, *, timeout_s: float = STORAGE_CHECK_TIMEOUT_S) 
     try:
         taken = pool.submit(is_dir, uri).result(timeout=timeout_s)
     except FutureTimeout:
-        raise UsageError(f"--storage {where}: no answer within {timeout_s:g} s (is the bucket or endpoint reachable?)") from None
+        raise UsageError(
+            f"--storage {where}: no answer within {timeout_s:g} s (is the bucket or endpoint reachable?)"
+        ) from None
     except Exception as exc:  # unknown scheme, missing credentials, unreachable bucket
         raise UsageError(f"--storage {where}: {' '.join(str(exc).split())[:300]}") from None
     finally:

@@ -26,7 +26,9 @@ def read_trials(experiment: str | Path) -> pd.DataFrame:
     if not path.is_dir():
         raise UsageError(f"experiment {path} does not exist")
     if not file.is_file():
-        raise UsageError(f"{path} has no trials.csv (not a finished vae-search experiment; `vae-search resume {path}` finishes one)")
+        raise UsageError(
+            f"{path} has no trials.csv (not a finished vae-search experiment; `vae-search resume {path}` finishes one)"
+        )
     try:
         table = pd.read_csv(file)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

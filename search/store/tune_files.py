@@ -80,8 +80,10 @@ def restore_tune_state(tune_location: str | Path, backup: str | Path) -> str | N
     torn = [name for name, data in contents.items() if not _complete(data)]
     saved = state_names(backup) if Path(backup).is_dir() else []
     if torn and not saved:
-        raise UsageError(f"Ray Tune's state file {join(str(tune_location), torn[0])} is incomplete (an interrupted write) and "
-                         f"there is no backup in {backup}; the experiment cannot be resumed")
+        raise UsageError(
+            f"Ray Tune's state file {join(str(tune_location), torn[0])} is incomplete (an interrupted write) and "
+            f"there is no backup in {backup}; the experiment cannot be resumed"
+        )
     if not torn and not _later(saved, backup, contents):
         return None
     for name in names:
@@ -92,7 +94,9 @@ def restore_tune_state(tune_location: str | Path, backup: str | Path) -> str | N
         with fs.open_output_stream(path) as handle:
             handle.write((Path(backup) / name).read_bytes())
     if not torn:
-        return f"Ray Tune's state: its local copy in {backup} was a later snapshot than the uploaded one; resuming from it"
+        return (
+            f"Ray Tune's state: its local copy in {backup} was a later snapshot than the uploaded one; resuming from it"
+        )
     return (f"Ray Tune's state ({', '.join(torn)}) was cut short by an interrupted write; restored its last complete "
             f"copy from {backup} (trials finished after it report again from their checkpoints)")
 
@@ -129,7 +133,9 @@ def refuse_earlier_layout(experiment: Experiment) -> None:
 def state_backup(path: str | Path, storage_uri: str | None) -> Path:
     """Where the driver of the experiment at `path` keeps its copy of Ray Tune's state files: a
     local folder in any case (beside Tune's own files, or beside the driver's with a cloud URI)."""
-    return Path(path) / f".{TUNE_DIR}-{STATE_BACKUP.lstrip('.')}" if storage_uri else Path(path) / TUNE_DIR / STATE_BACKUP
+    return (
+        Path(path) / f".{TUNE_DIR}-{STATE_BACKUP.lstrip('.')}" if storage_uri else Path(path) / TUNE_DIR / STATE_BACKUP
+    )
 
 
 def prune_checkpoints(location: str) -> None:
@@ -204,10 +210,14 @@ def space_needed(experiment: Experiment) -> int:
     from vae.model import ConvVAE
 
     config = experiment.config
-    model = ConvVAE(ModelConfig(latent_dim=max(config.latent_dims), channels=config.channels, hidden_dim=config.hidden_dim))
+    model = ConvVAE(
+        ModelConfig(latent_dim=max(config.latent_dims), channels=config.channels, hidden_dim=config.hidden_dim)
+    )
     estimate = min(config.epochs, 3) * 3 * 4 * sum(p.numel() for p in model.parameters()) + 100_000
     folders = [t for t in (experiment.path / TUNE_DIR).glob("trial_*") if t.is_dir()]
     largest = max((sum(f.stat().st_size for f in t.rglob("*") if f.is_file()) for t in folders), default=0)
-    finished = sum(1 for t in folders if (t / "result.json").is_file() and '"done": true' in (t / "result.json").read_text())
+    finished = sum(
+        1 for t in folders if (t / "result.json").is_file() and '"done": true' in (t / "result.json").read_text()
+    )
     remaining = max(1, config.trials + config.seeds * len(config.latent_dims) - finished)
     return int(max(estimate, largest) * remaining)

@@ -26,7 +26,14 @@ def _not_blank(drawing):
 def summary():
     rows = []
     for dim, psnr in [(5, 15.0), (10, 17.5), (15, 18.0)]:
-        row = {"latent_dim": dim, "n_trials": 2, "psnr_mean": psnr, "psnr_se": 0.1, "mse_mean": 10 ** (-psnr / 10), "mse_se": 1e-4}
+        row = {
+            "latent_dim": dim,
+            "n_trials": 2,
+            "psnr_mean": psnr,
+            "psnr_se": 0.1,
+            "mse_mean": 10 ** (-psnr / 10),
+            "mse_se": 1e-4,
+        }
         for d in range(10):
             row[f"psnr_digit_{d}"], row[f"psnr_digit_{d}_se"] = psnr + d / 5, 0.2
             row[f"mse_digit_{d}"], row[f"mse_digit_{d}_se"] = 10 ** (-(psnr + d / 5) / 10), 1e-4
@@ -71,7 +78,9 @@ def test_the_figure_of_the_chosen_metric_draws_the_rules_threshold(summary):
     # the tolerance rule at 0.6 dB: best 18.0 dB, so the boundary is 17.4 and 10 (17.5) is the smallest above it
     ax = figures.psnr_vs_latent(summary, chosen=10, rule="tolerance: …", threshold=17.4)
     (line,) = [line for line in ax.lines if line.get_linestyle() == "--"]
-    assert list(line.get_ydata()) == pytest.approx([17.4, 17.4])  # between the choice (17.5) and the next size down (15.0)
+    assert list(line.get_ydata()) == pytest.approx(
+        [17.4, 17.4]
+    )  # between the choice (17.5) and the next size down (15.0)
     assert "tolerance threshold: 17.40 dB" in [t.get_text() for t in ax.get_legend().get_texts()]
     table = summary.assign(nll_iw=[125.0, 110.0, 111.0, np.nan], nll_iw_se=[0.5, 0.4, 0.3, np.nan])
     ax = figures.nll_vs_latent(table, chosen=10, rule="one-se: …", threshold=110.4)  # lowest 110.0 ± 0.4
@@ -97,8 +106,17 @@ def test_latent_tsne_colours_points_by_digit():
 
 
 def test_loss_curves_draw_train_and_validation_per_seed():
-    history = pd.DataFrame({"phase": "seeds", "latent_dim": 5, "trial_id": ["a"] * 3 + ["b"] * 3, "seed": [1] * 3 + [2] * 3,
-                            "epoch": [1, 2, 3] * 2, "train_loss": [200, 150, 120] * 2, "val_loss": [190, 140, 125] * 2})
+    history = pd.DataFrame(
+        {
+            "phase": "seeds",
+            "latent_dim": 5,
+            "trial_id": ["a"] * 3 + ["b"] * 3,
+            "seed": [1] * 3 + [2] * 3,
+            "epoch": [1, 2, 3] * 2,
+            "train_loss": [200, 150, 120] * 2,
+            "val_loss": [190, 140, 125] * 2,
+        }
+    )
     ax = figures.loss_curves(history, latent_dim=5)
     assert len(ax.lines) == 4
     assert list(ax.lines[1].get_ydata()) == [190, 140, 125]
@@ -116,8 +134,17 @@ def test_search_history_best_so_far_counts_only_full_trials():
 
 
 def test_race_draws_each_sizes_running_mean():
-    rows = [{"trial_id": str(i), "phase": "seeds", "status": "completed", "latent_dim": dim, "psnr_mean": v, "finished_at": float(i)}
-            for i, (dim, v) in enumerate([(5, 10.0), (10, 12.0), (5, 11.0), (10, 12.5)])]
+    rows = [
+        {
+            "trial_id": str(i),
+            "phase": "seeds",
+            "status": "completed",
+            "latent_dim": dim,
+            "psnr_mean": v,
+            "finished_at": float(i),
+        }
+        for i, (dim, v) in enumerate([(5, 10.0), (10, 12.0), (5, 11.0), (10, 12.5)])
+    ]
     ax = figures.race(race_history(pd.DataFrame(rows)), chosen=10, confidence=0.75)
     assert len(ax.lines) == 2 and "0.75" in ax.get_title()
     x, y = ax.lines[0].get_data()  # latent 5: after steps 1..4
@@ -132,7 +159,10 @@ def test_active_units_against_the_line_of_every_dimension_in_use(summary):
     table = summary.assign(active_units=[5.0, 9.5, 12.0, np.nan], active_units_se=[0.0, 0.5, 1.0, np.nan])
     ax = figures.active_units(table, chosen=10)
     diagonal, measured = ax.lines[0], ax.lines[1]
-    assert list(diagonal.get_xdata()) == [0, 15] and list(diagonal.get_ydata()) == [0, 15]  # y = x up to the largest size
+    assert list(diagonal.get_xdata()) == [0, 15] and list(diagonal.get_ydata()) == [
+        0,
+        15,
+    ]  # y = x up to the largest size
     assert list(measured.get_xdata()) == [5, 10, 15] and list(measured.get_ydata()) == [5.0, 9.5, 12.0]
     assert "0.01" in ax.get_ylabel()
     _not_blank(ax)
@@ -153,13 +183,27 @@ def test_nll_vs_latent_marks_the_choice_beside_the_negative_elbo(summary):
                            val_loss=[128.0, 113.0, 114.5, np.nan], val_loss_se=[0.5, 0.5, 0.5, np.nan])
     ax = figures.nll_vs_latent(table, chosen=10)
     assert list(ax.lines[0].get_ydata()) == [125.0, 110.0, 111.0]
-    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["chosen: 10", "negative ELBO (val_loss)", "nll_iw"]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+        "chosen: 10",
+        "negative ELBO (val_loss)",
+        "nll_iw",
+    ]
     _not_blank(ax)
 
 
 def test_the_race_of_nll_draws_its_boundary_above_the_lowest_mean():
-    rows = [{"trial_id": str(i), "phase": "seeds", "status": "completed", "latent_dim": dim, "psnr_mean": 0.0, "nll_iw": v,
-             "finished_at": float(i)} for i, (dim, v) in enumerate([(5, 120.0), (10, 110.0), (5, 121.0), (10, 109.0)])]
+    rows = [
+        {
+            "trial_id": str(i),
+            "phase": "seeds",
+            "status": "completed",
+            "latent_dim": dim,
+            "psnr_mean": 0.0,
+            "nll_iw": v,
+            "finished_at": float(i),
+        }
+        for i, (dim, v) in enumerate([(5, 120.0), (10, 110.0), (5, 121.0), (10, 109.0)])
+    ]
     ax = figures.race(race_history(pd.DataFrame(rows), "nll_iw"), chosen=10, tolerance=1.4, metric="nll")
     assert list(ax.lines[0].get_ydata()) == pytest.approx([121.4, 111.4, 111.4, 110.9])  # lowest mean + tolerance
     assert "nats" in ax.get_ylabel() and "+ 1.4 nats" in ax.lines[0].get_label()

@@ -120,16 +120,24 @@ def test_next_trial_stops_for_each_reason_or_feeds_the_contender_with_fewest_see
     handed = {5: 2, 10: 3, 15: 2, 20: 2}
     assert next_trial(race, handed, target=0.9, max_seeds=4, budget_left=True).latent_dim == 15  # fewest, least settled
     assert next_trial(race, handed, target=0.9, max_seeds=4, budget_left=False).stop_reason == "budget"
-    assert next_trial(race, {d: 4 for d in handed}, target=0.9, max_seeds=4, budget_left=True).stop_reason == "max-seeds"
+    assert (
+        next_trial(race, {d: 4 for d in handed}, target=0.9, max_seeds=4, budget_left=True).stop_reason == "max-seeds"
+    )
     assert next_trial(race, handed, target=0.5, max_seeds=4, budget_left=True).stop_reason == "confidence"
-    assert next_trial(Race(None, 0.0, ()), {}, target=0.9, max_seeds=4, budget_left=True).stop_reason == "no completed seeds trial"
+    assert (
+        next_trial(Race(None, 0.0, ()), {}, target=0.9, max_seeds=4, budget_left=True).stop_reason
+        == "no completed seeds trial"
+    )
 
 
 def test_race_round_trips_through_its_dict_and_says_a_close_call():
     race = assess({5: [15.0, 15.2], 15: [18.3, 18.5], 20: [18.4, 18.6]})
     again = Race.from_dict(race.to_dict())
     assert again.latent_dim == race.latent_dim == 15 and again.mean == race.mean and again.contenders == race.contenders
-    assert race.close_call() == "latent sizes 15 and 20 are within 0.3 dB of each other (0.10 dB apart); the rule takes the smaller, 15"
+    assert (
+        race.close_call()
+        == "latent sizes 15 and 20 are within 0.3 dB of each other (0.10 dB apart); the rule takes the smaller, 15"
+    )
     assert assess({5: [15.0, 15.2], 20: [18.4, 18.6]}).close_call() is None  # the best is chosen: nothing to say
 
 
@@ -143,7 +151,9 @@ def test_confidence_is_calibrated_over_truths_near_the_boundary():
         values = {d: list(m + 0.2 * rng.standard_normal(3)) for d, m in truth.items()}
         race = assess(values, seed=race_seed, n_draws=1000)
         dims = np.array(sorted(truth))
-        answer = choose(dims, np.array([truth[d] for d in dims]), np.zeros(4), rule="tolerance", tolerance=0.3).latent_dim
+        answer = choose(
+            dims, np.array([truth[d] for d in dims]), np.zeros(4), rule="tolerance", tolerance=0.3
+        ).latent_dim
         right.append(race.latent_dim == answer)
         confidence.append(race.confidence)
     right, confidence = np.array(right), np.array(confidence)
@@ -153,24 +163,65 @@ def test_confidence_is_calibrated_over_truths_near_the_boundary():
 
 def test_choose_is_the_rule_that_select_applies():
     values = {5: [15.0, 15.2, 15.1], 10: [18.0, 18.3, 18.1], 15: [18.2, 18.6, 18.1]}
-    rows = [{"trial_id": f"{d}-{i}", "phase": "seeds", "status": "completed", "latent_dim": d, "psnr_mean": v,
-             "mse_mean": 10 ** (-v / 10), **{f"psnr_digit_{k}": v for k in range(10)},
-             **{f"mse_digit_{k}": 10 ** (-v / 10) for k in range(10)}} for d, vs in values.items() for i, v in enumerate(vs)]
+    rows = [
+        {
+            "trial_id": f"{d}-{i}",
+            "phase": "seeds",
+            "status": "completed",
+            "latent_dim": d,
+            "psnr_mean": v,
+            "mse_mean": 10 ** (-v / 10),
+            **{f"psnr_digit_{k}": v for k in range(10)},
+            **{f"mse_digit_{k}": 10 ** (-v / 10) for k in range(10)},
+        }
+        for d, vs in values.items()
+        for i, v in enumerate(vs)
+    ]
     trials = pd.DataFrame(rows)
     for rule in ("one-se", "tolerance", "knee"):
         dims = np.array(sorted(values))
         stats_ = [mean_se(values[d]) for d in dims]
         direct = choose(dims, np.array([m for m, _ in stats_]), np.array([s for _, s in stats_]), rule=rule)
-        assert select(summarize(trials), rule=rule).latent_dim == direct.latent_dim == assess(values, rule=rule).latent_dim
+        assert (
+            select(summarize(trials), rule=rule).latent_dim == direct.latent_dim == assess(values, rule=rule).latent_dim
+        )
     assert values_by_latent_dim(trials) == {d: list(v) for d, v in values.items()}
 
 
 def test_race_history_follows_the_order_trials_finished():
     rows = [
-        {"trial_id": "a", "phase": "seeds", "status": "completed", "latent_dim": 5, "psnr_mean": 10.0, "finished_at": 3.0},
-        {"trial_id": "b", "phase": "seeds", "status": "completed", "latent_dim": 5, "psnr_mean": 12.0, "finished_at": 1.0},
-        {"trial_id": "c", "phase": "seeds", "status": "completed", "latent_dim": 10, "psnr_mean": 14.0, "finished_at": 2.0},
-        {"trial_id": "d", "phase": "search", "status": "completed", "latent_dim": 10, "psnr_mean": 99.0, "finished_at": 0.5},
+        {
+            "trial_id": "a",
+            "phase": "seeds",
+            "status": "completed",
+            "latent_dim": 5,
+            "psnr_mean": 10.0,
+            "finished_at": 3.0,
+        },
+        {
+            "trial_id": "b",
+            "phase": "seeds",
+            "status": "completed",
+            "latent_dim": 5,
+            "psnr_mean": 12.0,
+            "finished_at": 1.0,
+        },
+        {
+            "trial_id": "c",
+            "phase": "seeds",
+            "status": "completed",
+            "latent_dim": 10,
+            "psnr_mean": 14.0,
+            "finished_at": 2.0,
+        },
+        {
+            "trial_id": "d",
+            "phase": "search",
+            "status": "completed",
+            "latent_dim": 10,
+            "psnr_mean": 99.0,
+            "finished_at": 0.5,
+        },
     ]
     history = race_history(pd.DataFrame(rows))
     assert history["step"].max() == 3
@@ -195,7 +246,10 @@ def test_nll_is_raced_as_its_negative_so_it_shares_the_psnr_calibration():
         assert by_nll.mean[15] == pytest.approx(np.mean(nll[15]))  # reported in nats, not negated
     race = assess(nll, metric="nll", tolerance_nats=0.5)
     assert race.latent_dim == 15 and race.best_latent_dim == 20  # 15 is within 0.5 nats of the lowest
-    assert race.close_call() == "latent sizes 15 and 20 are within 0.5 nats of each other (0.27 nats apart); the rule takes the smaller, 15"
+    assert (
+        race.close_call()
+        == "latent sizes 15 and 20 are within 0.5 nats of each other (0.27 nats apart); the rule takes the smaller, 15"
+    )
     assert Race.from_dict(race.to_dict()).metric == "nll"
 
 
@@ -211,7 +265,9 @@ def test_each_metric_answers_side_by_side_and_a_disagreement_is_explained():
     first, why = side_by_side(races)
     assert first.startswith("answers by metric: nll_iw 10 (confidence") and "mean PSNR 20" in first
     assert "the metrics differ" in why and "KL" in why
-    same = both_answers(pd.DataFrame(rows).assign(nll_iw=lambda t: -t["psnr_mean"]), tolerance_db=0.3, tolerance_nats=0.3)
+    same = both_answers(
+        pd.DataFrame(rows).assign(nll_iw=lambda t: -t["psnr_mean"]), tolerance_db=0.3, tolerance_nats=0.3
+    )
     assert len(side_by_side(same)) == 1  # they agree: one line
     # a table of an earlier release has no nll_iw: only the PSNR answer
     assert list(both_answers(pd.DataFrame(rows).drop(columns="nll_iw"))) == ["psnr"]

@@ -40,18 +40,43 @@ class _Page(HTMLParser):
 
 
 def _page(**extra):
-    rows = [{"trial_id": f"{d}-{i}", "phase": "seeds", "stage": "seeds", "status": "completed", "latent_dim": d, "psnr_mean": v,
-             "mse_mean": 10 ** (-v / 10), **{f"psnr_digit_{k}": v for k in range(10)},
-             **{f"mse_digit_{k}": 10 ** (-v / 10) for k in range(10)}}
-            for d, values in {5: [15.0, 15.2], 10: [18.0, 18.4]}.items() for i, v in enumerate(values)]
+    rows = [
+        {
+            "trial_id": f"{d}-{i}",
+            "phase": "seeds",
+            "stage": "seeds",
+            "status": "completed",
+            "latent_dim": d,
+            "psnr_mean": v,
+            "mse_mean": 10 ** (-v / 10),
+            **{f"psnr_digit_{k}": v for k in range(10)},
+            **{f"mse_digit_{k}": 10 ** (-v / 10) for k in range(10)},
+        }
+        for d, values in {5: [15.0, 15.2], 10: [18.0, 18.4]}.items()
+        for i, v in enumerate(values)
+    ]
     trials = pd.DataFrame(rows)
     summary = summarize(trials)
     test = {"mse_by_digit": [0.01] * 10, "psnr_by_digit": [20.0] * 10, "mse_mean": 0.01, "psnr_mean": 20.0}
-    values = dict(name="exp <script>alert(1)</script>", selection=select(summary), summary=summary, trials=trials, test=test,
-                  figures={"psnr_vs_latent": _png(), "race": _png()}, source="sample", confidence=0.93, stop_reason="confidence",
-                  provenance={"command": "vae-search run --preset smoke --seed 3", "preset": "smoke", "settings": {"epochs": 2},
-                              "data": "sample in /data: 600 train", "versions": "torch 2.14.1",
-                              "compute": {"trials": 4, "epochs": 8, "core_seconds": 12.3, "wall_time": "20 s"}})
+    values = dict(
+        name="exp <script>alert(1)</script>",
+        selection=select(summary),
+        summary=summary,
+        trials=trials,
+        test=test,
+        figures={"psnr_vs_latent": _png(), "race": _png()},
+        source="sample",
+        confidence=0.93,
+        stop_reason="confidence",
+        provenance={
+            "command": "vae-search run --preset smoke --seed 3",
+            "preset": "smoke",
+            "settings": {"epochs": 2},
+            "data": "sample in /data: 600 train",
+            "versions": "torch 2.14.1",
+            "compute": {"trials": 4, "epochs": 8, "core_seconds": 12.3, "wall_time": "20 s"},
+        },
+    )
     values.update(extra)
     return render(**values)
 
@@ -67,14 +92,20 @@ def test_the_page_states_the_decision_its_confidence_and_how_it_was_made():
     assert "within 0.3 dB of the best" in html  # the rule in words
     assert "true means of the metric" in html  # what the confidence is the probability of
     assert 'id="close-call"' not in html  # the best size was chosen: no close call to state
-    close = _page(close_call="latent sizes 15 and 20 are within 0.3 dB of each other (0.10 dB apart); the rule takes the smaller, 15")
+    close = _page(
+        close_call="latent sizes 15 and 20 are within 0.3 dB of each other (0.10 dB apart); "
+        "the rule takes the smaller, 15"
+    )
     assert re.search(r'<p id="close-call"><strong>Close call.</strong> latent sizes 15 and 20 are within 0.3 dB .*'
                      r'the rule takes the smaller, 15.</p>', close)
     assert 'id="latent-notes"' not in html
     noted = _page(latent_notes=["answers by metric: mean PSNR 10 (confidence 0.93); nll_iw 5 (confidence 0.71)",
                                 "latent 10 uses 8.5 ± 0.5 of its 10 dimensions <b>"])
-    assert re.search(r'<ul id="latent-notes"><li>answers by metric: mean PSNR 10 .*</li><li>latent 10 uses 8.5 ± 0.5 of its '
-                     r'10 dimensions &lt;b&gt;</li></ul>', noted)  # escaped like every other text
+    assert re.search(
+        r'<ul id="latent-notes"><li>answers by metric: mean PSNR 10 .*</li><li>latent 10 uses 8.5 ± 0.5 of its '
+        r'10 dimensions &lt;b&gt;</li></ul>',
+        noted,
+    )  # escaped like every other text
 
 
 def test_figures_are_inline_pngs_that_decode():

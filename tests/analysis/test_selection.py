@@ -107,7 +107,9 @@ def test_nothing_completed_is_a_clear_error():
         select(summarize(table))
 
 
-@pytest.mark.parametrize("kwargs, message", [({"rule": "vibes"}, "rule must be"), ({"tolerance_db": -1.0}, "tolerance_db")])
+@pytest.mark.parametrize(
+    "kwargs, message", [({"rule": "vibes"}, "rule must be"), ({"tolerance_db": -1.0}, "tolerance_db")]
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(UsageError, match=message):
         select(summarize(_trials({5: [1.0, 2.0]})), **kwargs)

@@ -13,18 +13,33 @@ from tests.search.helpers import main_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
-FIGURES = ["mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history",
-           "race", "nll_vs_latent", "active_units", "kl_by_dim"]
+FIGURES = [
+    "mse_by_digit",
+    "psnr_by_digit",
+    "loss_curves",
+    "latent_tsne",
+    "reconstructions",
+    "psnr_vs_latent",
+    "search_history",
+    "race",
+    "nll_vs_latent",
+    "active_units",
+    "kl_by_dim",
+]
 
 
 def test_selection_json_follows_the_contract(analyzed):
     path, result = analyzed
     selection = json.loads((path / "selection.json").read_text())
-    assert {"latent_dim", "rule", "best_trial_id", "per_latent_dim", "test", "confidence", "stop_reason"} <= set(selection)
+    assert {"latent_dim", "rule", "best_trial_id", "per_latent_dim", "test", "confidence", "stop_reason"} <= set(
+        selection
+    )
     assert 0 <= selection["confidence"] <= 1
     assert selection["stop_reason"] == json.loads((path / "race.json").read_text())["stop_reason"]
     assert selection["latent_dim"] in (2, 8)
-    assert selection["rule"].startswith("tolerance: ") and "within 0.3 dB of the best" in selection["rule"]  # the run's rule
+    assert (
+        selection["rule"].startswith("tolerance: ") and "within 0.3 dB of the best" in selection["rule"]
+    )  # the run's rule
     race = json.loads((path / "race.json").read_text())
     # analyze recomputes the run's decision from trials.csv: the same choice and confidence
     assert (selection["latent_dim"], selection["confidence"]) == (race["latent_dim"], race["confidence"])
@@ -44,10 +59,15 @@ def test_selection_json_follows_the_contract(analyzed):
     assert result.stdout.strip().splitlines()[-1] == f"report: {path / 'report.html'}"
     # both answers side by side, and what each size uses of its latent space
     assert selection["metric"] == "psnr" and set(selection["answers"]) == {"psnr", "nll"}
-    assert selection["answers"]["psnr"] == {"latent_dim": selection["latent_dim"], "confidence": selection["confidence"]}
+    assert selection["answers"]["psnr"] == {
+        "latent_dim": selection["latent_dim"],
+        "confidence": selection["confidence"],
+    }
     assert "answers by metric: mean PSNR" in result.stdout
     for dim in (2, 8):
-        seeds_of = trials[(trials["phase"] == "seeds") & (trials["latent_dim"] == dim) & (trials["status"] == "completed")]
+        seeds_of = trials[
+            (trials["phase"] == "seeds") & (trials["latent_dim"] == dim) & (trials["status"] == "completed")
+        ]
         mean = seeds_of["active_units"].mean()
         assert f"latent {dim} uses {mean:.1f}" in result.stdout and f"of its {dim} dimensions" in result.stdout
     use = selection["chosen_latent_use"]
@@ -69,7 +89,10 @@ def test_seeds_trials_carry_nll_iw_and_every_trial_its_active_units(smoke):
     assert history["active_units"].notna().all() and history["active_units"].le(history["latent_dim"]).all()
     # the final epoch's KL and posterior-mean variance per dimension stay with the trial's result
     trial = seeds.iloc[0]
-    results = [json.loads(line) for line in (path / "tune" / f"trial_{trial['trial_id']}" / "result.json").read_text().splitlines()]
+    results = [
+        json.loads(line)
+        for line in (path / "tune" / f"trial_{trial['trial_id']}" / "result.json").read_text().splitlines()
+    ]
     assert len(results[-1]["kl_by_dim"]) == len(results[-1]["mu_var_by_dim"]) == trial["latent_dim"]
     assert results[-1]["active_units"] == sum(v > 0.01 for v in results[-1]["mu_var_by_dim"])
     assert "kl_by_dim" not in results[0]  # earlier epochs keep theirs in the checkpoint's history
@@ -129,8 +152,10 @@ def test_analyze_bad_input(tmp_path, analyzed):
     (foreign / "optuna.journal").write_text("trial,value\n1,2.0\n")
     result = main_cli("analyze", str(foreign))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        f"vae-search: error: {foreign / 'optuna.journal'} is not an Optuna journal (its first line is not a journal record); "
-        "restore the experiment's own optuna.journal"]
+        f"vae-search: error: {foreign / 'optuna.journal'} is not an Optuna journal (its first line is not a journal "
+        "record); "
+        "restore the experiment's own optuna.journal"
+    ]
     unfinished = tmp_path / "unfinished"
     shutil.copytree(path, unfinished)
     (unfinished / "trials.csv").unlink()

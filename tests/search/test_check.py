@@ -123,7 +123,9 @@ def test_bad_input_to_check_is_one_line_and_exit_2(nodes, tmp_path):
     unwritable = _check(nodes, "--storage", str(blocker / "runs"))
     assert unwritable.returncode == 2 and len(unwritable.stderr.strip().splitlines()) == 1, unwritable.stderr
     assert blocker.read_text() == ""
-    assert main_cli("check", "--address", f"127.0.0.1:{free_port()}").stderr.startswith("vae-search: error: cannot reach")
+    assert main_cli("check", "--address", f"127.0.0.1:{free_port()}").stderr.startswith(
+        "vae-search: error: cannot reach"
+    )
     assert main_cli("check", "--storage", "not a scheme://x").returncode == 2
     address, env = nodes
     with _environ({**env, "RAY_AUTH_TOKEN": "not-the-token", "RAY_gcs_server_port_wait_time_s": "1"}):
@@ -134,16 +136,34 @@ def test_bad_input_to_check_is_one_line_and_exit_2(nodes, tmp_path):
 def test_the_verdict_on_an_autoscaling_cluster_waits_for_its_workers():
     from search.engine.preflight import NodeReport, problems
 
-    head = NodeReport(node="h" * 16, host="head", cpus=0, gpus=0, memory_gb=16, python="3.11.7", ray="2.60.0", torch="2.14.1",
-                      torch_cuda="13.0", cuda_problem=None, device_name=None, storage=None)
+    head = NodeReport(
+        node="h" * 16,
+        host="head",
+        cpus=0,
+        gpus=0,
+        memory_gb=16,
+        python="3.11.7",
+        ray="2.60.0",
+        torch="2.14.1",
+        torch_cuda="13.0",
+        cuda_problem=None,
+        device_name=None,
+        storage=None,
+    )
     client = {"python": "3.11.2", "ray": "2.60.0"}
     found, notes = problems([head], client=client, cpus_per_trial=1, gpus_per_trial=0.25, storage=None, autoscaled=True,
                             missing=[])
     assert found == [] and "is up yet: the cluster autoscales" in notes[0]
-    found, _ = problems([head], client=client, cpus_per_trial=1, gpus_per_trial=0.25, storage=None, autoscaled=False, missing=[])
-    assert found == ["no GPU node for --gpus-per-trial: a trial asks for 1 CPU and 0.25 GPU, the nodes have 0 CPU/0 GPU"]
+    found, _ = problems(
+        [head], client=client, cpus_per_trial=1, gpus_per_trial=0.25, storage=None, autoscaled=False, missing=[]
+    )
+    assert found == [
+        "no GPU node for --gpus-per-trial: a trial asks for 1 CPU and 0.25 GPU, the nodes have 0 CPU/0 GPU"
+    ]
     older = NodeReport(**{**head.__dict__, "ray": "2.59.0"})
-    found, _ = problems([older], client=client, cpus_per_trial=0, gpus_per_trial=0, storage=None, autoscaled=False, missing=[])
+    found, _ = problems(
+        [older], client=client, cpus_per_trial=0, gpus_per_trial=0, storage=None, autoscaled=False, missing=[]
+    )
     assert len(found) == 1 and "Ray 2.59.0, but this client has" in found[0]
 
 

@@ -25,7 +25,17 @@ NUMBERS = st.one_of(
 )
 
 RUN_FLAGS = ["--preset"] + ["--" + name.replace("_", "-") for name in SETTINGS if name != "data_dir"]
-TRAIN_FLAGS = ["--latent-dim", "--lr", "--beta", "--epochs", "--batch-size", "--max-train", "--seed", "--threads", "--dataset"]
+TRAIN_FLAGS = [
+    "--latent-dim",
+    "--lr",
+    "--beta",
+    "--epochs",
+    "--batch-size",
+    "--max-train",
+    "--seed",
+    "--threads",
+    "--dataset",
+]
 CHOICES = {"--preset": ["smoke", "quick", "paper", "huge"], "--dataset": ["auto", "mnist", "sample", "cifar"],
            "--rule": ["one-se", "tolerance", "knee", "vibes"], "--scheduler": ["asha", "fifo", "pbt"]}
 
@@ -59,7 +69,9 @@ def _outcome(argv):
         # the line names what the user got wrong: one of the flags given (as typed or as its
         # setting's name) or one of the values
         flags = [t for t in argv if t.startswith("-")]
-        names = set(flags) | {t.lstrip("-").replace("-", "_") for t in flags} | {t[:2] for t in flags if t[1:2] != "-"}  # -h2 is -h 2
+        names = (
+            set(flags) | {t.lstrip("-").replace("-", "_") for t in flags} | {t[:2] for t in flags if t[1:2] != "-"}
+        )  # -h2 is -h 2
         assert any(n and n in message for n in names) or any(t.strip() and t.strip() in message for t in argv), message
         return exc
 
@@ -122,7 +134,9 @@ def test_the_installed_command_prints_one_line_and_exits_2():
 
     result = run_cli("run", "--preset", "smoke", "--epochs", "0")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip().splitlines() == ["vae-search: error: argument --epochs: must be a positive integer but got '0'"]
+    assert result.stderr.strip().splitlines() == [
+        "vae-search: error: argument --epochs: must be a positive integer but got '0'"
+    ]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["analyze", "--help"], ["status", "--help"]])
@@ -131,8 +145,11 @@ def test_help_imports_no_heavy_library(argv):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom search.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('pandas', 'torch', 'ray', 'optuna', 'matplotlib') if m in sys.modules), file=sys.stderr)")
+    code = (
+        "import sys\nfrom search.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('pandas', 'torch', 'ray', 'optuna', 'matplotlib') if m in sys.modules), "
+        "file=sys.stderr)"
+    )
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
     assert "usage: vae-search" in result.stdout
     assert result.stderr.strip().splitlines()[-1] == "[]"

@@ -122,5 +122,8 @@ def test_an_experiment_from_before_the_schedule_setting_keeps_training_at_a_cons
     (tmp_path / "run.json").write_text(json.dumps({"config": values, "done": False}))
     experiment = Experiment.open(tmp_path)
     assert experiment.config.lr_schedule == "constant"
-    assert trial_template(experiment.config, {"source": "sample", "data_dir": "data"})["train"]["lr_schedule"] == "constant"
+    assert (
+        trial_template(experiment.config, {"source": "sample", "data_dir": "data"})["train"]["lr_schedule"]
+        == "constant"
+    )
     assert SearchConfig().lr_schedule == "onecycle"  # what a new run gets

@@ -22,7 +22,9 @@ def test_the_holder_is_known_while_it_holds_and_forgotten_after(tmp_path):
     with hold(tmp_path):
         who = holder(tmp_path)
         assert who["pid"] == os.getpid() and who["host"] and time.time() - who["since"] < 60
-        with pytest.raises(UsageError, match=rf"is running: driver pid {os.getpid()} on .* since .*vae-search status {tmp_path}"):
+        with pytest.raises(
+            UsageError, match=rf"is running: driver pid {os.getpid()} on .* since .*vae-search status {tmp_path}"
+        ):
             refuse_if_running(tmp_path)
         with pytest.raises(UsageError, match="is running"), hold(tmp_path):
             pass
@@ -120,7 +122,9 @@ def test_a_torn_tune_state_is_put_back_from_its_last_complete_copy(tmp_path):
     backup_tune_state(tune_dir, backup)  # a torn state is never backed up over a whole one
     notice = restore_tune_state(tune_dir, backup)
     assert state.name in notice and STATE_BACKUP in notice
-    assert json.loads(state.read_text()) == {"trials": ["a", "b"]} and pickle.loads(searcher.read_bytes()) == {"stage": "seeds"}
+    assert json.loads(state.read_text()) == {"trials": ["a", "b"]} and pickle.loads(searcher.read_bytes()) == {
+        "stage": "seeds"
+    }
 
 
 def test_a_later_local_snapshot_of_the_same_session_wins_over_a_lagging_upload(tmp_path):

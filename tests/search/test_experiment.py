@@ -26,7 +26,9 @@ def test_run_prints_the_decision_then_the_experiment_path_last(smoke):
     decision = f"chosen latent size: {race['latent_dim']} (confidence {race['confidence']:.2f})"
     assert race["stage"] == "done" and race["stop_reason"] in ("confidence", "max-seeds")
     if race["stop_reason"] == "max-seeds":  # below the target: how to firm it up comes between
-        assert lines[-3] == decision and lines[-2].startswith(f"to race on: vae-search resume {path} --max-seeds 6 (at most ")
+        assert lines[-3] == decision and lines[-2].startswith(
+            f"to race on: vae-search resume {path} --max-seeds 6 (at most "
+        )
     else:
         assert lines[-2] == decision
 
@@ -68,8 +70,24 @@ def test_the_run_is_one_tune_experiment(smoke):
 def test_trial_table_has_the_contract_columns_and_sensible_values(smoke):
     path, _ = smoke
     table = pd.read_csv(path / "trials.csv")
-    contract = ["trial_id", "status", "latent_dim", "lr", "beta", "seed", "epochs", "val_loss", "mse_mean", "psnr_mean",
-                *[f"mse_digit_{d}" for d in range(10)], *[f"psnr_digit_{d}" for d in range(10)], "node", "device", "time_s", "phase"]
+    contract = [
+        "trial_id",
+        "status",
+        "latent_dim",
+        "lr",
+        "beta",
+        "seed",
+        "epochs",
+        "val_loss",
+        "mse_mean",
+        "psnr_mean",
+        *[f"mse_digit_{d}" for d in range(10)],
+        *[f"psnr_digit_{d}" for d in range(10)],
+        "node",
+        "device",
+        "time_s",
+        "phase",
+    ]
     assert set(contract) <= set(table.columns)
     assert list(table.columns) == COLUMNS
     assert (table["phase"] == "search").sum() == 3  # --trials 3
@@ -83,7 +101,9 @@ def test_trial_table_has_the_contract_columns_and_sensible_values(smoke):
     assert done["psnr_mean"].between(8, 25).all(), done["psnr_mean"].tolist()
     digits = done[[f"psnr_digit_{d}" for d in range(10)]]
     assert (digits.mean(axis=1) - done["psnr_mean"]).abs().max() < 1e-6
-    assert (10 * (1 / done["mse_digit_3"]).map(math.log10) <= done["psnr_digit_3"] + 1e-9).all()  # Jensen: mean PSNR >= PSNR(mean MSE)
+    assert (
+        10 * (1 / done["mse_digit_3"]).map(math.log10) <= done["psnr_digit_3"] + 1e-9
+    ).all()  # Jensen: mean PSNR >= PSNR(mean MSE)
     assert done["lr"].between(1e-3, 1e-2).all()
     assert (table["device"] == "cpu").all()
     assert table["node"].notna().all()

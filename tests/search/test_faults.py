@@ -65,8 +65,31 @@ def crash(tmp_path_factory):
     """One run, two search trials on two CPUs, --max-failures 1: one trial's worker is killed once
     (it is retried from its checkpoint), the other's twice (it has failed for good)."""
     storage = tmp_path_factory.mktemp("crash")
-    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--epochs", "6", "--max-train", "1000", "--trials", "2", "--seeds", "1",
-            "--max-seeds", "1", "--max-failures", "1", "--scheduler", "fifo", "--storage", str(storage), "--name", "crash")
+    args = (
+        "run",
+        "--preset",
+        "smoke",
+        "--num-cpus",
+        "2",
+        "--epochs",
+        "6",
+        "--max-train",
+        "1000",
+        "--trials",
+        "2",
+        "--seeds",
+        "1",
+        "--max-seeds",
+        "1",
+        "--max-failures",
+        "1",
+        "--scheduler",
+        "fifo",
+        "--storage",
+        str(storage),
+        "--name",
+        "crash",
+    )
     experiment = storage / "crash"
     with cli_process(*args) as driver:
         retried, _ = _kill_trial(driver, experiment)
@@ -85,7 +108,9 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(crash):
     assert table.loc[retried, "status"] == "completed" and table.loc[retried, "epochs"] == 6
     assert "Failure # 1" in (experiment / "tune" / f"trial_{retried}" / "error.txt").read_text()
     # one line says so; Ray's traceback and its paragraph about the dead worker go to driver.log
-    assert re.search(rf"trial {retried}: failed \(ActorDiedError: .*\); retry 1 of --max-failures 1, from epoch \d", console), console
+    assert re.search(
+        rf"trial {retried}: failed \(ActorDiedError: .*\); retry 1 of --max-failures 1, from epoch \d", console
+    ), console
     assert "Traceback" not in console and "(raylet)" not in console, console
     assert f"failure of trial {retried}:\nTraceback" in (experiment / "driver.log").read_text()
     # it resumed from its checkpoint: its history has each epoch exactly once
@@ -99,15 +124,36 @@ def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(crash):
     table = pd.read_csv(experiment / "trials.csv").set_index("trial_id")
     assert table.loc[failed, "status"] == "errored"
     assert isinstance(table.loc[failed, "error"], str) and table.loc[failed, "error"]
-    assert "Failure # 2" in (experiment / "tune" / f"trial_{failed}" / "error.txt").read_text()  # --max-failures 1: one retry
+    assert (
+        "Failure # 2" in (experiment / "tune" / f"trial_{failed}" / "error.txt").read_text()
+    )  # --max-failures 1: one retry
     assert (table.drop(index=failed)["status"] == "completed").all()
     analysis = main_cli("analyze", str(experiment))
     assert analysis.returncode == 0, analysis.stderr[-2000:]
 
 
 def test_diverging_trials_stop_at_once_without_retries(tmp_path):
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--lr-range", "1e4,1e5", "--epochs", "3", "--trials", "2",
-                     "--seeds", "1", "--max-seeds", "1", "--storage", str(tmp_path), "--name", "nan")
+    result = run_cli(
+        "run",
+        "--preset",
+        "smoke",
+        "--num-cpus",
+        "2",
+        "--lr-range",
+        "1e4,1e5",
+        "--epochs",
+        "3",
+        "--trials",
+        "2",
+        "--seeds",
+        "1",
+        "--max-seeds",
+        "1",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "nan",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     experiment = tmp_path / "nan"
     table = pd.read_csv(experiment / "trials.csv")
@@ -149,7 +195,10 @@ def _mount_tmpfs(folder: Path, options: str) -> None:
     folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("this machine does not let a test mount a tmpfs")
 
 
@@ -186,8 +235,9 @@ def test_a_full_disk_stops_the_run_with_one_message_and_resume_finishes_it(small
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
-    assert lines[0].startswith(f"vae-search: stopped: no space left on device in {experiment} (0.0 MB free, the rest of the "
-                               "run needs about ")
+    assert lines[0].startswith(
+        f"vae-search: stopped: no space left on device in {experiment} (0.0 MB free, the rest of the run needs about "
+    )
     log = Path(lines[0].split("; details in ")[1])
     try:
         assert "No space left on device" in log.read_text()

@@ -33,12 +33,30 @@ def head(tmp_path_factory):
     # agent then cannot bind, and job submission answers "No available agent to submit job"
     port, dashboard, agent = free_port(), free_port(), free_port()
     # the project's environment, as on a node where cluster.yaml installed it
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     log = tmp_path_factory.mktemp("head") / "ray-start.log"
     with open(log, "w") as out:
-        process = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-                                    f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}", "--num-cpus=2", "--block"],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                RAY,
+                "start",
+                "--head",
+                f"--port={port}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard}",
+                f"--dashboard-agent-listen-port={agent}",
+                "--num-cpus=2",
+                "--block",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -67,8 +85,14 @@ def _job(address: str, env: dict, command: str, *extra: str) -> subprocess.Compl
     submit job, please try again later", and so the submission is tried again, for up to 60 s."""
     deadline = time.monotonic() + 60
     while True:
-        result = subprocess.run([RAY, "job", "submit", "--address", address, *extra, "--working-dir", ".", "--", "bash", "-c",
-                                 command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [RAY, "job", "submit", "--address", address, *extra, "--working-dir", ".", "--", "bash", "-c", command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if "No available agent to submit job" not in result.stdout + result.stderr or time.monotonic() > deadline:
             return result
         time.sleep(2)
@@ -88,14 +112,18 @@ def test_the_readme_job_runs_the_search_and_the_analysis(head, tmp_path):
     job_id = re.search(r"Job '(\w+)' submitted successfully", result.stdout + result.stderr).group(1)
     logs = subprocess.run([RAY, "job", "logs", "--address", address, "--follow", job_id], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
-    assert logs.returncode == 0 and re.search(r"^  seeds trial \w+: latent \d+ lr", logs.stdout, re.M), logs.stderr[-2000:]
+    assert logs.returncode == 0 and re.search(r"^  seeds trial \w+: latent \d+ lr", logs.stdout, re.M), logs.stderr[
+        -2000:
+    ]
 
 
 def test_a_job_without_the_token_is_refused(head, tmp_path):
     address, env, _ = head
     marker = tmp_path / "ran"
     result = _job(address, {**env, "RAY_AUTH_TOKEN": "not-the-token"}, f"touch {marker}", "--no-wait")
-    assert result.returncode != 0 and re.search(r"401|[Uu]nauthori[sz]ed|[Aa]uthentication", result.stdout + result.stderr)
+    assert result.returncode != 0 and re.search(
+        r"401|[Uu]nauthori[sz]ed|[Aa]uthentication", result.stdout + result.stderr
+    )
     time.sleep(2)
     assert not marker.exists()
 
@@ -108,7 +136,9 @@ def test_a_local_run_starts_its_own_ray_even_beside_a_running_head(head):
     _, env, head_port = head
     code = ("import ray\nfrom search.config import SearchConfig\nfrom search.engine.session import driver_session\n"
             "with driver_session(SearchConfig(num_cpus=1), None):\n    print(ray.get_runtime_context().gcs_address)")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     gcs = result.stdout.strip()
     assert gcs and gcs.rsplit(":", 1)[1] != str(head_port)

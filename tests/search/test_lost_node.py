@@ -97,7 +97,14 @@ def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_p
     assert table.loc[killed, "status"] == "errored"
     assert (table.drop(index=killed)["status"] == "completed").all(), table["status"].to_dict()
     # one line for the lost node, one for the failure; Ray's own paragraphs go to driver.log
-    assert len(re.findall(rf"node [0-9a-f]{{8}} lost \(.*\): trial {lost} \(from epoch \d\) restarts on a live node", console)) == 1, console
+    assert (
+        len(
+            re.findall(
+                rf"node [0-9a-f]{{8}} lost \(.*\): trial {lost} \(from epoch \d\) restarts on a live node", console
+            )
+        )
+        == 1
+    ), console
     assert f"trial {killed}: failed (" in console
     assert "Traceback" not in console and "(raylet)" not in console and "Raylet is terminated" not in console, console
     log = (experiment / "driver.log").read_text()

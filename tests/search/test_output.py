@@ -14,10 +14,24 @@ from vae.errors import UsageError
 
 
 def _experiment(tmp_path):
-    rows = [{c: None for c in COLUMNS} | {"trial_id": f"t{i}", "phase": "seeds", "stage": "seeds", "status": "completed",
-                                          "latent_dim": d, "psnr_mean": p, "lr": 1e-3, "val_loss": 100.0, "mse_mean": 0.01,
-                                          "time_s": 1.0, "seed": i, "epochs": 2}
-            for i, (d, p) in enumerate([(5, 20.0), (10, 21.2), (10, 21.0)])]
+    rows = [
+        {c: None for c in COLUMNS}
+        | {
+            "trial_id": f"t{i}",
+            "phase": "seeds",
+            "stage": "seeds",
+            "status": "completed",
+            "latent_dim": d,
+            "psnr_mean": p,
+            "lr": 1e-3,
+            "val_loss": 100.0,
+            "mse_mean": 0.01,
+            "time_s": 1.0,
+            "seed": i,
+            "epochs": 2,
+        }
+        for i, (d, p) in enumerate([(5, 20.0), (10, 21.2), (10, 21.0)])
+    ]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "trials.csv", index=False)
     return tmp_path
 

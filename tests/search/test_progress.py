@@ -10,19 +10,44 @@ from search.store.race import RaceState
 
 
 def _trial(trial_id, status, stage="seeds", **result):
-    return SimpleNamespace(trial_id=trial_id, status=status, config={"stage": stage, "latent_dim": result.get("latent_dim", 5)},
-                           last_result=result, error_file=None,
-                           storage=SimpleNamespace(experiment_driver_staging_path="/nonexistent/staging"))
+    return SimpleNamespace(
+        trial_id=trial_id,
+        status=status,
+        config={"stage": stage, "latent_dim": result.get("latent_dim", 5)},
+        last_result=result,
+        error_file=None,
+        storage=SimpleNamespace(experiment_driver_staging_path="/nonexistent/staging"),
+    )
 
 
 def test_a_finished_trial_is_one_line():
-    line = trial_line(_trial("ab12", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.234))
+    line = trial_line(
+        _trial("ab12", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.234)
+    )
     assert line == "  seeds trial ab12: latent 10 lr 2.00e-03 seed 7 epochs 4/4 val PSNR 21.23 dB"
-    latent = trial_line(_trial("ab12", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.234,
-                               active_units=9, nll_iw=101.456))
-    assert latent == "  seeds trial ab12: latent 10 lr 2.00e-03 seed 7 epochs 4/4 val PSNR 21.23 dB active 9/10 nll_iw 101.46"
-    restored = trial_line(_trial("cd34", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.0,
-                                 restored=True))
+    latent = trial_line(
+        _trial(
+            "ab12",
+            "TERMINATED",
+            latent_dim=10,
+            lr=2e-3,
+            seed=7,
+            epoch=4,
+            max_epochs=4,
+            psnr_mean=21.234,
+            active_units=9,
+            nll_iw=101.456,
+        )
+    )
+    assert (
+        latent
+        == "  seeds trial ab12: latent 10 lr 2.00e-03 seed 7 epochs 4/4 val PSNR 21.23 dB active 9/10 nll_iw 101.46"
+    )
+    restored = trial_line(
+        _trial(
+            "cd34", "TERMINATED", latent_dim=10, lr=2e-3, seed=7, epoch=4, max_epochs=4, psnr_mean=21.0, restored=True
+        )
+    )
     assert restored.endswith("(had finished before the restart; not trained again)")
     diverged = trial_line(_trial("ef56", "TERMINATED", stage="search", latent_dim=5, lr=1e-2, diverged=True))
     assert diverged == "  search trial ef56: latent 5 lr 1.00e-02 diverged"
@@ -52,8 +77,14 @@ def test_tunes_error_for_its_own_vanished_temp_file_is_dropped_and_others_pass()
         return logging.LogRecord("ray.tune", logging.ERROR, __file__, 1, message, None,
                                  (type(error), error, None) if error else None)
 
-    vanished = FileNotFoundError(2, "Failed to open local file '/tmp/ray/x/driver_artifacts/.1a2b-tmp-searcher-state-1.pkl'")
-    assert not VANISHED_TEMP_FILE.filter(record("Saving experiment state to storage at '/e/tune' failed with exception: ", vanished))
+    vanished = FileNotFoundError(
+        2, "Failed to open local file '/tmp/ray/x/driver_artifacts/.1a2b-tmp-searcher-state-1.pkl'"
+    )
+    assert not VANISHED_TEMP_FILE.filter(
+        record("Saving experiment state to storage at '/e/tune' failed with exception: ", vanished)
+    )
     assert VANISHED_TEMP_FILE.filter(record("Saving experiment state to storage at '/e/tune' failed with exception: ",
                                             FileNotFoundError(2, "No such file: '/e/tune/experiment_state.json'")))
-    assert VANISHED_TEMP_FILE.filter(record("Trial failed", vanished)) and VANISHED_TEMP_FILE.filter(record("other", None))
+    assert VANISHED_TEMP_FILE.filter(record("Trial failed", vanished)) and VANISHED_TEMP_FILE.filter(
+        record("other", None)
+    )

@@ -41,10 +41,14 @@ def raced(tmp_path_factory):
     (earlier / "run.json").write_text(json.dumps(record))
     unfinished = storage / "unfinished"
     unfinished.mkdir()
-    (unfinished / "run.json").write_text(json.dumps({**json.loads((experiment / "run.json").read_text()), "done": False}))
+    (unfinished / "run.json").write_text(
+        json.dumps({**json.loads((experiment / "run.json").read_text()), "done": False})
+    )
     files = _files(experiment)
-    refused = {flags: main_cli("resume", str(experiment), *flags)
-               for flags in (("--max-seeds", "1"), ("--max-seeds", "5"), ("--confidence", "0.01"), ("--max-seeds", "0"))}
+    refused = {
+        flags: main_cli("resume", str(experiment), *flags)
+        for flags in (("--max-seeds", "1"), ("--max-seeds", "5"), ("--confidence", "0.01"), ("--max-seeds", "0"))
+    }
     refused["earlier"] = main_cli("resume", str(earlier), "--max-seeds", "4")
     refused["unfinished"] = main_cli("resume", str(unfinished), "--max-seeds", "4")
     from search.store.lock import hold
@@ -62,7 +66,9 @@ def raced(tmp_path_factory):
     with cli_process("resume", str(experiment), "--max-seeds", "4") as driver:
         deadline, killed = time.monotonic() + 180, False
         while time.monotonic() < deadline and driver.poll() is None and not killed:
-            fresh = [p for p in (experiment / "tune").glob("trial_*") if p.name not in known and list(p.glob("checkpoint_*"))]
+            fresh = [
+                p for p in (experiment / "tune").glob("trial_*") if p.name not in known and list(p.glob("checkpoint_*"))
+            ]
             if fresh:
                 kill_session(driver.pid)
                 killed = True
@@ -75,8 +81,18 @@ def raced(tmp_path_factory):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     analyzed = main_cli("analyze", str(experiment))
     assert analyzed.returncode == 0, analyzed.stderr[-3000:]
-    return {"experiment": experiment, "original": original, "interrupted": interrupted, "first": first, "before": before, "refused": refused, "unchanged": unchanged,
-            "killed_output": out, "resumed": resumed, "analyzed": analyzed}
+    return {
+        "experiment": experiment,
+        "original": original,
+        "interrupted": interrupted,
+        "first": first,
+        "before": before,
+        "refused": refused,
+        "unchanged": unchanged,
+        "killed_output": out,
+        "resumed": resumed,
+        "analyzed": analyzed,
+    }
 
 
 def _move(folder, target):
@@ -100,7 +116,10 @@ def test_bad_race_ons_exit_2_with_one_line_and_write_nothing(raced):
     refused = raced["refused"]
     for flags, result in refused.items():
         assert result.returncode == 2, (flags, result.stderr)
-        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("vae-search: error: "), (flags, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("vae-search: error: "), (
+            flags,
+            result.stderr,
+        )
     assert "below the 2 this experiment already allowed" in refused[("--max-seeds", "1")].stderr
     assert "above --race-on-to 4" in refused[("--max-seeds", "5")].stderr
     assert "already reaches the target" in refused[("--confidence", "0.01")].stderr

@@ -45,8 +45,19 @@ def test_report_shows_figures_and_chosen_size_in_chromium(analyzed, tmp_path):
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()
-    names = {"mse_by_digit", "psnr_by_digit", "loss_curves", "latent_tsne", "reconstructions", "psnr_vs_latent", "search_history",
-             "race", "nll_vs_latent", "active_units", "kl_by_dim"}
+    names = {
+        "mse_by_digit",
+        "psnr_by_digit",
+        "loss_curves",
+        "latent_tsne",
+        "reconstructions",
+        "psnr_vs_latent",
+        "search_history",
+        "race",
+        "nll_vs_latent",
+        "active_units",
+        "kl_by_dim",
+    }
     assert {i["alt"] for i in images} == names
     assert all(i["ok"] and i["shown"] for i in images), images
     assert chosen == str(selection["latent_dim"])

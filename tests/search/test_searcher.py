@@ -96,7 +96,9 @@ def _through_seeds(searcher, values):
     for i in range(searcher._config.trials):
         _finish(searcher, f"s{i}", 10.0)
     handed = {}
-    while (config := searcher.suggest(f"seed{len(handed)}")) not in (None, Searcher.FINISHED) and config["stage"] == "seeds":
+    while (config := searcher.suggest(f"seed{len(handed)}")) not in (None, Searcher.FINISHED) and config[
+        "stage"
+    ] == "seeds":
         handed[f"seed{len(handed)}"] = config
     order = {d: iter(v) for d, v in values.items()}
     for trial_id, seeds_config in handed.items():
@@ -178,12 +180,20 @@ def test_asha_stops_lagging_search_trials_but_never_seeds_trials():
     for i in range(4):
         good = _trial("search")
         scheduler.on_trial_add(None, good)
-        assert scheduler.on_trial_result(None, good, {"training_iteration": 1, "psnr_mean": 20.0 + i}) == TrialScheduler.CONTINUE
+        assert (
+            scheduler.on_trial_result(None, good, {"training_iteration": 1, "psnr_mean": 20.0 + i})
+            == TrialScheduler.CONTINUE
+        )
     bad_search, bad_seeds = _trial("search"), _trial("seeds")
     for trial in (bad_search, bad_seeds):
         scheduler.on_trial_add(None, trial)
-    assert scheduler.on_trial_result(None, bad_search, {"training_iteration": 1, "psnr_mean": 5.0}) == TrialScheduler.STOP
-    assert scheduler.on_trial_result(None, bad_seeds, {"training_iteration": 1, "psnr_mean": 5.0}) == TrialScheduler.CONTINUE
+    assert (
+        scheduler.on_trial_result(None, bad_search, {"training_iteration": 1, "psnr_mean": 5.0}) == TrialScheduler.STOP
+    )
+    assert (
+        scheduler.on_trial_result(None, bad_seeds, {"training_iteration": 1, "psnr_mean": 5.0})
+        == TrialScheduler.CONTINUE
+    )
     scheduler.on_trial_complete(None, bad_seeds, {"training_iteration": 8, "psnr_mean": 5.0})
 
 

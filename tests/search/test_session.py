@@ -29,8 +29,26 @@ BUCKET = "vae-bucket"
 # rates Optuna proposes depends on which trial finished first), and a confidence target two
 # seeds cannot reach: racing follows, on the held-out likelihood (--metric nll). Six search
 # trials leave the search stage running when the first one is printed.
-ARGS = ("--preset", "smoke", "--num-cpus", "2", "--latent-dims", "6,7,8", "--lr-range", "3e-3,3.001e-3", "--trials", "6",
-        "--seeds", "2", "--max-seeds", "3", "--confidence", "0.999", "--metric", "nll")
+ARGS = (
+    "--preset",
+    "smoke",
+    "--num-cpus",
+    "2",
+    "--latent-dims",
+    "6,7,8",
+    "--lr-range",
+    "3e-3,3.001e-3",
+    "--trials",
+    "6",
+    "--seeds",
+    "2",
+    "--max-seeds",
+    "3",
+    "--confidence",
+    "0.999",
+    "--metric",
+    "nll",
+)
 TORN = b'{"op_code": 6, "worker_id": "gone", "trial_id": 2, "step": 1, "inter'
 
 
@@ -45,7 +63,10 @@ def _finished(line, into):
     """Record `trial ID: … epochs E/N val PSNR P` lines of trials trained by this driver:
     {trial id: (epochs, PSNR)}."""
     if " trial " in line and "val PSNR" in line and "not trained again" not in line:
-        into[line.split()[2].rstrip(":")] = (int(line.split("epochs ")[1].split("/")[0]), float(line.split("val PSNR")[1].split()[0]))
+        into[line.split()[2].rstrip(":")] = (
+            int(line.split("epochs ")[1].split("/")[0]),
+            float(line.split("val PSNR")[1].split()[0]),
+        )
 
 
 def _interrupt(args, *, when, signals, experiment, cwd, live=False, busy=None):
@@ -71,9 +92,15 @@ def _interrupt(args, *, when, signals, experiment, cwd, live=False, busy=None):
                     os.kill(driver.pid, sig)
                 break
         stdout, stderr = driver.communicate(timeout=180)
-    step.update(code=driver.returncode, pid=driver.pid, stderr=stderr, stdout="".join(step["lines"]) + stdout,
-                race=json.loads((experiment / "race.json").read_text()) if (experiment / "race.json").exists() else None,
-                run=json.loads((experiment / "run.json").read_text()), trials_csv=(experiment / "trials.csv").exists())
+    step.update(
+        code=driver.returncode,
+        pid=driver.pid,
+        stderr=stderr,
+        stdout="".join(step["lines"]) + stdout,
+        race=json.loads((experiment / "race.json").read_text()) if (experiment / "race.json").exists() else None,
+        run=json.loads((experiment / "run.json").read_text()),
+        trials_csv=(experiment / "trials.csv").exists(),
+    )
     return step
 
 
@@ -93,8 +120,12 @@ def s3():
     from moto.server import ThreadedMotoServer
 
     with pytest.MonkeyPatch.context() as env:
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                           "AWS_REGION": "us-east-1"}.items():
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }.items():
             env.setenv(key, value)
         port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -119,15 +150,31 @@ def chain(tmp_path_factory, s3):
     uri = f"s3://{BUCKET}/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
     experiment = root / "results" / "x"  # the driver's own files; Ray Tune's are in the bucket
     run_args = ("run", *ARGS, "--storage", uri, "--name", "x")
-    steps = {"uri": uri, "sigint": _interrupt(run_args, when="search trial", signals=[signal.SIGINT], experiment=experiment,
-                                              cwd=root, busy=_second_drivers(experiment, run_args, root))}
+    steps = {
+        "uri": uri,
+        "sigint": _interrupt(
+            run_args,
+            when="search trial",
+            signals=[signal.SIGINT],
+            experiment=experiment,
+            cwd=root,
+            busy=_second_drivers(experiment, run_args, root),
+        ),
+    }
     steps["stopped_status"] = (_live_status(experiment), main_cli("status", str(experiment)).stdout)
     # preemption, and a second signal while the first stop is under way: it stops at once
-    steps["sigterm"] = _interrupt(("resume", str(experiment)), when="seeds trial", signals=[signal.SIGTERM, signal.SIGTERM],
-                                  experiment=experiment, cwd=root, live=True)
+    steps["sigterm"] = _interrupt(
+        ("resume", str(experiment)),
+        when="seeds trial",
+        signals=[signal.SIGTERM, signal.SIGTERM],
+        experiment=experiment,
+        cwd=root,
+        live=True,
+    )
     # the driver only; Ray's workers notice on their own
-    steps["sigkill"] = _interrupt(("resume", str(experiment)), when="racing trial", signals=[signal.SIGKILL], experiment=experiment,
-                                  cwd=root)
+    steps["sigkill"] = _interrupt(
+        ("resume", str(experiment)), when="racing trial", signals=[signal.SIGKILL], experiment=experiment, cwd=root
+    )
     # a disk that filled (or a kill) mid-append leaves the journal's last line without its newline
     with open(experiment / "optuna.journal", "ab") as journal:
         journal.write(TORN)
@@ -187,11 +234,17 @@ def test_a_killed_driver_resumes_and_its_torn_journal_record_is_set_aside(chain)
     resumed = steps["resumed"]
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.strip().splitlines()[-1] == f"experiment: {experiment}"
-    notices = [line for line in resumed.stdout.splitlines() if line.startswith("notice: optuna.journal: its last record was cut")]
+    notices = [
+        line
+        for line in resumed.stdout.splitlines()
+        if line.startswith("notice: optuna.journal: its last record was cut")
+    ]
     (aside,) = experiment.glob("optuna.journal.torn-*")
     assert len(notices) == 1 and aside.name in notices[0] and aside.read_bytes() == TORN
-    assert any(line.startswith("notice: Ray Tune's state (experiment_state-") and "restored its last complete copy" in line
-               for line in resumed.stdout.splitlines()), resumed.stdout[-2000:]
+    assert any(
+        line.startswith("notice: Ray Tune's state (experiment_state-") and "restored its last complete copy" in line
+        for line in resumed.stdout.splitlines()
+    ), resumed.stdout[-2000:]
     from search.engine.study import STUDY_NAME, journal_storage
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(experiment / "optuna.journal"))
@@ -255,9 +308,19 @@ def test_the_bucket_holds_the_experiment_and_analyze_and_status_work_from_it(cha
     analysis = main_cli("analyze", str(experiment))
     assert analysis.returncode == 0, analysis.stderr[-3000:]
     keys = _keys(client, "runs/x/")
-    for name in ("run.json", "trials.csv", "history.csv", "race.json", "selection.json", "report.html", "best_model/model.pt"):
+    for name in (
+        "run.json",
+        "trials.csv",
+        "history.csv",
+        "race.json",
+        "selection.json",
+        "report.html",
+        "best_model/model.pt",
+    ):
         assert f"runs/x/{name}" in keys, sorted(keys)[:20]
-    assert not (experiment / "tune").exists()  # Ray Tune wrote to the bucket, not the driver's disk (a state backup aside)
+    assert not (
+        experiment / "tune"
+    ).exists()  # Ray Tune wrote to the bucket, not the driver's disk (a state backup aside)
     # one checkpoint per trial of the table is kept once the run ends (a trial the torn state
     # forgot, trained again under a new id, leaves its folder behind)
     per_trial = {}
@@ -268,7 +331,9 @@ def test_the_bucket_holds_the_experiment_and_analyze_and_status_work_from_it(cha
     assert set(table["trial_id"]) <= set(per_trial)
     assert all(len(per_trial[t]) == 1 for t in table["trial_id"])
     # `status` reads the experiment straight from the bucket, as from another machine
-    remote = main_cli("status", f"s3://{BUCKET}/runs/x?endpoint_override=127.0.0.1:{port}&scheme=http", "--format", "json")
+    remote = main_cli(
+        "status", f"s3://{BUCKET}/runs/x?endpoint_override=127.0.0.1:{port}&scheme=http", "--format", "json"
+    )
     assert remote.returncode == 0, remote.stderr[-2000:]
     shown = json.loads(remote.stdout)
     assert shown["state"] == "done" and shown["trials"]["done"] == len(table)
@@ -276,13 +341,18 @@ def test_the_bucket_holds_the_experiment_and_analyze_and_status_work_from_it(cha
     assert clash.returncode == 2 and "already exists" in clash.stderr
 
 
-def test_an_experiment_synced_down_from_the_bucket_races_on_where_it_is_and_leaves_the_bucket_alone(chain, s3, tmp_path):
+def test_an_experiment_synced_down_from_the_bucket_races_on_where_it_is_and_leaves_the_bucket_alone(
+    chain, s3, tmp_path
+):
     experiment, steps = chain
     port, client = s3
     assert steps["resumed"].returncode == 0, steps["resumed"].stderr[-3000:]
     # `aws s3 sync s3://bucket/runs/x ./copy/x`: every object of the experiment, Ray Tune's included
-    before = {item["Key"]: item["ETag"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/x/")
-              for item in page.get("Contents", [])}
+    before = {
+        item["Key"]: item["ETag"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/x/")
+        for item in page.get("Contents", [])
+    }
     synced = tmp_path / "copy" / "x"
     for key in (k for k in before if not k.endswith("/")):  # not the folder markers
         target = synced / key.removeprefix("runs/x/")
@@ -297,6 +367,9 @@ def test_an_experiment_synced_down_from_the_bucket_races_on_where_it_is_and_leav
     assert json.loads((synced / "run.json").read_text())["config"]["max_seeds"] == 4
     analysis = main_cli("analyze", str(synced))
     assert analysis.returncode == 0, analysis.stderr[-3000:]
-    after = {item["Key"]: item["ETag"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/x/")
-             for item in page.get("Contents", [])}
+    after = {
+        item["Key"]: item["ETag"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/x/")
+        for item in page.get("Contents", [])
+    }
     assert after == before  # the bucket's experiment is untouched

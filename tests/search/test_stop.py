@@ -56,7 +56,9 @@ def test_each_session_has_its_own_request(asked):
     filtered = first.log_filter()
     import logging
 
-    record = logging.LogRecord("ray.tune", logging.ERROR, __file__, 1, "Saving failed: No space left on device", None, None)
+    record = logging.LogRecord(
+        "ray.tune", logging.ERROR, __file__, 1, "Saving failed: No space left on device", None, None
+    )
     assert not filtered.filter(record) and first.full_logs
     second = StopRequest()
     assert not second.stopping and second.full_logs == []

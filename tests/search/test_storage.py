@@ -5,14 +5,28 @@ layer's imports."""
 import ast
 from pathlib import Path
 
-from search.store.storage import as_location, basename, copy, delete_dir, is_dir, is_uri, join, parent, subdirs, upload_file
+from search.store.storage import (
+    as_location,
+    basename,
+    copy,
+    delete_dir,
+    is_dir,
+    is_uri,
+    join,
+    parent,
+    subdirs,
+    upload_file,
+)
 from tests.search.helpers import main_cli
 
 QUERY = "s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http"
 
 
 def test_a_locations_name_leaves_a_uris_query_out():
-    assert basename("s3://bucket/exp/trial_a/checkpoint_000003?endpoint_override=h:9000&scheme=http") == "checkpoint_000003"
+    assert (
+        basename("s3://bucket/exp/trial_a/checkpoint_000003?endpoint_override=h:9000&scheme=http")
+        == "checkpoint_000003"
+    )
     assert basename("/tmp/exp/trial_a/checkpoint_000003/") == "checkpoint_000003"
 
 
@@ -24,7 +38,10 @@ def test_joining_and_parents_keep_a_uris_query_at_the_end():
 
 
 def test_a_path_inside_a_filesystem_becomes_a_location_of_the_same_kind():
-    assert as_location(QUERY, "bucket/prefix/run/tune") == "s3://bucket/prefix/run/tune?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert (
+        as_location(QUERY, "bucket/prefix/run/tune")
+        == "s3://bucket/prefix/run/tune?endpoint_override=127.0.0.1:9000&scheme=http"
+    )
     assert as_location("file:///x", "/tmp/a") == "file:///tmp/a"
     assert as_location("/x", "/tmp/a") == "/tmp/a"
 

@@ -40,7 +40,9 @@ def test_what_optuna_is_told_for_each_outcome_and_orphans_are_closed(tmp_path):
                                                            ("diverged", 0.0)], strict=False):
         study.tell(number, outcome, value)
     study.close_orphans(known={a[0] for a in asked[:4]})  # the fifth was asked after Tune's last snapshot
-    trials = sorted(optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(tmp_path / "optuna.journal")).trials,
-                    key=lambda t: t.number)
+    trials = sorted(
+        optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(tmp_path / "optuna.journal")).trials,
+        key=lambda t: t.number,
+    )
     assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE", "FAIL"]
     assert trials[1].intermediate_values == {1: 9.0} and trials[3].value == 0.0

@@ -77,6 +77,7 @@ def test_corrupt_data_is_exit_code_2_naming_the_file(mnist_dir, tmp_path):
 
 
 def test_help_does_not_import_torch_or_ray():
-    code = "import sys; from search.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\nprint(sorted(m for m in ('torch', 'ray') if m in sys.modules))"
+    code = ("import sys; from search.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"

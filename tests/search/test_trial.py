@@ -31,7 +31,13 @@ def test_the_template_is_the_trainconfig_the_run_resolved():
     search = resolve("quick", {"beta": 0.5, "epochs": 3, "cpus_per_trial": 2.0})
     template = TrainConfig.from_dict(_template()["train"] | {"beta": 0.5}).to_dict()
     built = search.train_template({"source": "mnist", "data_dir": "/d"})
-    assert (built.beta, built.epochs, built.threads, built.model.channels, built.data.max_train) == (0.5, 3, 2, (16, 32), 4000)
+    assert (built.beta, built.epochs, built.threads, built.model.channels, built.data.max_train) == (
+        0.5,
+        3,
+        2,
+        (16, 32),
+        4000,
+    )
     assert template["beta"] == 0.5
 
 
@@ -86,8 +92,11 @@ def test_trials_get_uint8_train_and_val_as_read_only_views_of_the_object_store(s
             pixels = splits.train.pixels
             address = pixels.data_ptr()
             with open("/proc/self/maps") as maps:  # the memory mapping that holds the pixels
-                mapping = next(line.split() for line in maps
-                               if int(line.split()[0].split("-")[0], 16) <= address < int(line.split()[0].split("-")[1], 16))
+                mapping = next(
+                    line.split()
+                    for line in maps
+                    if int(line.split()[0].split("-")[0], 16) <= address < int(line.split()[0].split("-")[1], 16)
+                )
             return splits.test, str(pixels.dtype), mapping[1], float(pixels.double().sum()), len(splits.val)
 
         test, dtype, permissions, total, n_val = ray.get(look.remote(ref))

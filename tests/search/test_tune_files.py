@@ -61,7 +61,11 @@ def test_only_checkpoints_older_than_what_every_saved_state_names_are_deleted(sm
     assert prune_superseded(tune, backup) == 1
     names = {t: sorted(p.name for p in (tune / f"trial_{t}").glob("checkpoint_*")) for t in (spared, pruned)}
     assert names[pruned] == [f"checkpoint_{references[pruned]:06d}", f"checkpoint_{references[pruned] + 1:06d}"]
-    assert names[spared] == ["checkpoint_000000", f"checkpoint_{references[spared]:06d}", f"checkpoint_{references[spared] + 1:06d}"]
+    assert names[spared] == [
+        "checkpoint_000000",
+        f"checkpoint_{references[spared]:06d}",
+        f"checkpoint_{references[spared] + 1:06d}",
+    ]
 
 
 def test_pruning_works_through_a_uri(smoke, tmp_path):

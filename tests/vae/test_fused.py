@@ -26,7 +26,9 @@ def _configs(**overrides):
 
 
 def _max_diff(a, b):
-    return max(float((x - y).abs().max()) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    return max(
+        float((x - y).abs().max()) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_each_member_is_the_solo_run_of_its_seed(sample_splits):
@@ -52,7 +54,10 @@ def test_a_diverging_member_leaves_the_others_training(sample_splits):
     assert state.diverged == [None, 1, None] and state.histories[1] == []
     assert seen == [(0, False), (1, True), (2, False), (0, False), (2, False)]
     clean = train_fused([configs[0], configs[2]], sample_splits)
-    assert _max_diff(state.member(0), clean.member(0)) < TOLERANCE and _max_diff(state.member(2), clean.member(1)) < TOLERANCE
+    assert (
+        _max_diff(state.member(0), clean.member(0)) < TOLERANCE
+        and _max_diff(state.member(2), clean.member(1)) < TOLERANCE
+    )
 
 
 def test_a_checkpoint_resumes_every_member_exactly(sample_splits, tmp_path):
@@ -68,7 +73,9 @@ def test_a_checkpoint_resumes_every_member_exactly(sample_splits, tmp_path):
         train_fused(configs, sample_splits, on_epoch=stop_after_one)
     torch.manual_seed(999)  # whatever the process did in between
     values = torch.load(tmp_path / "fused.pt", weights_only=True)
-    resumed = train_fused(configs, sample_splits, state=FusedState.from_dict(configs, values, n_train=len(sample_splits.train)))
+    resumed = train_fused(
+        configs, sample_splits, state=FusedState.from_dict(configs, values, n_train=len(sample_splits.train))
+    )
     for i in range(len(configs)):
         assert _max_diff(straight.member(i), resumed.member(i)) == 0.0
         assert [r.val_loss for r in straight.histories[i]] == [r.val_loss for r in resumed.histories[i]]

@@ -65,8 +65,14 @@ def test_at_one_sample_nll_iw_is_the_negative_elbo_of_the_same_batch(trained, sa
     # and in expectation over the draws it is the negative ELBO with the closed-form KL (val_loss)
     draws = torch.stack([importance_weighted_nll(trained, pixels, k=1, seed=s) for s in range(200)])
     with torch.no_grad():
-        elbo = torch.stack([reconstruction_nll(trained.decode_logits(ConvVAE.sample(mu, logvar, torch.Generator().manual_seed(1000 + s))), x)
-                            for s in range(200)]) + kl_divergence(mu, logvar)
+        elbo = torch.stack(
+            [
+                reconstruction_nll(
+                    trained.decode_logits(ConvVAE.sample(mu, logvar, torch.Generator().manual_seed(1000 + s))), x
+                )
+                for s in range(200)
+            ]
+        ) + kl_divergence(mu, logvar)
     difference = draws.mean(0) - elbo.mean(0)  # per image, over 200 draws each
     se = math.sqrt(float((draws.var(0) + elbo.var(0)).mean()) / 200 / len(pixels))
     assert abs(float(difference.mean())) < 4 * se

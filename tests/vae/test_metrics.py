@@ -35,7 +35,9 @@ def test_vae_loss_is_the_batch_mean_of_nll_plus_beta_kl_in_closed_form():
     mu = torch.stack([torch.zeros(4), torch.full((4,), 2.0)])
     loss = vae_loss(torch.zeros(2, 1, 28, 28), x, mu, torch.zeros(2, 4), 0.25)
     assert loss.item() == pytest.approx(784 * math.log(2) + 0.25 * (0 + 8) / 2, rel=1e-6)
-    assert vae_loss(torch.zeros(2, 1, 28, 28), x, mu, torch.zeros(2, 4), 0.0).item() == pytest.approx(784 * math.log(2), rel=1e-6)
+    assert vae_loss(torch.zeros(2, 1, 28, 28), x, mu, torch.zeros(2, 4), 0.0).item() == pytest.approx(
+        784 * math.log(2), rel=1e-6
+    )
 
 
 def test_psnr_of_known_mse_and_perfect_reconstruction():

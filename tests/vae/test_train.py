@@ -63,7 +63,9 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(sample_splits, tmp_
     with pytest.raises(KeyboardInterrupt):
         train(config, sample_splits, on_epoch=stop_after_two)
     torch.manual_seed(999)  # whatever the process did in between
-    restored = TrainState.from_dict(config, load_weights(tmp_path), load_state(tmp_path), n_train=len(sample_splits.train))
+    restored = TrainState.from_dict(
+        config, load_weights(tmp_path), load_state(tmp_path), n_train=len(sample_splits.train)
+    )
     resumed = train(config, sample_splits, state=restored).history
     assert [r.epoch for r in resumed] == [1, 2, 3]
     assert [r.val_loss for r in resumed] == pytest.approx([r.val_loss for r in straight], rel=1e-6)
@@ -108,7 +110,11 @@ def test_onecycle_warms_up_to_the_peak_then_anneals_far_below_it(sample_splits):
     assert max(rates) <= 4e-3
     assert rates[-1] < 4e-3 / 100  # annealed by the end of the last epoch
     constant = []
-    train(_config(epochs=2, lr=4e-3, lr_schedule="constant"), sample_splits, on_epoch=lambda _r, state: constant.append(state.optimizer.param_groups[0]["lr"]))
+    train(
+        _config(epochs=2, lr=4e-3, lr_schedule="constant"),
+        sample_splits,
+        on_epoch=lambda _r, state: constant.append(state.optimizer.param_groups[0]["lr"]),
+    )
     assert constant == [4e-3, 4e-3]
 
 
