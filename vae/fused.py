@@ -24,11 +24,11 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from vae.config import TrainConfig
-from vae.data import Split, Splits, to_unit
+from vae.data import Splits, to_unit
 from vae.errors import UsageError
 from vae.metrics import vae_loss
 from vae.model import ConvVAE
-from vae.training import EpochResult, deterministic, evaluate
+from vae.training import EpochResult, evaluate, prepare
 
 
 class _WithNoise(nn.Module):
@@ -150,12 +150,8 @@ def train_fused(
     `on_epoch(i, result, state)` for each member still live, and `on_epoch(i, None, state)` once
     for a member that diverged in it."""
     config = configs[0]
-    torch.set_num_threads(config.threads)
-    deterministic(config.deterministic, config.device)
+    train_x, val = prepare(config, splits)
     state = state if state is not None else FusedState.fresh(configs, len(splits.train))
-    device = torch.device(config.device)
-    train_x = splits.train.pixels.to(device)
-    val = Split(splits.val.pixels.to(device), splits.val.labels.to(device))
     while state.epoch < config.epochs:
         epoch = state.epoch
         started = time.perf_counter()

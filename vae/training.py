@@ -137,13 +137,8 @@ def train(
     state: TrainState | None = None,
 ) -> TrainState:
     """Train until `config.epochs` epochs are done, starting from `state` when given."""
-    torch.set_num_threads(config.threads)
-    deterministic(config.deterministic, config.device)
+    train_x, val = prepare(config, splits)
     state = state if state is not None else TrainState.fresh(config, len(splits.train))
-    device = torch.device(config.device)
-    # uint8 on the device (a no-op view on CPU); batches become float32 there
-    train_x = splits.train.pixels.to(device)
-    val = Split(splits.val.pixels.to(device), splits.val.labels.to(device))
     while state.epoch < config.epochs:
         started = time.perf_counter()
         # one shuffle stream per (seed, epoch): 100_003 is a prime above any epoch count, so no two
@@ -169,6 +164,16 @@ def train(
         if on_epoch is not None:
             on_epoch(result, state)
     return state
+
+
+def prepare(config: TrainConfig, splits: Splits) -> tuple[torch.Tensor, Split]:
+    """The process set up for `config` (threads, deterministic algorithms), and the training
+    pixels and the validation split on its device: uint8 (a no-op view on CPU); batches become
+    float32 there."""
+    torch.set_num_threads(config.threads)
+    deterministic(config.deterministic, config.device)
+    device = torch.device(config.device)
+    return splits.train.pixels.to(device), Split(splits.val.pixels.to(device), splits.val.labels.to(device))
 
 
 def deterministic(on: bool, device: str) -> None:
