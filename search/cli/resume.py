@@ -28,8 +28,8 @@ def add(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from search.api import execute
     from search.cli.output import report
-    from search.cli.run import execute
     from search.engine.data import load_splits
     from search.store.files import RACE_FILE
     from search.store.lock import refuse_if_running
@@ -46,8 +46,9 @@ def main(args: argparse.Namespace) -> int:
     if limits:
         experiment = race_on(experiment, limits)
     refuse_earlier_layout(experiment)
-    return execute(experiment.config, args.address, lambda: load_splits(experiment.config, pinned=experiment.record),
-                   lambda data: experiment)
+    execute(experiment.config, args.address, lambda: load_splits(experiment.config, pinned=experiment.record),
+            lambda data: experiment, keep_ray=False)
+    return 0
 
 
 def race_on(experiment, limits: dict):

@@ -244,11 +244,12 @@ def slots_for(resources: dict[str, float], *, cpus: float, gpus: float, max_conc
 
 
 @contextlib.contextmanager
-def driver_session(config: SearchConfig, address: str | None) -> Iterator[DriverSession]:
+def driver_session(config: SearchConfig, address: str | None, *, keep_ray: bool = False) -> Iterator[DriverSession]:
     """Everything process-wide a run changes, for as long as it runs: SIGINT/SIGTERM recorded in
     the session's `StopRequest`, Ray up (started here or joined), Ray's logs watched for a full
     disk and for trial failures, and the environment variables Ray Tune reads. Ray is shut down
-    at the end if this process started it; handlers, filters and variables are put back."""
+    at the end if this process started it, unless `keep_ray` (the next search in the process then
+    joins it); handlers, filters and variables are put back."""
     global _running
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     started = False
@@ -290,7 +291,7 @@ def driver_session(config: SearchConfig, address: str | None) -> Iterator[Driver
             for handler in _ray_log_handlers():
                 handler.removeFilter(disk_full_logs)
                 handler.removeFilter(VANISHED_TEMP_FILE)
-            if started:
+            if started and not keep_ray:
                 import ray
 
                 with contextlib.suppress(KeyboardInterrupt):

@@ -89,6 +89,30 @@ class Experiment:
             return reference.partition("?")[0][len(uri.partition("?")[0].rstrip("/")) + 1:]
         return reference
 
+    @property
+    def trials(self):
+        """trials.csv as a pandas DataFrame (one row per trial; written when the run ends)."""
+        from search.store.table import read_trials
+
+        return read_trials(self.path)
+
+    @property
+    def decision(self):
+        """The racing state (`search.store.race.RaceState`): latent_dim, confidence, stop_reason."""
+        from search.store.files import RACE_FILE
+        from search.store.race import read_race
+
+        return read_race(self.path / RACE_FILE)
+
+    def best_model(self):
+        """The chosen model (`vae.ConvVAE`), once `analyze` has exported it to best_model/."""
+        from search.store.files import BEST_MODEL_DIR
+        from vae.checkpoint import load_model
+
+        if not (self.path / BEST_MODEL_DIR).is_dir():
+            raise UsageError(f"{self.path} has no {BEST_MODEL_DIR}/ yet: search.analyze(experiment) writes it")
+        return load_model(self.path / BEST_MODEL_DIR)
+
     def upload_file(self, name: str) -> None:
         """With a cloud --storage, copy one of the driver's files there now."""
         from search.store.storage import upload_file

@@ -1,0 +1,48 @@
+"""Searches from Python (`search.run`, `search.analyze`, `search.Experiment`): two searches in one
+process share the Ray the first started, the experiment gives its trials, decision and best
+model, and bad arguments raise ValueError naming the offending value."""
+
+import pytest
+
+import search
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("api")]
+
+SMALL = {"num_cpus": 2, "latent_dims": (2, 4), "trials": 2, "seeds": 1, "max_seeds": 1, "epochs": 1, "max_train": 300}
+
+
+def test_two_searches_in_one_process_share_its_ray_and_give_their_experiments(tmp_path):
+    import ray
+
+    try:
+        first = search.run(search.resolve("smoke", SMALL), storage=str(tmp_path), name="a")
+        assert ray.is_initialized()  # kept for the next search, as Ray Tune leaves it
+        gcs = ray.get_runtime_context().gcs_address
+        second = search.run(search.resolve("smoke", {**SMALL, "seed": 1}), storage=str(tmp_path), name="b")
+        assert ray.get_runtime_context().gcs_address == gcs  # the same Ray, joined
+        for experiment in (first, second):
+            assert experiment.done and experiment.decision.done
+            assert len(experiment.trials) == 2 + 2 and set(experiment.trials["phase"]) == {"search", "seeds"}
+        assert second.trials["seed"].isin(first.trials["seed"]).sum() == 0  # another --seed, other trials
+        with pytest.raises(ValueError, match="has no best_model/ yet"):
+            second.best_model()
+        search.analyze(first)
+        model = first.best_model()
+        assert model.latent_dim == first.decision.latent_dim
+        assert search.Experiment.open(tmp_path / "a").trials.equals(first.trials)
+    finally:
+        ray.shutdown()
+
+
+def test_bad_arguments_raise_value_error_naming_them(tmp_path):
+    with pytest.raises(ValueError, match="must be a SearchConfig"):
+        search.run({"latent_dims": (2, 4)})
+    with pytest.raises(ValueError, match="plain folder name but got 'a/b'"):
+        search.run(search.resolve("smoke", SMALL), storage=str(tmp_path), name="a/b")
+    with pytest.raises(ValueError, match="latent_dims must be positive integers"):
+        search.resolve("smoke", {"latent_dims": (0, 4)})
+    with pytest.raises(ValueError, match="analyze takes rule, metric, tolerance_db, tolerance_nats but got colour"):
+        search.analyze(tmp_path, colour="red")
+    with pytest.raises(ValueError, match="does not exist"):
+        search.Experiment.open(tmp_path / "missing")
+    assert not list(tmp_path.iterdir())  # nothing written
