@@ -20,6 +20,7 @@ def test_two_searches_in_one_process_share_its_ray_and_give_their_experiments(tm
         gcs = ray.get_runtime_context().gcs_address
         second = search.run(search.resolve("smoke", {**SMALL, "seed": 1}), storage=str(tmp_path), name="b")
         assert ray.get_runtime_context().gcs_address == gcs  # the same Ray, joined
+        _nothing_lingers()
         for experiment in (first, second):
             assert experiment.done and experiment.decision.done
             assert len(experiment.trials) == 2 + 2 and set(experiment.trials["phase"]) == {"search", "seeds"}
@@ -32,6 +33,15 @@ def test_two_searches_in_one_process_share_its_ray_and_give_their_experiments(tm
         assert search.Experiment.open(tmp_path / "a").trials.equals(first.trials)
     finally:
         ray.shutdown()
+
+
+def _nothing_lingers():
+    """No actor alive and every placement group removed once a search has ended."""
+    from ray._private import state
+    from ray.util import placement_group_table
+
+    assert [a for a in state.actors().values() if a["State"] != "DEAD"] == []
+    assert {g["state"] for g in placement_group_table().values()} <= {"REMOVED"}
 
 
 def test_bad_arguments_raise_value_error_naming_them(tmp_path):
