@@ -82,17 +82,14 @@ def test_every_node_reports_and_a_cpu_run_with_local_storage_would_work(nodes, t
     assert len(table.stdout.strip().splitlines()) == 1 + 2 + 1  # header, one row per node, the verdict
 
 
-def test_a_gpu_run_on_a_node_whose_cuda_torch_cannot_use_is_refused_with_one_line(nodes):
-    result = _check(nodes, "--gpus-per-trial", "0.5")
+def test_each_problem_is_one_line_under_the_table(nodes):
+    # the worker's GPU is Ray's alone (torch sees none), and no node has 2 CPUs
+    result = _check(nodes, "--gpus-per-trial", "0.5", "--cpus-per-trial", "2")
     assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("vae-search: error: node ") and "CUDA unusable: torch" in line
-
-
-def test_a_trial_no_node_fits_is_one_line(nodes):
-    result = _check(nodes, "--cpus-per-trial", "2")
-    (line,) = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and "no node fits: a trial asks for 2 CPU" in line
+    cuda, fits = result.stderr.strip().splitlines()
+    assert cuda.startswith("vae-search: error: node ") and "CUDA unusable: torch" in cuda
+    assert fits.startswith("vae-search: error: no node fits: a trial asks for 2 CPU and 0.5 GPU")
+    assert len(result.stdout.strip().splitlines()) == 1 + 2  # the table: a header and one row per node
 
 
 def test_s3_storage_is_probed_from_every_node_and_left_as_it_was(nodes):

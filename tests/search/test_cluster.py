@@ -62,13 +62,8 @@ def test_a_gpu_trial_on_a_node_whose_cuda_torch_cannot_use_stops_the_run_before_
     # nothing trained: no checkpoint, no result; the run is not done and its trials are not errored
     assert not list(experiment.glob("tune/trial_*/checkpoint_*"))
     assert json.loads((experiment / "run.json").read_text())["done"] is False
-    assert _failures_counted(experiment) == {0}, (
-        "a trial was counted as failed (with --max-failures 0 it would be lost)"
-    )
-    # resume comes back to the same check, and stops the same way (this node has no CUDA to fix)
-    again = run_cli("resume", str(experiment), "--address", cluster.address)
-    assert again.returncode == 2 and "cannot use CUDA on node" in again.stderr, again.stderr[-3000:]
-    assert not list(experiment.glob("tune/trial_*/checkpoint_*"))
+    # not counted: the trials wait for a fixed node, and `resume` runs them there
+    assert _failures_counted(experiment) == {0}, "a trial was counted as failed (--max-failures 0 would lose it)"
 
 
 def _failures_counted(experiment):
