@@ -358,7 +358,9 @@ def test_an_experiment_synced_down_from_the_bucket_races_on_where_it_is_and_leav
         target = synced / key.removeprefix("runs/x/")
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(BUCKET, key, str(target))
-    race_on = run_cli("resume", str(synced), "--max-seeds", "4", cwd=tmp_path)
+    # one more trial is enough to show where it trains (--max-trials caps the race-on)
+    more = str(len(pd.read_csv(synced / "trials.csv")) + 1)
+    race_on = run_cli("resume", str(synced), "--max-seeds", "4", "--max-trials", more, cwd=tmp_path)
     assert race_on.returncode == 0, race_on.stderr[-3000:]
     assert race_on.stdout.strip().splitlines()[-1] == f"experiment: {synced}"
     table = pd.read_csv(synced / "trials.csv")
