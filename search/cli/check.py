@@ -33,15 +33,13 @@ def add(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from search.cli.run import search_config
+    from search.config import resolve
     from search.engine.preflight import as_json, check_cluster, table
     from search.engine.session import driver_session
     from search.store.storage import is_uri
     from vae.errors import UsageError
 
-    args.preset = "quick"
-    config = search_config(argparse.Namespace(preset="quick", **{name: None for name in _run_flags()},
-                                              **{name: getattr(args, name) for name in SETTINGS}))
+    config = resolve("quick", {name: getattr(args, name) for name in SETTINGS})  # the flags not given: run's defaults
     storage = args.storage
     if storage and is_uri(storage) and not storage.split("://", 1)[0].isidentifier():
         raise UsageError(f"--storage {storage!r} is not a folder or a URI like s3://bucket/prefix")
@@ -54,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(as_json(reports, found, notes), indent=2) + "\n")
     else:
-        print(table(reports))
+        print(table(reports, storage_probed=bool(storage)))
         for note in notes:
             print(f"note: {note}")
     for problem in found:
@@ -63,9 +61,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"ok: a run with --cpus-per-trial {config.cpus_per_trial:g} --gpus-per-trial {config.gpus_per_trial:g}"
               + (f" --storage {storage}" if storage else "") + f" can start on {len(reports)} node(s)")
     return 2 if found else 0
-
-
-def _run_flags() -> tuple[str, ...]:
-    from search.config import RUN_FLAGS
-
-    return tuple(name for name in RUN_FLAGS if name not in SETTINGS)

@@ -112,7 +112,7 @@ def problems(reports: list[NodeReport], *, client: dict[str, str], cpus_per_tria
     return found, notes
 
 
-def table(reports: list[NodeReport]) -> str:
+def table(reports: list[NodeReport], *, storage_probed: bool = False) -> str:
     """One row per node."""
     import pandas as pd
 
@@ -128,7 +128,7 @@ def table(reports: list[NodeReport]) -> str:
             "cuda": r.torch_cuda or "cpu build",
             "cuda usable": "-" if not r.gpus else ("yes" if r.cuda_problem is None else "no"),
             "device": r.device_name or "-",
-            "storage": "-" if r.storage is None else "no",
+            "storage": "no" if r.storage else "yes" if storage_probed else "-",
         }
         for r in reports
     ]
