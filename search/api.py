@@ -63,11 +63,6 @@ def run(config: SearchConfig, *, storage: str | None = None, name: str | None = 
     return execute(config, address, lambda: load_splits(config), create, keep_ray=keep_ray)
 
 
-def open_experiment(path: str | Path) -> Experiment:
-    """The experiment in the folder `path` (UsageError when it is not one)."""
-    return Experiment.open(path)
-
-
 def analyze(experiment: Experiment | str | Path, **decision) -> None:
     """`vae-search analyze`: selection.json, the figures, report.html and best_model/ in the
     experiment, by the run's rule unless `decision` (rule, metric, tolerance_db,

@@ -190,15 +190,9 @@ def _start(config: SearchConfig, address: str | None) -> bool:
             except Exception as exc:  # ConnectionError, ValueError, TimeoutError, … depending on the scheme
                 failure = exc
         if failure is not None:
-            why = (
-                (
-                    "it refused this client's token (RAY_AUTH_TOKEN, or the file RAY_AUTH_TOKEN_PATH or "
-                    "~/.ray/auth_token "
-                    "names): use the cluster's token"
-                )
-                if "Unauthenticated" in said()
-                else " ".join(str(failure).split())[:300]
-            )
+            refused = ("it refused this client's token (RAY_AUTH_TOKEN, or the file RAY_AUTH_TOKEN_PATH or "
+                       "~/.ray/auth_token names): use the cluster's token")
+            why = refused if "Unauthenticated" in said() else " ".join(str(failure).split())[:300]
             raise UsageError(f"cannot reach the Ray cluster at --address {address}: {why}") from None
         sys.stderr.write(said())  # joined: what Ray's native code said is the user's to read
         private_token()

@@ -60,11 +60,9 @@ class RaceState:
         """Why racing stopped, in words."""
         from analysis.racing import StopReason
 
-        return (
-            StopReason(self.stop_reason).words(self.confidence or 0.0, self.target)
-            if self.stop_reason
-            else "not stopped"
-        )
+        if self.stop_reason not in {r.value for r in StopReason}:  # not stopped, or a reason this release does not know
+            return str(self.stop_reason or "not stopped")
+        return StopReason(self.stop_reason).words(self.confidence or 0.0, self.target)
 
     def to_dict(self) -> dict:
         out: dict = {"stage": self.stage}

@@ -85,8 +85,9 @@ class Experiment:
         """A checkpoint reference of trials.csv as this folder reads it: a URI under the bucket
         this experiment was synced down from becomes the path inside the folder."""
         uri = self.record.get("storage_uri")
-        if uri and not self.storage_uri and reference.startswith(uri.partition("?")[0].rstrip("/") + "/"):
-            return reference.partition("?")[0][len(uri.partition("?")[0].rstrip("/")) + 1:]
+        bucket = uri.partition("?")[0].rstrip("/") + "/" if uri else None
+        if bucket and not self.storage_uri and reference.startswith(bucket):
+            return reference.partition("?")[0][len(bucket):]
         return reference
 
     @property
