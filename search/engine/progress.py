@@ -62,17 +62,8 @@ def _finite(value) -> bool:
 
 
 class Progress(tune.Callback):
-    def __init__(
-        self,
-        path: str,
-        searcher,
-        *,
-        storage_uri: str | None,
-        minimum_trials: int,
-        per_trial: dict,
-        epochs: int,
-        session=None,
-    ) -> None:
+    def __init__(self, path: str, searcher, *, storage_uri: str | None, minimum_trials: int, per_trial: dict,
+                 epochs: int, session=None) -> None:
         """`per_trial`: what a trial asks for (`cpus`, `gpus`) and `max_concurrent`: the ETA divides
         by the trials the cluster's nodes hold now, as they join and leave. `session`: the
         `DriverSession` (its stop request and failures); left out of the pickle."""
@@ -129,11 +120,9 @@ class Progress(tune.Callback):
             node, host = self._failures.lost.pop(trial.trial_id)
             self._lost.setdefault(node, [time.monotonic(), host, []])[2].append((trial.trial_id, epoch))
             return
-        self._print(
-            f"  {stage} trial {trial.trial_id}: failed "
-            f"({self._failures.words.pop(trial.trial_id, 'no error recorded')}); "
-            f"retry {trial.num_failures} of --max-failures {trial.max_failures}, from epoch {epoch}"
-        )
+        words = self._failures.words.pop(trial.trial_id, "no error recorded")
+        self._print(f"  {stage} trial {trial.trial_id}: failed ({words}); "
+                    f"retry {trial.num_failures} of --max-failures {trial.max_failures}, from epoch {epoch}")
 
     def _report_failures(self, now: float, *, all_: bool = False) -> None:
         """One line per lost node once its trials have all failed; Ray's details to driver.log."""
@@ -142,10 +131,8 @@ class Progress(tune.Callback):
                 del self._lost[node]
                 trials = ", ".join(f"{t} (from epoch {e})" for t, e in restarts)
                 verb = "restarts" if len(restarts) == 1 else "restart"
-                self._print(
-                    f"node {node[:8]} lost ({host}): trial{'s' if len(restarts) > 1 else ''} {trials} {verb} on a "
-                    "live node"
-                )
+                self._print(f"node {node[:8]} lost ({host}): trial{'s' if len(restarts) > 1 else ''} {trials} {verb} "
+                            "on a live node")
         details = self._failures.take_details()
         if details:
             try:
@@ -156,9 +143,8 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if is_disk_full(error_text(trial)):  # StopWatch stops the run; the trial is retried on resume
-            self._print(
-                f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: no space left to save it; stopping"
-            )
+            stage = trial.config.get("stage", "search")
+            self._print(f"  {stage} trial {trial.trial_id}: no space left to save it; stopping")
             return
         lines = error_text(trial).strip().splitlines()
         words = self._failures.words.pop(trial.trial_id, None) or (lines[-1][:160] if lines else "no error recorded")
@@ -190,13 +176,8 @@ class Progress(tune.Callback):
 
     def _update(self, trials, now: float) -> None:
         race = self.searcher.race
-        status = snapshot(
-            [self._describe(t) for t in trials],
-            minimum_trials=self.minimum_trials,
-            slots=self._slots(trials),
-            elapsed_s=now - (self._started or now),
-            race=race,
-        )
+        status = snapshot([self._describe(t) for t in trials], minimum_trials=self.minimum_trials,
+                          slots=self._slots(trials), elapsed_s=now - (self._started or now), race=race)
         try:
             write_status(self.path, status)
             if trials:  # Tune writes its state here first, then uploads it to the storage path
@@ -243,10 +224,8 @@ class Progress(tune.Callback):
                 try:
                     upload_file(Path(self.path) / name, self.storage_uri)
                 except OSError as exc:  # a slow or flaky bucket must not stop the run
-                    print(
-                        f"warning: could not copy {name} to {self.storage_uri}: {' '.join(str(exc).split())[:200]}",
-                        flush=True,
-                    )
+                    said = " ".join(str(exc).split())[:200]
+                    print(f"warning: could not copy {name} to {self.storage_uri}: {said}", flush=True)
 
 
 def _checkpoint_epoch(trial) -> int:
