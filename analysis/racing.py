@@ -7,22 +7,26 @@ size whose true mean PSNR is within `tolerance_db` dB of the best size's. More s
 tool surer of that answer; they do not change it. Everything below holds for either metric: nll
 is handled as its negative, so the two share one model and one calibration.
 
-**The model.** A seeds trial's metric value (e.g. its validation PSNR) is its size's true mean plus noise. The noise is
-normal with one standard deviation shared by every size, so the variance is pooled: four sizes
-with two seeds each give four degrees of freedom, not one per size. Seed k trains every size
-with the same shuffles and first weights, but bench/seed_spread.py found no pairing in the
-PSNRs (a seed effect explains nothing: F = 0.46, p = 0.80, quick preset, 4 sizes x 6 seeds),
-so the model has no seed effect.
+**The model.** A seeds trial's metric value is its size's true mean plus normal noise. Each size
+has its own noise SD: seeds spread unequally (six quick-preset seeds per size gave SDs of 0.067,
+0.20 and 0.155 dB at sizes 10, 15 and 20), and one SD pooled over all sizes would let the narrow
+ones hide a wide one at the boundary. Two seeds give one degree of freedom, too few to stand
+alone, so each size's variance is shrunk toward the pooled one: given the common variance σ0²,
+a size's σ² is scaled inverse χ² with `SPREAD_PRIOR_DF` + n − 1 degrees of freedom and scale
+(`SPREAD_PRIOR_DF` σ0² + its sum of squares) / that, and σ0² is drawn from its own posterior
+(ν s²/χ²_ν, ν the seeds trials minus the sizes). `SPREAD_PRIOR_DF` = 2 is what bench/calibration.py
+chose: 1 to 8 and infinity (one pooled SD) were raced on equal and unequal spreads. Seed k trains
+every size with the same shuffles and first weights, but bench/seed_spread.py found no pairing in
+the PSNRs (F = 0.46, p = 0.80, quick preset, 4 sizes x 6 seeds), so the model has no seed effect.
 
-**The confidence.** Under the reference prior (flat on the means, 1/σ on the noise SD) the
-posterior of the noise variance is ν s² / χ²_ν and, given it, each true mean is normal around
-its sample mean: every mean is a Student t with the pooled degrees of freedom ν. The posterior
-probability that the rule's answer on the true means equals the choice (the rule on the sample
-means) is estimated from `n_draws` seeded draws through the very rule `analyze` applies
-(`analysis.selection.answers`). Racing looks after every seeds trial and stops at the first
-look that reaches the target, so that probability is discounted for the looks racing may take
-(`sequential_confidence`): the chance of ever reporting the target for a wrong choice stays
-within 1 − target. bench/calibration.py checks both against simulated races with a known answer.
+**The confidence.** Flat on the means, each true mean is normal around its sample mean given its
+variance, drawn as above. The posterior probability that the rule's answer on the true means
+equals the choice (the rule on the sample means) is estimated from `n_draws` seeded draws
+through the very rule `analyze` applies (`analysis.selection.answers`). Racing looks after every
+seeds trial and stops at the first look that reaches the target, so that probability is
+discounted for the looks racing may take, each wrong answer's on its own
+(`sequential_confidence`). bench/calibration.py checks both against simulated races with a
+known answer.
 
 **Contenders.** The sizes whose role is unsettled: the posterior gives them at least a share
 `_UNSETTLED` of being the answer, or of being the best size (whose mean sets the boundary).
@@ -49,6 +53,7 @@ from analysis.selection import answers, choose
 from analysis.summary import seeds_trials
 
 N_DRAWS = 4000  # posterior draws: Monte-Carlo SD of a 0.9 confidence is 0.005
+SPREAD_PRIOR_DF = 2.0  # what the pooled seed spread weighs in each size's own, in degrees of freedom (docstring)
 _UNSETTLED = 0.01  # a size is a contender while its role has at least this posterior share
 
 
@@ -92,7 +97,7 @@ class Race:
     n_trials: dict[int, int] = field(default_factory=dict)  # completed seeds trials per size
     best_latent_dim: int | None = None  # highest sample mean
     mean: dict[int, float] = field(default_factory=dict)  # sample mean of the metric per size
-    se: dict[int, float | None] = field(default_factory=dict)  # its standard error (pooled SD / sqrt(n))
+    se: dict[int, float | None] = field(default_factory=dict)  # its standard error (its shrunk SD / sqrt(n))
     sd: float | None = None  # pooled per-seed SD (dB or nats); None below one degree of freedom
     df: int = 0  # its degrees of freedom
     p_answer: dict[int, float] = field(default_factory=dict)  # posterior share of each size being the answer
@@ -184,11 +189,14 @@ def values_by_latent_dim(trials: pd.DataFrame, column: str = "psnr_mean") -> dic
     return {int(dim): group[column].tolist() for dim, group in usable.groupby("latent_dim")}
 
 
-def posterior_means(values: Mapping[int, Sequence[float]], *, n_draws: int = N_DRAWS,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """Draws of the true mean PSNRs (shape (n_draws, D), sizes sorted) from their posterior, with
-    the sample means, the pooled per-seed SD and its degrees of freedom ν (seeds trials minus
-    sizes). No degree of freedom (one seed per size): no draws (shape (0, D))."""
+def posterior_means(values: Mapping[int, Sequence[float]], *, n_draws: int = N_DRAWS, seed: int = 0,
+                    prior_df: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
+    """Draws of the true means (shape (n_draws, D), sizes sorted) from their posterior, with the
+    sample means, each size's per-seed SD (its own spread shrunk toward the pooled one), the pooled
+    per-seed SD and its degrees of freedom ν (seeds trials minus sizes). No degree of freedom (one
+    seed per size): no draws (shape (0, D)). `prior_df`: the degrees of freedom the pooled spread
+    lends each size (default `SPREAD_PRIOR_DF`; infinity: one SD for all sizes)."""
+    prior_df = SPREAD_PRIOR_DF if prior_df is None else prior_df
     dims = sorted(d for d, v in values.items() if len(v) > 0)
     samples = [np.asarray(values[d], dtype=float) for d in dims]
     means = np.array([x.mean() for x in samples])
@@ -196,12 +204,18 @@ def posterior_means(values: Mapping[int, Sequence[float]], *, n_draws: int = N_D
     sum_sq = np.array([((x - x.mean()) ** 2).sum() for x in samples])
     df = int((counts - 1).sum())
     if df <= 0:
-        return np.empty((0, len(dims))), means, math.nan, 0
+        return np.empty((0, len(dims))), means, np.full(len(dims), math.nan), math.nan, 0
     pooled = float(sum_sq.sum() / df)
     rng = np.random.default_rng(seed)
-    variance = (df * pooled / rng.chisquare(df, size=n_draws))[:, None]  # σ² | data, one per draw for all sizes
+    shared = (df * pooled / rng.chisquare(df, size=n_draws))[:, None]  # the common spread σ0² | data
+    if math.isinf(prior_df):
+        variance, sds = shared, np.full(len(dims), math.sqrt(pooled))
+    else:  # each size's σ² | σ0², its seeds: scaled inverse χ² with prior_df + n - 1 degrees of freedom
+        own_df = prior_df + counts - 1
+        variance = (prior_df * shared + sum_sq) / rng.chisquare(own_df, size=(n_draws, len(dims)))
+        sds = np.sqrt((prior_df * pooled + sum_sq) / own_df)
     z = rng.standard_normal((n_draws, len(dims)))
-    return means + np.sqrt(variance / counts) * z, means, math.sqrt(pooled), df
+    return means + np.sqrt(variance / counts) * z, means, sds, math.sqrt(pooled), df
 
 
 def assess(
@@ -230,9 +244,9 @@ def assess(
     # the posterior is drawn for the scores (higher is better: nll negated), so both metrics take
     # the very same draws and rule, and share one calibration
     scores = {int(d): [sign * float(v) for v in values[d]] for d in dims}
-    draws, score_means, sd, df = posterior_means(scores, n_draws=n_draws, seed=seed)
+    draws, score_means, sds, sd, df = posterior_means(scores, n_draws=n_draws, seed=seed)
     means = sign * score_means
-    ses = np.array([sd / math.sqrt(counts[int(d)]) if df > 0 else math.nan for d in dims])
+    ses = np.array([s / math.sqrt(counts[int(d)]) for d, s in zip(dims, sds, strict=True)])
     own_ses = np.array([mean_se(values[d])[1] for d in dims])  # what one-se reads: each size's own SE
     choice = choose(dims, means, own_ses, rule=rule, tolerance=tolerance, metric=metric)
     common = dict(n_trials=counts, best_latent_dim=choice.best_latent_dim,
@@ -255,28 +269,33 @@ def assess(
     posterior = (
         max(p_answer[choice.latent_dim], 0.5 / n_draws) if p_answer[choice.latent_dim] < 1 else 1 - 0.5 / n_draws
     )
-    confidence = sequential_confidence(posterior, horizon)
+    wrong = [p for d, p in p_answer.items() if d != choice.latent_dim]
+    confidence = sequential_confidence(posterior, horizon, wrong)
     return Race(choice.latent_dim, confidence, contenders, p_answer=p_answer, **common)
 
 
-def sequential_confidence(posterior: float, horizon: tuple[int, int] | None) -> float:
+def sequential_confidence(posterior: float, horizon: tuple[int, int] | None,
+                          wrong: Sequence[float] | None = None) -> float:
     """The posterior probability of the choice, discounted for racing's repeated looks.
 
     Racing looks after every seeds trial and stops at the first look that reaches the target, so
     a wrong choice that wanders over the target by chance stops the race as readily as a right
-    one. The posterior error ε = 1 − posterior corresponds to a one-sided z = Φ⁻¹(1 − ε). A
+    one. A wrong answer with posterior share ε corresponds to a one-sided z = Φ⁻¹(1 − ε). A
     standardised random walk crosses z somewhere while its information grows from t0 to t1 with
     probability about ε + ln(t1/t0)/2 · z · φ(z) (the level-crossing rate of the Ornstein-Uhlenbeck
-    process W(t)/√t; Siegmund, Sequential Analysis, 1985, ch. 4). With t1/t0 the planned
-    horizon, --max-seeds / --seeds, the same discount applies at every look (a constant
-    boundary, as in Pocock's group-sequential design): the chance of ever reporting the target
-    for a wrong answer stays near 1 − target wherever the truth lies. No horizon (or no room to
-    race): the posterior itself."""
+    process W(t)/√t; Siegmund, Sequential Analysis, 1985, ch. 4). Each wrong answer (`wrong`:
+    their posterior shares; default one, of 1 − posterior) has its own walk, and the chances add
+    up (a union bound: three sizes near the boundary give two ways to be wrong, not one). With
+    t1/t0 the planned horizon, --max-seeds / --seeds, the same discount applies at every look (a
+    constant boundary, as in Pocock's group-sequential design). No horizon (or no room to race):
+    the posterior itself."""
     if horizon is None or horizon[1] <= horizon[0] or posterior <= 0.5:
         return posterior
-    normal = NormalDist()
-    z = normal.inv_cdf(posterior)
-    error = (1 - posterior) + math.log(horizon[1] / horizon[0]) / 2 * z * normal.pdf(z)
+    shares = [p for p in (wrong or ()) if p > 0] or [1 - posterior]
+    if any(p >= 0.5 for p in shares):
+        return posterior
+    normal, rate = NormalDist(), math.log(horizon[1] / horizon[0]) / 2
+    error = sum(p + rate * normal.inv_cdf(1 - p) * normal.pdf(normal.inv_cdf(1 - p)) for p in shares)
     return max(0.0, 1 - error)
 
 

@@ -16,9 +16,14 @@ the contenders, then the largest SE), in a subprocess, side by side in the outpu
 
 Scenarios: `tie` (15 and 20 equal: the answer is 15), `boundary` (15 exactly `tolerance_db`
 below 20: the answer is 15, by the rule's >=; no method can be sure here), `clear` (1.3 dB
-steps: 20), and `quick` / `full`, the per-size means and seed SDs measured by
+steps: 20), `spread-boundary` / `spread-near` / `spread-away` / `spread-edge` (seed SDs 3x
+apart between sizes, as six quick-preset seeds per size showed; the size 10 on, just inside and
+well outside the tolerance of the best), and `quick` / `full`, the per-size means and seed SDs measured by
 bench/seed_spread.py on the quick preset and on the full MNIST (means of the full scenario
 from bench/study_budget.py's validation PSNR).
+
+`--group k` hands racing's seeds out k at a time, as fused trials of k members would (the look
+comes when the group has finished): what a decision costs in seeds trials fused against unfused.
 
 `--metric nll` races the held-out likelihood instead, lower being better, with the tolerance in
 nats (`--tolerance-nats`, default the rule's): scenarios `quick-nll` and `quick-nll-uncertain`
@@ -76,6 +81,20 @@ def scenarios(tolerance_db: float) -> dict[str, dict]:
         "boundary": {"means": {5: 16.3, 10: 17.5, 15: 18.5 - tolerance_db, 20: 18.5}, "sds": flat,
                      "source": "15 exactly tolerance_db below 20"},
         "clear": {"means": {5: 16.3, 10: 17.6, 15: 18.9, 20: 20.2}, "sds": flat, "source": "1.3 dB steps"},
+    }
+    # unequal seed spread: the SDs six quick-preset seeds per size showed in one run (3x apart), with
+    # the wide ones on the best sizes; `spread-edge` puts the wide one on the size at the boundary
+    spread = {5: 0.054, 10: 0.067, 15: 0.20, 20: 0.155}
+    out |= {
+        "spread-boundary": {"means": {5: 16.3, 10: 18.5 - tolerance_db, 15: 18.5, 20: 18.45}, "sds": spread,
+                            "source": "10 exactly tolerance_db below 15; seed SDs 0.054/0.067/0.20/0.155"},
+        "spread-near": {"means": {5: 16.3, 10: 18.5 - tolerance_db + 0.01, 15: 18.5, 20: 18.45}, "sds": spread,
+                        "source": "10 0.01 dB inside the tolerance of 15; seed SDs 0.054/0.067/0.20/0.155"},
+        "spread-away": {"means": {5: 16.3, 10: 18.0, 15: 18.5, 20: 18.45}, "sds": spread,
+                        "source": "10 0.5 dB below 15; seed SDs 0.054/0.067/0.20/0.155"},
+        "spread-edge": {"means": {5: 16.3, 10: 18.5 - tolerance_db + 0.01, 15: 18.5, 20: 18.45},
+                        "sds": {5: 0.054, 10: 0.20, 15: 0.067, 20: 0.155},
+                        "source": "spread-near with the wide SD (0.20) on 10, the size at the boundary"},
     }
     quick = RESULTS / "seed_spread_quick.json"
     if quick.exists():
@@ -158,7 +177,7 @@ def _race(job: tuple) -> dict:
     from analysis.racing import assess, mean_se
 
     scenario, rule, tolerance_db, seeds, max_seeds, target, race_seed, discount, *rest = job
-    extend_to, plan = (rest + [None, None])[:2]
+    extend_to, plan, group = (rest + [None, None, None])[:3]
     plan = plan or max_seeds  # the horizon the discount is planned for
     rng = np.random.default_rng(race_seed)
     means = _true_means(scenario, rng)
@@ -179,7 +198,9 @@ def _race(job: tuple) -> dict:
                 extended, max_seeds = True, extend_to  # the user races on from the finished experiment
                 continue
             break
-        values[dim].append(means[dim] + scenario["sds"][dim] * rng.standard_normal())
+        # a fused trial of `group` members: that many seeds of the size at once (within --max-seeds)
+        for _ in range(min(group or 1, max_seeds - len(values[dim]))):
+            values[dim].append(means[dim] + scenario["sds"][dim] * rng.standard_normal())
     return {
         "right": race.latent_dim == _truth(means, rule, tolerance_db, scenario.get("metric", "psnr")),
         "confidence": race.confidence,
@@ -221,7 +242,17 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def _scenarios(args: argparse.Namespace) -> dict[str, dict]:
-    return nll_scenarios() if getattr(args, "metric", "psnr") == "nll" else scenarios(args.tolerance_db)
+    every = nll_scenarios() if getattr(args, "metric", "psnr") == "nll" else scenarios(args.tolerance_db)
+    chosen = getattr(args, "scenarios", None)
+    return every if not chosen else {name: every[name] for name in chosen.split(",")}
+
+
+def _set_prior_df(prior_df: float | None) -> None:
+    """In each worker: the spread prior's degrees of freedom to race with (None: the project's)."""
+    if prior_df is not None:
+        import analysis.racing
+
+        analysis.racing.SPREAD_PRIOR_DF = prior_df
 
 
 def run_engine(args: argparse.Namespace, rules: list[str]) -> dict:
@@ -229,7 +260,8 @@ def run_engine(args: argparse.Namespace, rules: list[str]) -> dict:
     import analysis
 
     results: dict = {"analysis_package": str(Path(analysis.__file__).parent)}
-    with ProcessPoolExecutor(args.workers) as pool:
+    prior_df = getattr(args, "prior_df", None)
+    with ProcessPoolExecutor(args.workers, initializer=_set_prior_df, initargs=(prior_df,)) as pool:
         for name, scenario in _scenarios(args).items():
             for rule in rules:
                 jobs = [
@@ -244,6 +276,7 @@ def run_engine(args: argparse.Namespace, rules: list[str]) -> dict:
                         not args.no_discount,
                         args.extend_to,
                         args.plan_for,
+                        getattr(args, "group", None),
                     )
                     for i in range(args.races)
                 ]
@@ -292,6 +325,11 @@ def main() -> None:
     parser.add_argument("--rules", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--metric", default="psnr", choices=["psnr", "nll"], help="nll: the nll_iw scenarios")
     parser.add_argument("--tolerance-nats", type=float, default=None, help="--metric nll (default: the rule's)")
+    parser.add_argument("--scenarios", default=None, help="comma-separated scenario names (default: all)")
+    parser.add_argument("--group", type=int, default=None,
+                        help="racing hands out this many seeds of a contender at once (a fused trial's members)")
+    parser.add_argument("--prior-df", type=float, default=None,
+                        help="race with this analysis.racing.SPREAD_PRIOR_DF (inf: one pooled SD for all sizes)")
     args = parser.parse_args()
     if args.metric == "nll":
         from analysis.rules import DEFAULT_TOLERANCE_NATS
@@ -321,6 +359,8 @@ def main() -> None:
             "target": args.target,
             "tolerance_db": args.tolerance_db,
             "discount": not args.no_discount,
+            "prior_df": args.prior_df,
+            "group": args.group,
         },
         "metric": args.metric,
         "scenarios": _scenarios(args),
@@ -348,6 +388,7 @@ def main() -> None:
                 str(args.tolerance_db),
                 "--workers",
                 str(args.workers),
+                *(["--scenarios", args.scenarios] if args.scenarios else []),
             ]
             print("baseline:", args.baseline, flush=True)
             subprocess.run(command, check=True, env=env, cwd=args.baseline)

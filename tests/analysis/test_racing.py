@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis import racing
 from analysis.racing import (
     Race,
     assess,
@@ -31,7 +32,13 @@ def test_well_separated_sizes_give_full_confidence_and_only_the_answer_contends(
     assert race.n_trials == {5: 3, 10: 3, 15: 3}
 
 
-def test_two_sizes_confidence_is_the_student_t_posterior_of_their_difference():
+@pytest.fixture
+def one_spread(monkeypatch):
+    """Racing with one seed SD for all sizes (an infinite spread prior), whose posteriors have closed forms."""
+    monkeypatch.setattr(racing, "SPREAD_PRIOR_DF", math.inf)
+
+
+def test_two_sizes_confidence_is_the_student_t_posterior_of_their_difference(one_spread):
     # Tolerance rule, two sizes: the answer is the smaller one exactly when mu_a - mu_b >= -tolerance.
     # Under the pooled model the posterior of mu_a - mu_b is a Student t with n_a + n_b - 2 degrees of
     # freedom around the difference of the sample means, scaled by s * sqrt(1/n_a + 1/n_b).
@@ -45,12 +52,43 @@ def test_two_sizes_confidence_is_the_student_t_posterior_of_their_difference():
     assert race.latent_dim == 10 and race.confidence == pytest.approx(p_smaller, abs=0.005)  # 18.23 >= 18.45 - 0.3
 
 
-def test_the_variance_is_pooled_across_sizes():
-    # a size with a single seed borrows the others' spread: its mean is not taken as exact
+def test_a_size_with_one_seed_borrows_the_pooled_spread(one_spread):
+    # its mean is not taken as exact: under one SD for all sizes, the closed form
     race = assess({5: [15.0, 15.4], 10: [15.6]}, tolerance_db=0.0, n_draws=100_000)
     scale = math.sqrt(0.08) * math.sqrt(1 / 2 + 1)  # pooled s^2 = 0.08 with one degree of freedom
     assert race.df == 1 and race.p_answer[10] == pytest.approx(stats.t.cdf(0.4 / scale, df=1), abs=0.005)
     assert race.se[10] == pytest.approx(math.sqrt(0.08))
+
+
+def test_each_size_has_its_own_spread_shrunk_toward_the_pooled_one():
+    values = {10: [18.20, 18.22, 18.21], 15: [18.3, 18.8, 18.55], 20: [18.5, 18.6, 18.55]}
+    race = assess(values)
+    sum_sq = {d: float(((np.array(v) - np.mean(v)) ** 2).sum()) for d, v in values.items()}
+    pooled = sum(sum_sq.values()) / 6
+    assert race.sd == pytest.approx(math.sqrt(pooled)) and race.df == 6
+    prior = racing.SPREAD_PRIOR_DF
+    for dim, v in values.items():
+        own = np.std(v, ddof=1)
+        sd = math.sqrt((prior * pooled + sum_sq[dim]) / (prior + 2))  # the shrunk SD, 2 of its own degrees of freedom
+        assert race.se[dim] == pytest.approx(sd / math.sqrt(3))
+        assert min(own, math.sqrt(pooled)) < sd < max(own, math.sqrt(pooled))  # between its own and the pooled
+    assert race.se[15] > race.se[20] > race.se[10]  # the widest spread, the least sure mean
+    assert assess({10: [18.1], 15: [18.3, 18.5]}).se[10] == pytest.approx(np.std([18.3, 18.5], ddof=1))  # borrowed
+
+
+def test_a_wide_spread_at_the_top_is_not_hidden_by_the_narrow_ones(monkeypatch):
+    # four seeds each: 5 and 10 spread 0.05 dB, 15 and 20 (the best) 0.3 and 0.25; 10 is 0.17 dB
+    # below them (tolerance 0.3). A pooled SD, pulled down by 5 and 10, would be surer of 10 than
+    # 15's and 20's own spread allows
+    unit = np.array([1.0, -1.0, 0.5, -0.5]) / np.std([1.0, -1.0, 0.5, -0.5], ddof=1)
+    values = {dim: list(mean + sd * unit) for dim, mean, sd in ((5, 16.3, 0.05), (10, 18.33, 0.05), (15, 18.5, 0.3),
+                                                                  (20, 18.5, 0.25))}
+    per_size = assess(values, horizon=(2, 8))
+    monkeypatch.setattr(racing, "SPREAD_PRIOR_DF", math.inf)
+    pooled = assess(values, horizon=(2, 8))
+    assert per_size.latent_dim == pooled.latent_dim == 10
+    assert per_size.confidence < pooled.confidence - 0.05
+    assert per_size.se[15] > per_size.se[20] > pooled.se[15] == pooled.se[10] > per_size.se[10]
 
 
 def test_more_seeds_at_the_same_means_make_the_same_answer_surer():
@@ -85,6 +123,10 @@ def test_sequential_discount():
     assert sequential_confidence(posterior, None) == sequential_confidence(posterior, (3, 3)) == posterior  # no racing
     values = {10: [18.1, 18.4, 18.2], 20: [18.5, 18.3, 18.9]}
     assert assess(values, horizon=(2, 8)).confidence < assess(values).confidence
+    # each wrong answer is a walk of its own: two ways to be wrong cost more than one of their sum
+    assert sequential_confidence(posterior, (2, 4), [0.03]) == sequential_confidence(posterior, (2, 4))
+    assert sequential_confidence(posterior, (2, 4), [0.015, 0.015]) < sequential_confidence(posterior, (2, 4))
+    assert sequential_confidence(posterior, (2, 4), [0.03, 0.0]) == sequential_confidence(posterior, (2, 4))
 
 
 def test_single_size_no_data_and_no_spread():
@@ -100,7 +142,7 @@ def test_contenders_are_the_sizes_whose_role_is_unsettled():
     values = {5: [15.0, 15.2], 10: [18.0, 18.3], 15: [18.5, 18.3], 20: [18.4, 18.6]}
     race = assess(values)
     assert race.contenders == (10, 15, 20)
-    assert race.p_answer[5] == 0.0 and sum(race.p_answer.values()) == pytest.approx(1.0)
+    assert race.p_answer[5] < 0.001 and sum(race.p_answer.values()) == pytest.approx(1.0)
 
 
 def test_knee():
