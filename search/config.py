@@ -100,6 +100,10 @@ class SearchConfig:
                               "non_negative_int")
     deterministic: bool = _flag(False, "torch's deterministic algorithms: GPU runs repeat bit for bit, somewhat "
                                 "slower (CPU runs repeat without it)", "switch")
+    fuse_seeds: int | str = _flag("auto", "seeds trials of one latent size trained together as one fused model in one "
+                                  "trial, each still its own trial in every table: a number (1: unfused) or auto "
+                                  "(default: 1 until fusing is measured to pay on the device; see the README)",
+                                  "members")
     pending_timeout: float = _flag(600.0, "give up when trials wait this many seconds for resources while none runs "
                                    "(default 600: an autoscaler's time)", "positive_float")
 
@@ -129,6 +133,13 @@ class SearchConfig:
         from analysis.racing import Limits
 
         return Limits(target=self.confidence, max_seeds=self.max_seeds, max_trials=self.max_trials)
+
+    @property
+    def members_per_trial(self) -> int:
+        """Seeds a seeds or racing trial trains together (`fuse_seeds`, `auto` resolved). Measured
+        on the CPU, a fused group of 4 takes 1.04x a solo seed's time per seed-epoch (bench/fused.py):
+        no gain, so `auto` is 1 there; on a GPU it stays 1 until bench/gpu.py has measured it."""
+        return 1 if self.fuse_seeds == "auto" else int(self.fuse_seeds)
 
     @property
     def minimum_trials(self) -> int:
@@ -204,6 +215,9 @@ def _validate(c: SearchConfig) -> None:
            "gpus_per_trial must be between 0 and 1 (a trial uses one GPU; fractions share it) but got "
            f"{c.gpus_per_trial}")
     _check(c.max_concurrent is None or c.max_concurrent >= 1, f"max_concurrent must be >= 1 but got {c.max_concurrent}")
+    _check(c.fuse_seeds == "auto" or (isinstance(c.fuse_seeds, int) and not isinstance(c.fuse_seeds, bool)
+                                      and c.fuse_seeds >= 1),
+           f"fuse_seeds must be auto or an integer >= 1 but got {c.fuse_seeds!r}")
     _check(math.isfinite(c.pending_timeout) and c.pending_timeout > 0,
            f"pending_timeout must be a positive number of seconds but got {c.pending_timeout}")
     _check(c.num_cpus is None or c.num_cpus >= 1, f"num_cpus must be >= 1 but got {c.num_cpus}")

@@ -21,6 +21,7 @@ from vae.model import ConvVAE
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.pt"
+FUSED_FILE = "fused.pt"  # a fused group's checkpoint: every member's weights, optimizer and noise streams
 
 
 def save_model(directory: str | Path, model: ConvVAE, config: TrainConfig) -> None:
@@ -61,6 +62,15 @@ def save_state(directory: str | Path, model: ConvVAE, config: TrainConfig, state
 
 def load_state(directory: str | Path) -> dict[str, Any]:
     return _load_tensors(Path(directory) / STATE_FILE, "cpu")
+
+
+def save_fused(directory: str | Path, state: dict[str, Any]) -> None:
+    """Write a fused group's state (`vae.fused.FusedState.to_dict`) as `fused.pt` in `directory`."""
+    atomic_write(Path(directory) / FUSED_FILE, lambda handle: torch.save(state, handle))
+
+
+def load_fused(directory: str | Path) -> dict[str, Any]:
+    return _load_tensors(Path(directory) / FUSED_FILE, "cpu")
 
 
 def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -145,10 +145,11 @@ def train_fused(
     *,
     on_epoch: Callable[[int, EpochResult | None, FusedState], None] | None = None,
     state: FusedState | None = None,
+    after_epoch: Callable[[FusedState], None] | None = None,
 ) -> FusedState:
     """Train every member until `epochs`, starting from `state` when given. After each epoch
     `on_epoch(i, result, state)` for each member still live, and `on_epoch(i, None, state)` once
-    for a member that diverged in it."""
+    for a member that diverged in it; then `after_epoch(state)` once."""
     config = configs[0]
     train_x, val = prepare(config, splits)
     state = state if state is not None else FusedState.fresh(configs, len(splits.train))
@@ -175,6 +176,8 @@ def train_fused(
             state.histories[i].append(result)
             if on_epoch is not None:
                 on_epoch(i, result, state)
+        if after_epoch is not None:
+            after_epoch(state)
         if not state.live():
             break
     return state

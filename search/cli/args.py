@@ -94,6 +94,16 @@ def gpu_share(text: str) -> float:
     return value
 
 
+def members(text: str) -> int | str:
+    """Seeds fused into one trial: `auto` or a positive integer (1: one seed per trial)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be auto or a positive integer but got {text!r}") from None
+
+
 def add_settings(
     parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None, *, note: str | None = None
 ) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from ray import tune
 
 from analysis.layout import METRIC
+from search.engine.stages import split_members
 from search.engine.stop import is_disk_full
 from search.store.files import DRIVER_LOG, RACE_FILE, STATUS_FILE, TUNE_DIR
 from search.store.status import one_line, snapshot
@@ -38,10 +39,15 @@ HEARTBEAT_EVERY_S = 30.0
 LOST_NODE_GRACE_S = 1.0  # the trials of one lost node fail within moments: one line for them all
 
 
-def trial_line(trial) -> str:
-    r = trial.last_result or {}
+def trial_lines(trial) -> list[str]:
+    """The line of each trial a Tune trial stands for: itself, or each member of a fused one."""
     stage = trial.config.get("stage", "search")
-    head = f"  {stage} trial {trial.trial_id}: latent {r.get('latent_dim')} lr {r.get('lr', math.nan):.2e}"
+    return [trial_line(trial_id, stage, r) for trial_id, _, r in
+            split_members(trial.trial_id, dict(trial.config), trial.last_result or {})]
+
+
+def trial_line(trial_id: str, stage: str, r: dict) -> str:
+    head = f"  {stage} trial {trial_id}: latent {r.get('latent_dim')} lr {r.get('lr', math.nan):.2e}"
     if r.get("diverged"):
         return f"{head} diverged"
     tail = " (had finished before the restart; not trained again)" if r.get("restored") else ""
@@ -110,7 +116,8 @@ class Progress(tune.Callback):
             self._update(trials, now)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._print(trial_line(trial))
+        for line in trial_lines(trial):
+            self._print(line)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed trial goes back to the queue, to restart from its last checkpoint."""
@@ -176,7 +183,7 @@ class Progress(tune.Callback):
 
     def _update(self, trials, now: float) -> None:
         race = self.searcher.race
-        status = snapshot([self._describe(t) for t in trials], minimum_trials=self.minimum_trials,
+        status = snapshot([d for t in trials for d in self._describe(t)], minimum_trials=self.minimum_trials,
                           slots=self._slots(trials), elapsed_s=now - (self._started or now), race=race)
         try:
             write_status(self.path, status)
@@ -208,11 +215,11 @@ class Progress(tune.Callback):
         self._bar.n = status["trials"]["done"]
         self._bar.set_description_str(one_line(status), refresh=True)
 
-    def _describe(self, trial) -> dict:
-        r = trial.last_result or {}
-        return {"status": trial.status, "latent_dim": trial.config.get("latent_dim"), "psnr": r.get(METRIC),
-                "diverged": bool(r.get("diverged")), "epochs": int(r.get("epoch", 0) or 0), "max_epochs": self.epochs,
-                "seconds": r.get("time_total_s")}
+    def _describe(self, trial) -> list[dict]:  # each trial it stands for (a fused trial: each member)
+        return [{"status": trial.status, "latent_dim": trial.config.get("latent_dim"), "psnr": r.get(METRIC),
+                 "diverged": bool(r.get("diverged")), "epochs": int(r.get("epoch", 0) or 0), "max_epochs": self.epochs,
+                 "seconds": r.get("time_total_s")}
+                for _, _, r in split_members(trial.trial_id, dict(trial.config), trial.last_result or {})]
 
     def _upload(self) -> None:
         if not self.storage_uri:

@@ -25,7 +25,7 @@ from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
 
 # TrialRecord: pickles of earlier releases name it here
-from search.engine.stages import Ledger, TrialRecord, decide  # noqa: F401
+from search.engine.stages import Ledger, TrialRecord, decide, group_config  # noqa: F401
 from search.engine.stop import StopRequest, is_disk_full
 from search.engine.study import SearchStudy
 from search.store.files import JOURNAL_FILE, RACE_FILE
@@ -77,7 +77,9 @@ class StagedSearcher(Searcher):
             return entry.trial_config()
         if action.kind == "seeds":
             self._set_stage("seeds")
-            return self._ledger.seed_for(trial_id, "seeds", action.latent_dim, self._config).trial_config()
+            dim = action.latent_dim
+            n = min(self._config.members_per_trial, self._config.seeds - self._ledger.count("seeds", dim))
+            return group_config(self._ledger.seeds_for(trial_id, "seeds", dim, self._config, n))
         if action.kind == "wait":
             return None
         return self._race_step(trial_id)
@@ -104,7 +106,9 @@ class StagedSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
-            pickle.dump({"trials": self._ledger.trials, "seeds_lr": self._ledger.seeds_lr, "race": self._race}, handle)
+            ledger = self._ledger
+            state = {"trials": ledger.trials, "seeds_lr": ledger.seeds_lr, "groups": ledger.groups, "race": self._race}
+            pickle.dump(state, handle)
 
     def restore(self, checkpoint_path: str) -> None:
         """Ray Tune's restore. The settings are read again from run.json: a race-on (`resume EXP
@@ -113,7 +117,8 @@ class StagedSearcher(Searcher):
 
         with open(checkpoint_path, "rb") as handle:
             state = pickle.load(handle)
-        self._ledger, self._race = Ledger(state["trials"], state["seeds_lr"]), state["race"]
+        self._ledger = Ledger(state["trials"], state["seeds_lr"], state.get("groups", {}))
+        self._race = state["race"]
         self._restored, self._study = True, None
         self._config = read_config(self._experiment) or self._config
         if self._race.done and self._next_step(self._decide()).latent_dim is not None:
@@ -129,6 +134,8 @@ class StagedSearcher(Searcher):
         state = {k: v for k, v in state.items() if k not in ("_journal", "_race_file")}  # an earlier release's paths
         if "_ledger" not in state:  # saved by an earlier release, before the ledger had its own class
             state["_ledger"] = Ledger(state.pop("_trials", {}), state.pop("_seeds_lr", {}))
+        if not hasattr(state["_ledger"], "groups"):  # saved before fused trials
+            state["_ledger"].groups = {}
         session = current()
         self.__dict__.update(state, _stop=session.stop, _experiment=session.experiment)
 
@@ -151,7 +158,11 @@ class StagedSearcher(Searcher):
         self._set_stage("racing")
         step = self._next_step(self._assess())
         if step.latent_dim is not None:
-            return self._ledger.seed_for(trial_id, "racing", step.latent_dim, self._config).trial_config()
+            config, dim = self._config, step.latent_dim
+            room = [config.members_per_trial, config.max_seeds - self._ledger.handed(config.latent_dims)[dim]]
+            if config.max_trials is not None:
+                room.append(config.max_trials - len(self._ledger.trials))
+            return group_config(self._ledger.seeds_for(trial_id, "racing", dim, config, max(1, min(room))))
         if self._ledger.running():
             return None  # a result still to come may change the decision
         self._publish(self._race.finished(step.stop_reason))

@@ -64,6 +64,47 @@ class TrialRecord:
         }
 
 
+def member_id(trial_id: str, index: int) -> str:
+    """The trial id a fused trial's member `index` has in every table: the Tune trial's, `-index`."""
+    return f"{trial_id}-{index}"
+
+
+# what a fused trial's result holds for all its members alike; the rest is each member's own
+SHARED_KEYS = ("phase", "latent_dim", "lr", "beta", "max_epochs", "node", "host", "device", "started_at",
+               "train_images", "pixel_sum", "threads", "finished_at", "time_total_s", "training_iteration", "restored")
+
+
+def split_members(trial_id: str, config: dict, result: dict) -> list[tuple[str, dict, dict]]:
+    """(trial id, config, result) of each trial a Tune trial stands for: itself, or each member
+    of a fused trial (its seed in the config; the result's shared keys and the member's own part,
+    `members[i]`). A member's `time_total_s` is its share of the trial's."""
+    seeds = config.get("seeds") or []
+    if len(seeds) < 2:
+        return [(trial_id, config, result)]
+    shared = {k: result[k] for k in SHARED_KEYS if k in result}
+    if shared.get("time_total_s") is not None:
+        shared["time_total_s"] = shared["time_total_s"] / len(seeds)
+    return [(member_id(trial_id, i), {**config, "seed": seed}, {**shared, **member_part(result, i)})
+            for i, seed in enumerate(seeds)]
+
+
+def member_part(result: dict, index: int) -> dict:
+    """Member `index`'s own part of a fused trial's result: `members[index]`, or its
+    `members/index/...` keys in a result Ray Tune has flattened (what a searcher is given)."""
+    nested = (result.get("members") or {}).get(str(index))
+    if nested is not None:
+        return dict(nested)
+    prefix = f"members/{index}/"
+    return {k.removeprefix(prefix): v for k, v in result.items() if k.startswith(prefix)}
+
+
+def group_config(members: list[TrialRecord]) -> dict:
+    """A trial's config for `members` (one size's seeds): one solo trial's, or a fused trial's
+    with every member's seed (`seeds`; `seed` is the first's)."""
+    config = members[0].trial_config()
+    return config if len(members) == 1 else {**config, "seeds": [m.seed for m in members]}
+
+
 def trial_seed(run_seed: int, k: int) -> int:
     """The seed of every size's k-th seeds trial in the run with `--seed run_seed`: a 32-bit draw
     from numpy's SeedSequence of (run_seed, k) (S + k would give --seed 0 and 3 a common seed)."""
@@ -81,8 +122,9 @@ class Action:
 
 @dataclass
 class Ledger:
-    trials: dict[str, TrialRecord] = field(default_factory=dict)  # by Tune trial id
+    trials: dict[str, TrialRecord] = field(default_factory=dict)  # by trial id (a fused trial's: by member id)
     seeds_lr: dict[int, float] = field(default_factory=dict)  # size -> the lr its seeds trials use (fixed once chosen)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # a fused Tune trial's id -> its members' ids
 
     def next_action(self, config: SearchConfig) -> Action:
         if self.count("search") < config.trials:
@@ -100,13 +142,30 @@ class Ledger:
 
     def seed_for(self, trial_id: str, stage: str, dim: int, config: SearchConfig) -> TrialRecord:
         """The size's next seeds (or racing) trial, at the size's best search lr."""
+        return self.seeds_for(trial_id, stage, dim, config, 1)[0]
+
+    def seeds_for(self, trial_id: str, stage: str, dim: int, config: SearchConfig, n: int) -> list[TrialRecord]:
+        """The size's next `n` seeds (or racing) trials, at the size's best search lr: one Tune
+        trial, fused when n > 1 (its members are trials of their own here, `member_id`)."""
         if dim not in self.seeds_lr:
             self.seeds_lr[dim] = self.best_lr(dim, config.lr_range)
         k = 1 + self.count("seeds", dim) + self.count("racing", dim)
-        return self.record(trial_id, stage, dim, self.seeds_lr[dim], trial_seed(config.seed, k))
+        if n == 1:
+            return [self.record(trial_id, stage, dim, self.seeds_lr[dim], trial_seed(config.seed, k))]
+        self.groups[trial_id] = [member_id(trial_id, i) for i in range(n)]
+        return [self.record(m, stage, dim, self.seeds_lr[dim], trial_seed(config.seed, k + i))
+                for i, m in enumerate(self.groups[trial_id])]
 
     def finish(self, trial_id: str, result: dict, *, error: bool, max_epochs: int) -> TrialRecord | None:
-        """Record how the trial ended (None for a trial this ledger never handed out)."""
+        """Record how the trial ended, each member of a fused one from its own part of the result
+        (`members`); the (first) record, None for a trial this ledger never handed out."""
+        if trial_id in self.groups:
+            done = [self._finish(m, member_part(result, i), error=error, max_epochs=max_epochs)
+                    for i, m in enumerate(self.groups[trial_id])]
+            return done[0]
+        return self._finish(trial_id, result, error=error, max_epochs=max_epochs)
+
+    def _finish(self, trial_id: str, result: dict, *, error: bool, max_epochs: int) -> TrialRecord | None:
         entry = self.trials.get(trial_id)
         if entry is None:
             return None

@@ -27,6 +27,7 @@ from analysis.layout import (
     STOPPED,
     outcome,
 )
+from search.engine.stages import split_members
 
 
 def _analysis(location: str):
@@ -53,53 +54,64 @@ def trial_rows(experiment, *, finished: bool = False) -> list[dict[str, Any]]:
     trial whose worker died marked RUNNING in its saved state (it re-reads a trial's state only
     when it marks it for saving, and skips that for a trial whose actor is already gone); such
     a trial is reported `errored`, with the last line of the error.txt Tune wrote for it."""
-    from search.store.storage import is_dir
+    from search.store.storage import is_dir, join
 
-    config = experiment.config
     location = experiment.tune_location
     if not is_dir(location):
         return []
     rows = []
     for trial in _analysis(location).trials:
-        result = trial.last_result or {}
-        tconf = dict(trial.config)
-        train = tconf.get("train") or tconf  # the run's TrainConfig template (flat in runs of earlier releases)
-        # the epoch it reached: a trial restored after it had finished reports its last epoch again
-        epochs = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
-        max_epochs = int(train.get("epochs", config.epochs))
-        stale_error = finished and trial.status in ("RUNNING", "PENDING", "PAUSED") and _read_error(location, trial)
-        status = outcome("ERROR" if stale_error else trial.status, diverged=bool(result.get("diverged")), epochs=epochs,
-                         max_epochs=max_epochs)
-        row = {
-            "trial_id": trial.trial_id,
-            "phase": tconf.get("phase", "search"),
-            "stage": tconf.get("stage", tconf.get("phase", "search")),
-            "status": status,
-            "latent_dim": int(tconf["latent_dim"]),
-            "lr": float(tconf["lr"]),
-            "beta": float(train.get("beta", config.beta)),
-            "seed": int(tconf["seed"]),
-            "epochs": epochs,
-            "max_epochs": max_epochs,
-            "node": result.get("node"),
-            "host": result.get("host"),
-            "device": result.get("device"),
-            "threads": result.get("threads"),
-            "train_images": result.get("train_images"),
-            "pixel_sum": result.get("pixel_sum"),
-            "started_at": result.get("started_at"),
-            "finished_at": result.get("finished_at"),
-            "time_s": result.get("time_total_s"),
-            "train_time_s": result.get("train_time_s"),
-            "checkpoint": _checkpoint_ref(experiment, location, trial.checkpoint),
-            "error": _last_line(stale_error) if stale_error else _error_text(trial, result),
-        }
-        # a diverged trial shows the PSNR it reported, which is what Optuna was told (0 dB)
-        shown = status in (COMPLETED, STOPPED, DIVERGED)
-        for key in METRIC_COLUMNS + LIKELIHOOD_COLUMNS + DIGIT_COLUMNS:
-            row[key] = result.get(key, math.nan) if shown else math.nan
-        rows.append(row)
+        checkpoint = _checkpoint_ref(experiment, location, trial.checkpoint)
+        members = split_members(trial.trial_id, dict(trial.config), trial.last_result or {})
+        for index, (trial_id, tconf, result) in enumerate(members):
+            if len(members) > 1 and checkpoint is not None:  # a fused trial: the member's model, in member_I/
+                checkpoint_of = join(checkpoint, f"member_{index}")
+            else:
+                checkpoint_of = checkpoint
+            rows.append(_row(experiment, location, trial, trial_id, tconf, result, checkpoint_of, finished))
     return rows
+
+
+def _row(experiment, location: str, trial, trial_id: str, tconf: dict, result: dict, checkpoint: str | None,
+         finished: bool) -> dict[str, Any]:
+    """trials.csv's row of one trial (a fused trial's member: its own config and result)."""
+    config = experiment.config
+    train = tconf.get("train") or tconf  # the run's TrainConfig template (flat in runs of earlier releases)
+    # the epoch it reached: a trial restored after it had finished reports its last epoch again
+    epochs = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
+    max_epochs = int(train.get("epochs", config.epochs))
+    stale_error = finished and trial.status in ("RUNNING", "PENDING", "PAUSED") and _read_error(location, trial)
+    status = outcome("ERROR" if stale_error else trial.status, diverged=bool(result.get("diverged")), epochs=epochs,
+                     max_epochs=max_epochs)
+    row = {
+        "trial_id": trial_id,
+        "phase": tconf.get("phase", "search"),
+        "stage": tconf.get("stage", tconf.get("phase", "search")),
+        "status": status,
+        "latent_dim": int(tconf["latent_dim"]),
+        "lr": float(tconf["lr"]),
+        "beta": float(train.get("beta", config.beta)),
+        "seed": int(tconf["seed"]),
+        "epochs": epochs,
+        "max_epochs": max_epochs,
+        "node": result.get("node"),
+        "host": result.get("host"),
+        "device": result.get("device"),
+        "threads": result.get("threads"),
+        "train_images": result.get("train_images"),
+        "pixel_sum": result.get("pixel_sum"),
+        "started_at": result.get("started_at"),
+        "finished_at": result.get("finished_at"),
+        "time_s": result.get("time_total_s"),
+        "train_time_s": result.get("train_time_s"),
+        "checkpoint": checkpoint,
+        "error": _last_line(stale_error) if stale_error else _error_text(trial, result),
+    }
+    # a diverged trial shows the PSNR it reported, which is what Optuna was told (0 dB)
+    shown = status in (COMPLETED, STOPPED, DIVERGED)
+    for key in METRIC_COLUMNS + LIKELIHOOD_COLUMNS + DIGIT_COLUMNS:
+        row[key] = result.get(key, math.nan) if shown else math.nan
+    return row
 
 
 def _read_error(location: str, trial) -> str | None:
@@ -144,6 +156,9 @@ def history_frame(experiment) -> pd.DataFrame:
         logged = analysis.trial_dataframes
         for trial in analysis.trials:
             frame = logged.get(trial.trial_id)
+            if len(trial.config.get("seeds") or []) > 1:
+                frames.extend(_member_histories(trial, frame))
+                continue
             if frame is None or "epoch" not in frame.columns:
                 frame = pd.DataFrame(columns=["epoch"])
             # Tune logs results at least once: a trial restored from an older checkpoint
@@ -172,3 +187,33 @@ def _checkpoint_history(trial) -> pd.DataFrame:
     with trial.checkpoint.as_directory() as folder:
         history = load_state(folder)["history"]
     return pd.DataFrame([EpochResult(**r).flat() for r in history])
+
+
+def _member_histories(trial, frame: pd.DataFrame | None) -> list[pd.DataFrame]:
+    """history.csv's rows of each member of a fused trial: its part of every epoch's report
+    (progress.csv's `members/I/...` columns), or its history in the trial's last checkpoint when
+    progress.csv lacks epochs the trial reported."""
+    members = split_members(trial.trial_id, dict(trial.config), trial.last_result or {})
+    stored = None
+    out = []
+    for index, (trial_id, tconf, result) in enumerate(members):
+        prefix = f"members/{index}/"
+        own = pd.DataFrame(columns=["epoch"])
+        if frame is not None and f"{prefix}epoch" in frame.columns:
+            own = frame[[c for c in frame.columns if c.startswith(prefix)]]
+            own = own.set_axis([c.removeprefix(prefix) for c in own.columns], axis=1)
+            own = own[own["epoch"].notna()].drop_duplicates(subset=["epoch"], keep="last")
+        if trial.checkpoint is not None and len(own) < int(result.get("epoch") or 0):
+            if stored is None:
+                from vae.checkpoint import load_fused
+                from vae.training import EpochResult
+
+                with trial.checkpoint.as_directory() as folder:
+                    stored = [[EpochResult(**r).flat() for r in h] for h in load_fused(folder)["histories"]]
+            own = pd.DataFrame(stored[index])
+        if own.empty:
+            continue
+        own = own.assign(trial_id=trial_id, phase=tconf.get("phase", "search"), stage=tconf.get("stage", "seeds"),
+                         latent_dim=tconf["latent_dim"], lr=tconf["lr"], seed=tconf["seed"])
+        out.append(own.reindex(columns=HISTORY_COLUMNS))
+    return out

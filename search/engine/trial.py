@@ -14,6 +14,7 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from analysis.layout import DIGITS
@@ -117,8 +118,16 @@ def held_out_likelihood(model, splits: Splits, likelihood: Likelihood) -> dict[s
             "iw_time_s": time.perf_counter() - started}
 
 
+def _worst(epoch: int, error: str) -> dict[str, Any]:
+    """A diverged trial's report: the worst possible score (no loss values: they are not finite,
+    and Tune's loggers reject such values)."""
+    worst = {f"psnr_digit_{d}": 0.0 for d in DIGITS} | {f"mse_digit_{d}": 1.0 for d in DIGITS}
+    return {**worst, "epoch": epoch, "psnr_mean": 0.0, "mse_mean": 1.0, "diverged": True, "error": error}
+
+
 def run_trial(config: dict[str, Any], splits: Splits) -> None:
-    """A Ray Tune function trainable (bind the data with `tune.with_parameters`)."""
+    """A Ray Tune function trainable (bind the data with `tune.with_parameters`): one seed, or a
+    fused trial of several (`seeds` in its config)."""
     import ray
     import torch
     from ray import tune
@@ -126,7 +135,8 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     from vae.checkpoint import load_state, load_weights, save_state
     from vae.training import TrainingDiverged, TrainState, train
 
-    train_config, phase, likelihood = build_trial(config)
+    seeds = list(config.get("seeds") or [])
+    train_config, phase, likelihood = build_trial({k: v for k, v in config.items() if k != "seeds"})
     if train_config.device == "cuda":  # before anything is trained, read or written
         require_cuda(f"{socket.gethostname()} ({ray.get_runtime_context().get_node_id()[:8]})")
     where = {
@@ -146,6 +156,10 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         # accumulator: torch would first copy the pixels to float64
         "pixel_sum": int(splits.train.pixels.numpy().sum(dtype="int64")) / 255.0,
     }
+    if len(seeds) > 1:
+        run_fused([dataclasses.replace(train_config, seed=int(seed)) for seed in seeds], phase, likelihood, splits,
+                  where)
+        return
     state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retried or restored trial picks up where it stopped
@@ -186,7 +200,59 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     except TrainingDiverged as exc:
         # A deterministic failure: end the trial with the worst possible score instead of
         # raising, so it is not retried and the searcher learns that the point is bad.
-        # (No loss values: they are not finite, and Tune's loggers reject such values.)
-        worst = {f"psnr_digit_{d}": 0.0 for d in DIGITS} | {f"mse_digit_{d}": 1.0 for d in DIGITS}
-        tune.report({**worst, **where, "epoch": exc.epoch, "psnr_mean": 0.0, "mse_mean": 1.0,
-                     "train_time_s": train_time, "diverged": True, "error": str(exc)})
+        tune.report({**where, **_worst(exc.epoch, str(exc)), "train_time_s": train_time})
+
+
+def run_fused(configs: list[TrainConfig], phase: str, likelihood: Likelihood, splits: Splits,
+              where: dict[str, Any]) -> None:
+    """A fused trial: the members (one size's seeds) trained together (`vae.fused`), one report
+    per epoch with each member's own metrics under `members` ({"0": {...}, ...}: what a solo
+    trial reports, with its seed) and their mean PSNR as the trial's, for Tune. Its checkpoint
+    holds every member's state (`vae.checkpoint.FUSED_FILE`) and each member's model in
+    member_I/, which is that member's checkpoint in trials.csv."""
+    import torch
+    from ray import tune
+
+    from vae.checkpoint import load_fused, save_fused, save_model
+    from vae.fused import FusedState, train_fused
+
+    epochs = configs[0].epochs
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retried or restored trial picks up where it stopped, every member
+        with checkpoint.as_directory() as folder:
+            state = FusedState.from_dict(configs, load_fused(folder), n_train=len(splits.train))
+    scored: dict[int, dict[str, float]] = {}  # member -> nll_iw after its last epoch (a seeds trial)
+
+    def member_metrics(current: FusedState, i: int) -> dict[str, Any]:
+        history, seed = current.histories[i], current.configs[i].seed
+        own = {"seed": seed, "train_time_s": sum(r.time_s for r in history)}
+        if current.diverged[i] is not None:
+            return {**own, **_worst(current.diverged[i], f"member {i} (seed {seed}): the loss is not finite")}
+        last = history[-1]
+        metrics = {**last.flat(), **own, "diverged": False}
+        if last.epoch >= epochs:
+            metrics |= {"kl_by_dim": last.kl_by_dim, "mu_var_by_dim": last.mu_var_by_dim}
+            if phase == "seeds":
+                if i not in scored:
+                    scored[i] = held_out_likelihood(current.member(i), splits, likelihood)
+                metrics |= scored[i]
+        return metrics
+
+    def report(current: FusedState, **extra) -> None:
+        members = {str(i): member_metrics(current, i) for i in range(current.k) if current.histories[i]
+                   or current.diverged[i] is not None}
+        live = [m["psnr_mean"] for m in members.values() if not m["diverged"]]
+        metrics = {**where, "seed": configs[0].seed, "epoch": current.epoch, "members": members, "fused": current.k,
+                   "psnr_mean": sum(live) / len(live) if live else 0.0, "diverged": not live,
+                   "threads": torch.get_num_threads(), "finished_at": time.time(), **extra}
+        with tempfile.TemporaryDirectory() as folder:
+            save_fused(folder, current.to_dict())
+            for i in range(current.k):
+                save_model(Path(folder) / f"member_{i}", current.member(i), current.configs[i])
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    if state is not None and state.epoch >= epochs:  # it had finished before the restart: report it again
+        report(state, restored=True)
+        return
+    train_fused(configs, splits, state=state, after_epoch=report)

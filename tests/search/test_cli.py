@@ -93,6 +93,8 @@ settings.register_profile("cli", max_examples=150, deadline=None, suppress_healt
 @example(["run", "--latent-dims", "1e400"])
 @example(["run", "--lr-range", "nan,1"])
 @example(["run", "--trials", "1", "--latent-dims", "2,4"])
+@example(["run", "--fuse-seeds", "0"])
+@example(["run", "--fuse-seeds", "AUTO"])
 def test_run_flags_give_a_config_or_a_usage_error(argv):
     outcome = _outcome(argv)
     assert isinstance(outcome, (SearchConfig, UsageError)), outcome
@@ -123,6 +125,10 @@ def test_the_fuzzed_layer_does_reject_bad_values():
     # the property above would pass trivially if every input were rejected, or none
     assert isinstance(_outcome(["run"]), SearchConfig)
     assert isinstance(_outcome(["run", "--confidence", "2"]), UsageError)
+    for bad in ("0", "-2", "x", "1.5"):
+        assert isinstance(_outcome(["run", "--fuse-seeds", bad]), UsageError)
+    assert _outcome(["run", "--fuse-seeds", "3"]).members_per_trial == 3
+    assert _outcome(["run"]).fuse_seeds == "auto" and _outcome(["run"]).members_per_trial == 1
     assert isinstance(_outcome(["train", "--epochs", "3"]), TrainConfig)
     with pytest.raises(UsageError):
         build_parser().parse_args(["run", "--epochs", "x"])
