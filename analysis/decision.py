@@ -15,7 +15,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from analysis.racing import Limits, NextTrial, Race, assess, both_answers, handed_out, values_by_latent_dim
+from analysis.answers import both_answers, values_by_latent_dim
+from analysis.racing import Limits, NextTrial, Race, assess, handed_out
 from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS
 from analysis.selection import Selection, select
 

@@ -239,7 +239,7 @@ def search_history(trials: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
 def race(history: pd.DataFrame, *, chosen: int | None = None, confidence: float | None = None,
          tolerance: float | None = None, metric: str = "psnr", ax: Axes | None = None) -> Axes:
     """Each latent size's mean ± SE of the metric (psnr or nll) as seeds trials were added
-    (`analysis.racing.race_history`); with `tolerance`, the tolerance rule's boundary (the best
+    (`analysis.answers.race_history`); with `tolerance`, the tolerance rule's boundary (the best
     mean − tolerance, or + for nll) at each step."""
     m = METRICS[metric]
     ax = _axes(ax, 6.5, 4.2)

@@ -1,43 +1,24 @@
-"""Racing: what the tool estimates, how sure it is, and which sizes need more seeds.
+"""Racing: what the tool estimates, how sure it is, and which sizes need more seeds. Pure:
+numbers in, numbers out. docs/design.md (*Decision confidence*) gives the model in full, and
+docs/calibration.md what it was checked against.
 
-**What it estimates.** The selection rule's answer on the *true* mean of the metric (`psnr`:
-validation PSNR; `nll`: nll_iw, lower is better) of each latent size: the mean that infinitely
-many seeds would show. For the default rule (`tolerance`) and metric that is the smallest latent
-size whose true mean PSNR is within `tolerance_db` dB of the best size's. More seeds make the
-tool surer of that answer; they do not change it. Everything below holds for either metric: nll
-is handled as its negative, so the two share one model and one calibration.
-
-**The model.** A seeds trial's metric value is its size's true mean plus normal noise. Each size
-has its own noise SD: seeds spread unequally (six quick-preset seeds per size gave SDs of 0.067,
-0.20 and 0.155 dB at sizes 10, 15 and 20), and one SD pooled over all sizes would let the narrow
-ones hide a wide one at the boundary. Two seeds give one degree of freedom, too few to stand
-alone, so each size's variance is shrunk toward the pooled one: given the common variance σ0²,
-a size's σ² is scaled inverse χ² with `SPREAD_PRIOR_DF` + n − 1 degrees of freedom and scale
-(`SPREAD_PRIOR_DF` σ0² + its sum of squares) / that, and σ0² is drawn from its own posterior
-(ν s²/χ²_ν, ν the seeds trials minus the sizes). `SPREAD_PRIOR_DF` = 2 is what bench/calibration.py
-chose: 1 to 8 and infinity (one pooled SD) were raced on equal and unequal spreads. Seed k trains
-every size with the same shuffles and first weights, but bench/seed_spread.py found no pairing in
-the PSNRs (F = 0.46, p = 0.80, quick preset, 4 sizes x 6 seeds), so the model has no seed effect.
-
-**The confidence.** Flat on the means, each true mean is normal around its sample mean given its
-variance, drawn as above. The posterior probability that the rule's answer on the true means
-equals the choice (the rule on the sample means) is estimated from `n_draws` seeded draws
-through the very rule `analyze` applies (`analysis.selection.answers`). Racing looks after every
-seeds trial and stops at the first look that reaches the target, so that probability is
-discounted for the looks racing may take, each wrong answer's on its own
-(`sequential_confidence`). bench/calibration.py checks both against simulated races with a
-known answer.
-
-**Contenders.** The sizes whose role is unsettled: the posterior gives them at least a share
-`_UNSETTLED` of being the answer, or of being the best size (whose mean sets the boundary).
-Racing gives the next seed to the contender with the fewest, until the confidence reaches the
-target, every contender has `--max-seeds`, or the budget is spent (`next_trial`).
-
-Everything here is pure: numbers in, numbers out.
+- **What it estimates**: the selection rule's answer on the *true* mean of the metric (PSNR, or
+  nll_iw negated: one model, one calibration for both) of each latent size, what infinitely many
+  seeds would show. More seeds make the tool surer of that answer; they do not change it.
+- **The model**: a seeds trial's value is its size's true mean plus normal noise with the size's
+  own SD, shrunk toward the pooled SD by `SPREAD_PRIOR_DF` degrees of freedom (seed SDs differ
+  3x between sizes; two seeds alone are too few to stand on); no seed effect (none measured).
+- **The confidence**: the posterior share of draws of the true means whose answer is the choice
+  (`posterior_means`, through the rule `analyze` applies), discounted for racing's repeated
+  looks, each wrong answer's on its own (`sequential_confidence`).
+- **Contenders**: sizes whose role (the answer, or the best size that sets the boundary) has a
+  posterior share of at least `_UNSETTLED`; the next seed goes to the one with the fewest
+  (`next_trial`), until the target, `--max-seeds` or `--max-trials` stops it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections import Counter
@@ -46,11 +27,9 @@ from statistics import NormalDist
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from analysis.rules import DEFAULT_METRIC, DEFAULT_RULE, DEFAULT_TOLERANCE_DB, DEFAULT_TOLERANCE_NATS, METRICS, RULE
 from analysis.selection import answers, choose
-from analysis.summary import seeds_trials
 
 N_DRAWS = 4000  # posterior draws: Monte-Carlo SD of a 0.9 confidence is 0.005
 SPREAD_PRIOR_DF = 2.0  # what the pooled seed spread weighs in each size's own, in degrees of freedom (docstring)
@@ -107,22 +86,10 @@ class Race:
     tolerance_nats: float = DEFAULT_TOLERANCE_NATS
 
     def to_dict(self) -> dict:
-        return {
-            "latent_dim": self.latent_dim,
-            "confidence": round(self.confidence, 4),
-            "contenders": list(self.contenders),
-            "n_trials": {str(k): v for k, v in self.n_trials.items()},
-            "best_latent_dim": self.best_latent_dim,
-            "mean": {str(k): v for k, v in self.mean.items()},
-            "se": {str(k): v for k, v in self.se.items()},
-            "sd": self.sd,
-            "df": self.df,
-            "p_answer": {str(k): round(v, 4) for k, v in self.p_answer.items()},
-            "rule": self.rule,
-            "tolerance_db": self.tolerance_db,
-            "metric": self.metric,
-            "tolerance_nats": self.tolerance_nats,
-        }
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # in the fields' order
+        for name in ("n_trials", "mean", "se", "p_answer"):
+            out[name] = {str(k): round(v, 4) if name == "p_answer" else v for k, v in out[name].items()}
+        return out | {"confidence": round(self.confidence, 4), "contenders": list(self.contenders)}
 
     @classmethod
     def from_dict(cls, values: Mapping) -> "Race":
@@ -177,16 +144,6 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
     if len(array) < 2:
         return float(array.mean()), math.nan
     return float(array.mean()), float(array.std(ddof=1) / math.sqrt(len(array)))
-
-
-def values_by_latent_dim(trials: pd.DataFrame, column: str = "psnr_mean") -> dict[int, list[float]]:
-    """`column` (the validation psnr_mean, nll_iw, or `seed`) of every completed seeds trial that
-    has it, per latent size."""
-    usable = seeds_trials(trials)
-    if column not in usable.columns:
-        return {}
-    usable = usable[usable[column].notna()]
-    return {int(dim): group[column].tolist() for dim, group in usable.groupby("latent_dim")}
 
 
 def posterior_means(values: Mapping[int, Sequence[float]], *, n_draws: int = N_DRAWS, seed: int = 0,
@@ -335,54 +292,3 @@ def next_trial(race: Race, handed: Mapping[int, int], *, target: float, max_seed
     # fewest seeds first (a comparison's variance falls fastest there), then the least settled role
     settled = {d: abs(race.p_answer.get(d, 0.0) - 0.5) for d in room}
     return NextTrial(latent_dim=min(room, key=lambda d: (handed.get(d, 0), settled[d], d)))
-
-
-def race_history(trials: pd.DataFrame, column: str = "psnr_mean") -> pd.DataFrame:
-    """Each latent size's mean ± SE of `column` after every completed seeds trial that has it,
-    in the order they finished.
-
-    Columns: step (completed seeds trials so far), latent_dim, n_trials, mean, se."""
-    usable = seeds_trials(trials)
-    usable = usable[usable[column].notna()] if column in usable.columns else usable.iloc[:0]
-    order = usable.sort_values("finished_at" if "finished_at" in usable.columns else "trial_id", kind="stable")
-    seen: dict[int, list[float]] = {}
-    rows = []
-    for step, (_, row) in enumerate(order.iterrows(), start=1):
-        seen.setdefault(int(row["latent_dim"]), []).append(float(row[column]))
-        for dim, values in sorted(seen.items()):
-            mean, se = mean_se(values)
-            rows.append({"step": step, "latent_dim": dim, "n_trials": len(values), "mean": mean, "se": se})
-    return pd.DataFrame(rows, columns=["step", "latent_dim", "n_trials", "mean", "se"])
-
-
-def both_answers(trials: pd.DataFrame, *, metric: str = DEFAULT_METRIC, **settings) -> dict[str, Race]:
-    """`assess` by each metric on the trial table, the run's chosen `metric` first (`settings`:
-    rule, tolerance_db, tolerance_nats, seed, horizon). A metric no seeds trial has (nll_iw in
-    runs of earlier releases) is left out."""
-    races = {}
-    for name in (metric, *(m for m in METRICS if m != metric)):
-        values = values_by_latent_dim(trials, METRICS[name].column)
-        if values or name == metric:
-            races[name] = assess(values, metric=name, **settings)
-    return races
-
-
-def side_by_side(races: Mapping[str, Race]) -> list[str]:
-    """The answer by each metric on one line, and one more when they differ, with why they can."""
-    shown = {name: race for name, race in races.items() if race.latent_dim is not None}
-    if not shown:
-        return []
-    lines = ["answers by metric: " + "; ".join(
-        f"{METRICS[name].label} {race.latent_dim} (confidence {race.confidence:.2f})" for name, race in shown.items())]
-    chosen = {race.latent_dim for race in shown.values()}
-    if len(chosen) > 1:
-        by = {name: race.latent_dim for name, race in shown.items()}
-        lines.append(
-            f"the metrics differ ({', '.join(f'{METRICS[n].label}: {d}' for n, d in by.items())}): PSNR scores the "
-            "reconstruction alone and keeps rising with capacity, while nll_iw also pays for the KL of every latent "
-            "dimension in use, so it can level off or turn at a smaller size; and each metric has its own tolerance "
-            f"({'; '.join(f'{shown[n].tolerance:g} {METRICS[n].unit}' for n in shown)}), so sizes equivalent by one "
-            "need "
-            "not be by the other"
-        )
-    return lines

@@ -37,7 +37,8 @@ def main() -> None:
 
     column = METRICS[args.metric].column
 
-    from analysis.racing import assess, both_answers, values_by_latent_dim
+    from analysis.answers import both_answers, values_by_latent_dim
+    from analysis.racing import assess
 
     with tempfile.TemporaryDirectory() as tmp:
         storage = args.keep or Path(tmp)

@@ -38,8 +38,8 @@ def main(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from analysis import figures as figs
+    from analysis.answers import race_history, side_by_side
     from analysis.latents import latent_means, reconstruction_examples, stratified_subset, tsne_embedding
-    from analysis.racing import race_history, side_by_side
     from analysis.report import render
     from analysis.rules import METRICS, RULE
     from analysis.summary import summarize, usage_words

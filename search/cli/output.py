@@ -87,7 +87,7 @@ def race_on_line(path: Path, trials, confidence: float | None, config: SearchCon
 def latent_lines(trials, race: RaceState, config: SearchConfig) -> list[str]:
     """The answer by each metric side by side (the run's own decision for its metric) and what
     each latent size uses of its dimensions, from the run's trial table."""
-    from analysis.racing import side_by_side
+    from analysis.answers import side_by_side
     from analysis.summary import summarize, usage_words
 
     races = config.decision.both_answers(trials)

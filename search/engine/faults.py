@@ -1,24 +1,15 @@
 """A trial's own failures told apart from the loss of the node it ran on.
 
 Ray Tune retries a failed trial from its last checkpoint and counts the failure against
-`--max-failures` (`FailureConfig`), except an actor error that Ray marks `preempted` (a node
-the autoscaler drained for preemption). A node that simply vanishes, as a reclaimed spot
-instance does, is not marked: each loss spent a retry, and one loss could spend two (a retry
-placed again on the node before Ray's health checks had found it dead).
-
-`Failures`, one per driver session, is a logging filter on Ray Tune's controller, which logs
-every failure of a trial, with its exception, just before counting it. A failure is a lost node when Ray says the
-actor's node died or was preempted, or when the actor cannot be reached at all
-(`ActorUnavailableError`: its node stopped answering). It is then marked `preempted`, which
-Ray Tune does not count, and the trial restarts from its last checkpoint on a live node (or
-waits for one). Anything else counts as before: the trial's code raised, or its process was
-killed on a node that is still alive (Ray's raylet there reported it).
-
-Nothing of this reaches the console as a traceback: `search.engine.progress` prints one line
-per lost node and per failure, and writes what Ray said to the experiment's driver log. Ray's
-own messages about dead workers and nodes (`(raylet) …`, which its driver prints from a
-thread) go to that log too (`quiet_raylet_messages`). Ray Tune pickles `Progress` with its
-experiment; the session's `Failures` is left out and taken again from the running session.
+`--max-failures`, except an actor error Ray marks `preempted`; a vanished spot node is not
+marked, so without this each loss would spend a retry. `Failures`, one per driver session, is a
+logging filter on Tune's controller, which logs every failure with its exception just before
+counting it: when Ray says the actor's node died or was preempted, or the actor cannot be
+reached (`ActorUnavailableError`), the failure is marked `preempted` (not counted) and the trial
+restarts from its checkpoint on a live node. Anything else counts. No traceback reaches the
+console: `search.engine.progress` prints one line per lost node and per failure, and what Ray
+said (its `(raylet)` messages too, `quiet_raylet_messages`) goes to the driver log. The Ray
+internals this touches are behind `search.engine.ray_seam`.
 """
 
 from __future__ import annotations

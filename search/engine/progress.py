@@ -206,14 +206,7 @@ class Progress(tune.Callback):
             self._upload()
 
     def _live(self, status: dict) -> None:
-        from tqdm import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(total=status["minimum_trials"], unit="trial", dynamic_ncols=True, leave=False,
-                             bar_format="{n_fmt}/{total_fmt} trials [{elapsed}<{remaining}] {desc}")
-        self._bar.total = status["minimum_trials"]
-        self._bar.n = status["trials"]["done"]
-        self._bar.set_description_str(one_line(status), refresh=True)
+        self._bar = live_bar(self._bar, status)
 
     def _describe(self, trial) -> list[dict]:  # each trial it stands for (a fused trial: each member)
         return [{"status": trial.status, "latent_dim": trial.config.get("latent_dim"), "psnr": r.get(METRIC),
@@ -222,17 +215,34 @@ class Progress(tune.Callback):
                 for _, _, r in split_members(trial.trial_id, dict(trial.config), trial.last_result or {})]
 
     def _upload(self) -> None:
-        if not self.storage_uri:
-            return
-        from search.store.storage import upload_file
+        if self.storage_uri:
+            upload_live_files(Path(self.path), self.storage_uri)
 
-        for name in (STATUS_FILE, RACE_FILE):
-            if (Path(self.path) / name).is_file():
-                try:
-                    upload_file(Path(self.path) / name, self.storage_uri)
-                except OSError as exc:  # a slow or flaky bucket must not stop the run
-                    said = " ".join(str(exc).split())[:200]
-                    print(f"warning: could not copy {name} to {self.storage_uri}: {said}", flush=True)
+
+def live_bar(bar, status: dict):
+    """The live progress bar on a terminal (tqdm), made on first use: the trials done and the status line."""
+    from tqdm import tqdm
+
+    if bar is None:
+        bar = tqdm(total=status["minimum_trials"], unit="trial", dynamic_ncols=True, leave=False,
+                   bar_format="{n_fmt}/{total_fmt} trials [{elapsed}<{remaining}] {desc}")
+    bar.total = status["minimum_trials"]
+    bar.n = status["trials"]["done"]
+    bar.set_description_str(one_line(status), refresh=True)
+    return bar
+
+
+def upload_live_files(path: Path, storage_uri: str) -> None:
+    """status.json and race.json copied to the bucket, for `vae-search status URI`."""
+    from search.store.storage import upload_file
+
+    for name in (STATUS_FILE, RACE_FILE):
+        if (path / name).is_file():
+            try:
+                upload_file(path / name, storage_uri)
+            except OSError as exc:  # a slow or flaky bucket must not stop the run
+                said = " ".join(str(exc).split())[:200]
+                print(f"warning: could not copy {name} to {storage_uri}: {said}", flush=True)
 
 
 def _checkpoint_epoch(trial) -> int:

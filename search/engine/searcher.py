@@ -25,7 +25,7 @@ from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
 
 # TrialRecord: pickles of earlier releases name it here
-from search.engine.stages import Ledger, TrialRecord, decide, group_config  # noqa: F401
+from search.engine.stages import Ledger, TrialRecord, decide, upgraded  # noqa: F401
 from search.engine.stop import StopRequest, is_disk_full
 from search.engine.study import SearchStudy
 from search.store.files import JOURNAL_FILE, RACE_FILE
@@ -37,12 +37,8 @@ class StagedSearcher(Searcher):
         """`experiment`: the folder (its journal and race.json). `stop`: the driver session's
         (`search.engine.stop`): a race.json that no longer fits on the disk stops the run."""
         super().__init__(metric=METRIC, mode=MODE)
-        self._stop = stop or StopRequest()
-        self._config = config
-        self._experiment = Path(experiment)
-        self._ledger = Ledger()
-        self._race = RaceState()
-        self._restored = False
+        self._stop, self._config, self._experiment = stop or StopRequest(), config, Path(experiment)
+        self._ledger, self._race, self._restored = Ledger(), RaceState(), False
         self._study: SearchStudy | None = None
 
     @property
@@ -77,9 +73,7 @@ class StagedSearcher(Searcher):
             return entry.trial_config()
         if action.kind == "seeds":
             self._set_stage("seeds")
-            dim = action.latent_dim
-            n = min(self._config.members_per_trial, self._config.seeds - self._ledger.count("seeds", dim))
-            return group_config(self._ledger.seeds_for(trial_id, "seeds", dim, self._config, n))
+            return self._ledger.hand_out(trial_id, "seeds", action.latent_dim, self._config)
         if action.kind == "wait":
             return None
         return self._race_step(trial_id)
@@ -131,11 +125,7 @@ class StagedSearcher(Searcher):
     def __setstate__(self, state: dict[str, Any]) -> None:
         from search.engine.session import current
 
-        state = {k: v for k, v in state.items() if k not in ("_journal", "_race_file")}  # an earlier release's paths
-        if "_ledger" not in state:  # saved by an earlier release, before the ledger had its own class
-            state["_ledger"] = Ledger(state.pop("_trials", {}), state.pop("_seeds_lr", {}))
-        if not hasattr(state["_ledger"], "groups"):  # saved before fused trials
-            state["_ledger"].groups = {}
+        state = upgraded(state)  # a snapshot of an earlier release
         session = current()
         self.__dict__.update(state, _stop=session.stop, _experiment=session.experiment)
 
@@ -158,11 +148,7 @@ class StagedSearcher(Searcher):
         self._set_stage("racing")
         step = self._next_step(self._assess())
         if step.latent_dim is not None:
-            config, dim = self._config, step.latent_dim
-            room = [config.members_per_trial, config.max_seeds - self._ledger.handed(config.latent_dims)[dim]]
-            if config.max_trials is not None:
-                room.append(config.max_trials - len(self._ledger.trials))
-            return group_config(self._ledger.seeds_for(trial_id, "racing", dim, config, max(1, min(room))))
+            return self._ledger.hand_out(trial_id, "racing", step.latent_dim, self._config)
         if self._ledger.running():
             return None  # a result still to come may change the decision
         self._publish(self._race.finished(step.stop_reason))

@@ -144,6 +144,19 @@ class Ledger:
         """The size's next seeds (or racing) trial, at the size's best search lr."""
         return self.seeds_for(trial_id, stage, dim, config, 1)[0]
 
+    def hand_out(self, trial_id: str, stage: str, dim: int, config: SearchConfig) -> dict:
+        """The config of the size's next seeds (or racing) trial: as many of its seeds as
+        `--fuse-seeds` fuses, within what the stage still owes the size (`--seeds`, or
+        `--max-seeds` and `--max-trials` while racing)."""
+        if stage == "seeds":
+            room = [config.seeds - self.count("seeds", dim)]
+        else:
+            room = [config.max_seeds - self.handed(config.latent_dims)[dim]]
+            if config.max_trials is not None:
+                room.append(config.max_trials - len(self.trials))
+        n = max(1, min(config.members_per_trial, *room))
+        return group_config(self.seeds_for(trial_id, stage, dim, config, n))
+
     def seeds_for(self, trial_id: str, stage: str, dim: int, config: SearchConfig, n: int) -> list[TrialRecord]:
         """The size's next `n` seeds (or racing) trials, at the size's best search lr: one Tune
         trial, fused when n > 1 (its members are trials of their own here, `member_id`)."""
@@ -216,6 +229,17 @@ class Ledger:
         if config.max_trials is not None:
             owed = min(owed, max(0, config.max_trials - len(self.trials)))
         return owed
+
+
+def upgraded(state: dict) -> dict:
+    """A searcher's pickled `__dict__` from an earlier release in today's shape: no folder paths,
+    the ledger as its own class, with fused groups."""
+    state = {k: v for k, v in state.items() if k not in ("_journal", "_race_file")}
+    if "_ledger" not in state:  # before the ledger had its own class
+        state["_ledger"] = Ledger(state.pop("_trials", {}), state.pop("_seeds_lr", {}))
+    if not hasattr(state["_ledger"], "groups"):  # before fused trials
+        state["_ledger"].groups = {}
+    return state
 
 
 def decide(ledger: Ledger, config: SearchConfig, *, racing: bool):

@@ -1,24 +1,14 @@
 """Why a run stops early, and how: one `StopRequest` per driver session.
 
-The driver session (`search.engine.session.driver_session`) creates it and hands it, as an
-argument, to what can ask for a stop or must know of one: the signal handlers, the `StopWatch`
-and `Progress` callbacks, the searcher, and the filter on Ray's log handlers. Ray Tune pickles
-the callbacks and the searcher with its experiment; the request is left out of their pickles
-(as the Optuna study is) and, when `Tuner.restore` unpickles them, they take the running
-session's (`search.engine.session.current`).
-
-- The first SIGINT (Ctrl-C) or SIGTERM (a job scheduler, `timeout`, a spot-instance
-  preemption) is recorded by `handle`, and forwarded to Ray Tune from inside its loop
-  (`StopWatch` calls `forward_to_tune`): Tune stops as on its own Ctrl-C, saving the experiment
-  state one last time, and running trials stay resumable from their latest checkpoint. The
-  run then raises `Stopped`; the command exits with 128 + the signal's number (130, 143) and
-  says how to resume. A second signal stops at once.
-- A full disk (`disk_full`) stops Tune the same way, then `DiskFull` is raised.
-- Trials that no node can run, or a GPU trial on a node whose CUDA torch cannot use
-  (`cannot_run`), stop it the same way, then `PendingTimeout` or `DeviceUnusable` (exit code 2).
-
-Asking Ray Tune to stop is its documented graceful stop, SIGUSR1 to the driver, sent from one
-place (`_ask_tune`).
+The driver session creates it and hands it to what can ask for a stop or must know of one (the
+signal handlers, the `StopWatch` and `Progress` callbacks, the searcher, the filter on Ray's
+logs); left out of their pickles, it is taken again from the running session on `Tuner.restore`.
+A first SIGINT or SIGTERM (`handle`), a full disk (`disk_full`) or trials that cannot run
+(`cannot_run`: no node fits them, or CUDA is unusable) all ask Ray Tune for its graceful stop
+(SIGUSR1 to the driver, from `_ask_tune`, forwarded from inside its loop by `StopWatch`): the
+state is saved once more and running trials stay resumable. The run then raises `Stopped` (exit
+128 + the signal: 130, 143), `DiskFull`, `PendingTimeout` or `DeviceUnusable` (exit 2). A
+second signal stops at once.
 """
 
 from __future__ import annotations

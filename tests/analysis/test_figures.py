@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis import figures
-from analysis.racing import race_history
+from analysis.answers import race_history
 
 
 def _not_blank(drawing):

@@ -10,16 +10,13 @@ import pytest
 from scipy import stats
 
 from analysis import racing
+from analysis.answers import both_answers, race_history, side_by_side, values_by_latent_dim
 from analysis.racing import (
     Race,
     assess,
-    both_answers,
     mean_se,
     next_trial,
-    race_history,
     sequential_confidence,
-    side_by_side,
-    values_by_latent_dim,
 )
 from analysis.selection import choose, select
 from analysis.summary import summarize

@@ -146,7 +146,7 @@ def test_racing_on_trains_only_new_seeds_trials_and_survives_a_sigkill(raced):
 
     config = Experiment.open(experiment).config
     race = json.loads((experiment / "race.json").read_text())
-    from analysis.racing import values_by_latent_dim
+    from analysis.answers import values_by_latent_dim
 
     fresh = config.decision.assess(values_by_latent_dim(after))
     assert race["stage"] == "done" and race["latent_dim"] == fresh.latent_dim
