@@ -67,3 +67,37 @@ def test_what_is_owed_counts_the_search_the_seeds_and_the_contenders_room():
     assert ledger.owed(CONFIG, (2, 8)) == 2 + 2 + (3 - 2) + 3
     capped = SearchConfig(**{**CONFIG.to_dict(), "max_trials": 7})
     assert ledger.owed(capped, (2, 8)) == 7 - 2
+
+
+def test_a_fused_hand_out_is_one_trial_of_members_each_a_trial_of_its_own():
+    import dataclasses
+
+    from search.engine.stages import split_members
+
+    fused = dataclasses.replace(CONFIG, fuse_seeds=4, max_seeds=5, max_trials=9)
+    ledger = Ledger()
+    for trial_id, dim in (("a", 2), ("b", 8)):
+        ledger.record(trial_id, "search", dim, 1e-3, 0)
+        ledger.finish(trial_id, {"epoch": 4, "psnr_mean": 12.0}, error=False, max_epochs=4)
+    config = ledger.hand_out("g", "seeds", 8, fused)  # --seeds 2: a group of 2, not 4
+    assert config["seeds"] == [trial_seed(0, 1), trial_seed(0, 2)] and config["seed"] == trial_seed(0, 1)
+    assert ledger.groups == {"g": ["g-0", "g-1"]} and ledger.count("seeds", 8) == 2
+    assert ledger.next_action(fused) == Action("seeds", 2)
+    result = {"epoch": 4, "members": {"0": {"epoch": 4, "psnr_mean": 13.0}, "1": {"epoch": 2, "diverged": True}}}
+    ledger.finish("g", result, error=False, max_epochs=4)
+    assert ledger.trials["g-0"].state == "completed" and ledger.trials["g-1"].state == "diverged"
+    assert ledger.evidence("psnr") == {8: [13.0]}
+    # Ray Tune hands a searcher the result flattened: the same members
+    flat = Ledger()
+    flat.hand_out("h", "seeds", 8, fused)
+    flat.finish("h", {"members/0/epoch": 4, "members/0/psnr_mean": 11.0, "members/1/epoch": 4,
+                      "members/1/psnr_mean": 12.0}, error=False, max_epochs=4)
+    assert flat.evidence("psnr") == {8: [11.0, 12.0]}
+    # racing: at most --fuse-seeds, within --max-seeds (5) and --max-trials (9)
+    assert "seeds" not in ledger.hand_out("r", "racing", 2, dataclasses.replace(fused, fuse_seeds=1))
+    assert len(ledger.hand_out("q", "racing", 8, fused)["seeds"]) == 3  # 2 of 8's 5 handed out, 5 trials so far
+    assert "seeds" not in ledger.hand_out("z", "racing", 2, fused)  # 8 trials so far: room for one
+    members = split_members("q", {"seeds": [1, 2, 3], "latent_dim": 8}, {"time_total_s": 9.0, "node": "n",
+                                                                         "members": {"1": {"psnr_mean": 5.0}}})
+    assert [(m, c["seed"]) for m, c, _ in members] == [("q-0", 1), ("q-1", 2), ("q-2", 3)]
+    assert members[1][2] == {"time_total_s": 3.0, "node": "n", "psnr_mean": 5.0} and "psnr_mean" not in members[0][2]
