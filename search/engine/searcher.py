@@ -37,8 +37,12 @@ class StagedSearcher(Searcher):
         """`experiment`: the folder (its journal and race.json). `stop`: the driver session's
         (`search.engine.stop`): a race.json that no longer fits on the disk stops the run."""
         super().__init__(metric=METRIC, mode=MODE)
-        self._stop, self._config, self._experiment = stop or StopRequest(), config, Path(experiment)
-        self._ledger, self._race, self._restored = Ledger(), RaceState(), False
+        self._stop = stop or StopRequest()
+        self._config = config
+        self._experiment = Path(experiment)
+        self._ledger = Ledger()
+        self._race = RaceState()
+        self._restored = False
         self._study: SearchStudy | None = None
 
     @property
@@ -100,9 +104,7 @@ class StagedSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
-            ledger = self._ledger
-            state = {"trials": ledger.trials, "seeds_lr": ledger.seeds_lr, "groups": ledger.groups, "race": self._race}
-            pickle.dump(state, handle)
+            pickle.dump({**vars(self._ledger), "race": self._race}, handle)  # trials, seeds_lr, groups
 
     def restore(self, checkpoint_path: str) -> None:
         """Ray Tune's restore. The settings are read again from run.json: a race-on (`resume EXP

@@ -144,9 +144,10 @@ def trials_frame(experiment, *, finished: bool = False) -> pd.DataFrame:
 
 
 def history_frame(experiment) -> pd.DataFrame:
-    """One row per trial and epoch, from each trial's progress.csv; from its last checkpoint's
-    history when progress.csv lacks epochs the trial reported (Ray Tune copies the driver's logs
-    to the storage path in the background, and a driver killed mid-copy leaves them torn)."""
+    """One row per trial and epoch (each member of a fused trial: its own rows), from each
+    trial's progress.csv; from its last checkpoint's history when progress.csv lacks epochs the
+    trial reported (Ray Tune copies the driver's logs to the storage path in the background, and
+    a driver killed mid-copy leaves them torn)."""
     from search.store.storage import is_dir
 
     frames = []
@@ -155,65 +156,44 @@ def history_frame(experiment) -> pd.DataFrame:
         analysis = _analysis(location)
         logged = analysis.trial_dataframes
         for trial in analysis.trials:
-            frame = logged.get(trial.trial_id)
-            if len(trial.config.get("seeds") or []) > 1:
-                frames.extend(_member_histories(trial, frame))
-                continue
-            if frame is None or "epoch" not in frame.columns:
-                frame = pd.DataFrame(columns=["epoch"])
-            # Tune logs results at least once: a trial restored from an older checkpoint
-            # reports those epochs again (with equal values, training is deterministic)
-            frame = frame.drop_duplicates(subset=["epoch"], keep="last")
-            reported = int((trial.last_result or {}).get("epoch", 0) or 0)
-            if trial.checkpoint is not None and len(frame) < reported:
-                frame = _checkpoint_history(trial)
-            if frame.empty:
-                continue
-            tconf = trial.config
-            frame = frame.assign(trial_id=trial.trial_id, phase=tconf.get("phase", "search"),
-                                 stage=tconf.get("stage", tconf.get("phase", "search")),
-                                 latent_dim=tconf["latent_dim"], lr=tconf["lr"], seed=tconf["seed"])
-            frames.append(frame.reindex(columns=HISTORY_COLUMNS))
+            members = split_members(trial.trial_id, dict(trial.config), trial.last_result or {})
+            fused, stored = len(members) > 1, None
+            for index, (trial_id, tconf, result) in enumerate(members):
+                frame = _logged(logged.get(trial.trial_id), index if fused else None)
+                if trial.checkpoint is not None and len(frame) < int(result.get("epoch", 0) or 0):
+                    stored = stored or _checkpoint_histories(trial, fused)
+                    frame = stored[index]
+                if frame.empty:
+                    continue
+                frame = frame.assign(trial_id=trial_id, phase=tconf.get("phase", "search"),
+                                     stage=tconf.get("stage", tconf.get("phase", "search")),
+                                     latent_dim=tconf["latent_dim"], lr=tconf["lr"], seed=tconf["seed"])
+                frames.append(frame.reindex(columns=HISTORY_COLUMNS))
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
     return pd.concat(frames, ignore_index=True)
 
 
-def _checkpoint_history(trial) -> pd.DataFrame:
-    """The per-epoch results a trial's last checkpoint holds (`vae.training.TrainState`)."""
-    from vae.checkpoint import load_state
+def _logged(frame: pd.DataFrame | None, member: int | None) -> pd.DataFrame:
+    """A trial's rows of progress.csv, one per epoch; a fused trial's `member`: its
+    `members/I/...` columns under their own names."""
+    if frame is not None and member is not None:
+        prefix = f"members/{member}/"
+        columns = [c for c in frame.columns if c.startswith(prefix)]
+        frame = frame[columns].set_axis([c.removeprefix(prefix) for c in columns], axis=1)
+    if frame is None or "epoch" not in frame.columns:
+        return pd.DataFrame(columns=["epoch"])
+    # Tune logs results at least once: a trial restored from an older checkpoint reports those
+    # epochs again (with equal values, training is deterministic)
+    return frame[frame["epoch"].notna()].drop_duplicates(subset=["epoch"], keep="last")
+
+
+def _checkpoint_histories(trial, fused: bool) -> list[pd.DataFrame]:
+    """The per-epoch results a trial's last checkpoint holds (`vae.training.TrainState`): one
+    frame, or one per member of a fused trial (`vae.fused.FusedState`)."""
+    from vae.checkpoint import load_fused, load_state
     from vae.training import EpochResult
 
     with trial.checkpoint.as_directory() as folder:
-        history = load_state(folder)["history"]
-    return pd.DataFrame([EpochResult(**r).flat() for r in history])
-
-
-def _member_histories(trial, frame: pd.DataFrame | None) -> list[pd.DataFrame]:
-    """history.csv's rows of each member of a fused trial: its part of every epoch's report
-    (progress.csv's `members/I/...` columns), or its history in the trial's last checkpoint when
-    progress.csv lacks epochs the trial reported."""
-    members = split_members(trial.trial_id, dict(trial.config), trial.last_result or {})
-    stored = None
-    out = []
-    for index, (trial_id, tconf, result) in enumerate(members):
-        prefix = f"members/{index}/"
-        own = pd.DataFrame(columns=["epoch"])
-        if frame is not None and f"{prefix}epoch" in frame.columns:
-            own = frame[[c for c in frame.columns if c.startswith(prefix)]]
-            own = own.set_axis([c.removeprefix(prefix) for c in own.columns], axis=1)
-            own = own[own["epoch"].notna()].drop_duplicates(subset=["epoch"], keep="last")
-        if trial.checkpoint is not None and len(own) < int(result.get("epoch") or 0):
-            if stored is None:
-                from vae.checkpoint import load_fused
-                from vae.training import EpochResult
-
-                with trial.checkpoint.as_directory() as folder:
-                    stored = [[EpochResult(**r).flat() for r in h] for h in load_fused(folder)["histories"]]
-            own = pd.DataFrame(stored[index])
-        if own.empty:
-            continue
-        own = own.assign(trial_id=trial_id, phase=tconf.get("phase", "search"), stage=tconf.get("stage", "seeds"),
-                         latent_dim=tconf["latent_dim"], lr=tconf["lr"], seed=tconf["seed"])
-        out.append(own.reindex(columns=HISTORY_COLUMNS))
-    return out
+        histories = load_fused(folder)["histories"] if fused else [load_state(folder)["history"]]
+    return [pd.DataFrame([EpochResult(**r).flat() for r in history]) for history in histories]
