@@ -10,6 +10,11 @@ installed Ray is another or no longer has what is used here.
 - `autoscaled`: whether the cluster has an autoscaler, from the config its GCS holds (`vae-search check`).
 - `saved_storage`: the storage Ray Tune saves in its search generator's experiment spec, which
   the trials created after `Tuner.restore` take (`search.engine.experiment.relocate_search`).
+- `own_staging`: Ray Tune stages a driver's files (its experiment state, the trials' folders) on
+  the node in SESSION/artifacts/<the second Tune started>/<experiment folder name>, then copies
+  them to the experiment. Every vae-search experiment's folder is `tune`: two searches started
+  in the same second on one cluster would stage in one folder and each copy the other's trials
+  and state into its own experiment (seen: two runs of one command on one head).
 """
 
 from __future__ import annotations
@@ -44,6 +49,29 @@ def driver_printer(replacement: Callable[[dict, Callable], None]) -> Iterator[No
         yield
     finally:
         worker.print_to_stdstream = printer
+
+
+@contextlib.contextmanager
+def own_staging() -> Iterator[None]:
+    """While it lasts, every Ray Tune `StorageContext` made in this process stages in a folder of
+    its own: a random suffix after the second its folder is named by. A restored run keeps the
+    folder its trials were saved with (Ray Tune reuses it), which was made unique when it started."""
+    import uuid
+
+    from ray.train._internal.storage import StorageContext
+
+    made = StorageContext.__init__
+    suffix = uuid.uuid4().hex[:8]
+
+    def init(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        self._timestamp = f"{self._timestamp}_{suffix}"  # read by StorageContext._get_session_path alone
+
+    StorageContext.__init__ = init
+    try:
+        yield
+    finally:
+        StorageContext.__init__ = made
 
 
 def saved_storage(search_state: dict[str, Any]):

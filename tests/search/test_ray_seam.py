@@ -48,3 +48,24 @@ def test_the_search_generator_saves_its_experiment_and_the_gcs_its_autoscaler_co
     assert '"experiment": self._experiment' in inspect.getsource(SearchGenerator.get_state)
     assert '"storage": self.storage' in inspect.getsource(Experiment.__init__)
     assert callable(state.state.get_cluster_config)
+
+
+
+def test_storage_made_under_own_staging_stages_in_a_folder_of_its_own(tmp_path):
+    import re
+
+    from ray.train._internal.storage import StorageContext
+
+    # Ray Tune's staging folder on the node: SESSION/artifacts/<_timestamp>/<experiment folder name>
+    assert "self._timestamp, self.experiment_dir_name" in inspect.getsource(StorageContext._get_session_path)
+
+    def stamp():
+        return StorageContext(storage_path=str(tmp_path), experiment_dir_name="tune")._timestamp
+
+    with ray_seam.own_staging():
+        first = stamp()
+    with ray_seam.own_staging():
+        second = stamp()
+    second_only = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d"
+    assert re.fullmatch(rf"{second_only}_[0-9a-f]{{8}}", first) and first != second  # even within one second
+    assert re.fullmatch(second_only, stamp())  # put back
