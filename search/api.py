@@ -129,6 +129,7 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
     from search.engine.stop import CannotRun, Stopped
     from search.store.files import JOURNAL_FILE
     from search.store.lock import hold, repair_journal
+    from search.store.record import resume_command
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-data")
     loading = pool.submit(load)  # reading and splitting the data overlaps Ray's start
@@ -141,30 +142,27 @@ def execute(config: SearchConfig, address: str | None, load: Callable, get_exper
             notice = repair_journal(experiment.path / JOURNAL_FILE)
             if notice:
                 print(f"notice: {notice}", flush=True)
-            print(
-                f"experiment: {experiment.path} (running; `vae-search resume {experiment.path}` continues it if "
-                "interrupted)",
-                flush=True,
-            )
+            print(f"experiment: {experiment.path} (running; `{resume_command(experiment.path, address)}` continues "
+                  "it if interrupted)", flush=True)
             try:
                 race = engine.execute(experiment, splits, session=session)
             except BaseException as exc:
                 if isinstance(exc, CannotRun):
-                    exc.experiment_path = experiment.path
-                stop = _disk_full(experiment, exc, session.stop.full_logs)
+                    exc.experiment_path, exc.address = experiment.path, address
+                stop = _disk_full(experiment, exc, session.stop.full_logs, address)
                 _mark_stopped(experiment, stop)
                 if stop is not exc:
                     raise stop from None
                 raise
     except Stopped as exc:  # a signal: `driver_session` says which, here is where the experiment is
-        raise Stopped(experiment.path if experiment else None, exc.signum) from None
+        raise Stopped(experiment.path if experiment else None, exc.signum, address) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    report(experiment.path, race, experiment.config)
+    report(experiment.path, race, experiment.config, address)
     return Experiment.open(experiment.path)
 
 
-def _disk_full(experiment, exc: BaseException, ray_logs: list[str]) -> BaseException:
+def _disk_full(experiment, exc: BaseException, ray_logs: list[str], address: str | None = None) -> BaseException:
     """`exc` itself, or a `DiskFull` carrying what the user needs (free and needed space, a log
     of the details) when the disk filled up. The details (with `ray_logs`, what Ray logged about
     it) go to EXPERIMENT/driver-error.log (`DRIVER_ERROR_LOG`), or to the temporary folder when
@@ -202,7 +200,7 @@ def _disk_full(experiment, exc: BaseException, ray_logs: list[str]) -> BaseExcep
             break
         except OSError:
             continue
-    return DiskFull(str(experiment.path), detail, experiment_path=experiment.path, log=log,
+    return DiskFull(str(experiment.path), detail, experiment_path=experiment.path, address=address, log=log,
                     free=shutil.disk_usage(experiment.path).free, needed=space_needed(experiment))
 
 

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from search.engine.stop import CannotRun, DiskFull, Stopped
+    from search.store.record import resume_command
 
     try:
         args = build_parser().parse_args(argv)
@@ -57,14 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, CannotRun) as exc:
         error(exc)
         if getattr(exc, "experiment_path", None) is not None:
-            print(f"resume with: vae-search resume {exc.experiment_path}", file=sys.stderr)
+            print(f"resume with: {resume_command(exc.experiment_path, exc.address)}", file=sys.stderr)
         return 2
     except DiskFull as exc:
         details = f"; details in {exc.log}" if exc.log else ""
         print(f"{PROG}: stopped: no space left on device in {exc.folder} ({megabytes(exc.free)} free, "
               f"the rest of the run needs about {megabytes(exc.needed)}){details}", file=sys.stderr)
         if exc.experiment_path is not None:
-            print(f"resume with: vae-search resume {exc.experiment_path}", file=sys.stderr)
+            print(f"resume with: {resume_command(exc.experiment_path, exc.address)}", file=sys.stderr)
         return 1
     except (Stopped, KeyboardInterrupt) as exc:
         stop = exc if isinstance(exc, Stopped) else Stopped(None, signal.SIGINT)
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: stopped by {name} before the experiment was created", file=sys.stderr)
         else:
             print(f"{PROG}: stopped by {name}; finished trials and checkpoints are saved", file=sys.stderr)
-            print(f"resume with: vae-search resume {path}", file=sys.stderr)
+            print(f"resume with: {resume_command(path, stop.address)}", file=sys.stderr)
         return stop.exit_code
 
 

@@ -171,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"test split: MSE {test['mse_mean']:.4f}, PSNR {test['psnr_mean']:.2f} dB (trial {selection.best_trial_id})")
     if decision == config.decision:  # the run's own decision: it can race on
-        line = race_on_line(experiment.path, trials, race.confidence, config)
+        line = race_on_line(experiment.path, trials, race.confidence, config, experiment.record.get("address"))
         if line:
             print(line)
     print(f"report: {report}")

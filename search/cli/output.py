@@ -38,7 +38,7 @@ def print_table(trials) -> None:
     sys.stdout.write(format_trials(trials, sort="psnr_mean", top=None, fmt="table"))
 
 
-def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> None:
+def report(path: Path, race: RaceState, config: SearchConfig | None = None, address: str | None = None) -> None:
     """The trial table, the decision (with the answer by each metric and the latent use, given
     the run's `config`), and as the last line where the experiment is."""
     from analysis.racing import StopReason
@@ -56,16 +56,17 @@ def report(path: Path, race: RaceState, config: SearchConfig | None = None) -> N
         print(f"chosen latent size: {race.latent_dim} (confidence {race.confidence or 0:.2f})")
     else:
         print(f"chosen latent size: none ({race.stop_reason or StopReason.NO_SEEDS})")
-    line = race_on_line(path, trials, race.confidence, config) if config is not None else None
+    line = race_on_line(path, trials, race.confidence, config, address) if config is not None else None
     if line:
         print(line)
     print(f"experiment: {path}")
 
 
-def race_on_line(path: Path, trials, confidence: float | None, config: SearchConfig) -> str | None:
-    """`to race on: vae-search resume PATH --max-seeds N …` when the race ended below its target
-    and the experiment has room to race on (`--race-on-to`), with the seeds trials it would at
-    most add; None otherwise."""
+def race_on_line(path: Path, trials, confidence: float | None, config: SearchConfig,
+                 address: str | None = None) -> str | None:
+    """`to race on: vae-search resume PATH [--address A] --max-seeds N …` when the race ended below
+    its target and the experiment has room to race on (`--race-on-to`), with the seeds trials it
+    would at most add; None otherwise."""
     if (
         config.race_on_to is None
         or confidence is None
@@ -77,10 +78,12 @@ def race_on_line(path: Path, trials, confidence: float | None, config: SearchCon
     more = sum(room.values())
     if not more:
         return None
+    from search.store.record import resume_command
+
     flags = f"--max-seeds {config.race_on_to}"
     if config.max_trials is not None and len(trials) + more > config.max_trials:
         flags += f" --max-trials {len(trials) + more}"
-    return (f"to race on: vae-search resume {path} {flags} (at most {more} more seeds trials, for latent sizes "
+    return (f"to race on: {resume_command(path, address)} {flags} (at most {more} more seeds trials, for latent sizes "
             f"{', '.join(str(d) for d, n in sorted(room.items()) if n)})")
 
 

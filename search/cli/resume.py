@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
     experiment = Experiment.open(args.experiment)
     limits = {name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None}
     if experiment.done and not limits:  # nothing to run: no data, no Ray
-        report(experiment.path, read_race(experiment.path / RACE_FILE), experiment.config)
+        report(experiment.path, read_race(experiment.path / RACE_FILE), experiment.config, args.address)
         return 0
     refuse_if_running(experiment.path)  # before a race-on writes and Ray starts; execute takes the lock
     if limits:

@@ -25,12 +25,13 @@ from typing import Iterator
 
 class Stopped(Exception):
     """A signal stopped the run; what was saved can be resumed. `experiment_path` is None when
-    the signal came before the experiment folder was created."""
+    the signal came before the experiment folder was created; `address` the cluster it joined."""
 
-    def __init__(self, experiment_path: Path | None, signum: int) -> None:
+    def __init__(self, experiment_path: Path | None, signum: int, address: str | None = None) -> None:
         super().__init__(signal.Signals(signum).name)
         self.experiment_path = experiment_path
         self.signum = signum
+        self.address = address
 
     @property
     def exit_code(self) -> int:
@@ -39,9 +40,10 @@ class Stopped(Exception):
 
 class CannotRun(Exception):
     """The cluster cannot run the trials as asked (exit code 2); the run resumes once it can.
-    `experiment_path`: set once the experiment is known."""
+    `experiment_path` and `address` (the cluster it joined): set once the experiment is known."""
 
     experiment_path: Path | None = None
+    address: str | None = None
 
 
 class PendingTimeout(CannotRun):
@@ -56,15 +58,16 @@ class DiskFull(Exception):
     """The disk under the experiment filled up: the run stopped as a signal stops it.
 
     `folder`: the folder the user gave; `detail`: what first said so. What the user needs to go
-    on, known once the experiment exists (`search.cli.run`): `experiment_path`, `log` (where the
-    details were written), `free` and `needed` (bytes)."""
+    on, known once the experiment exists (`search.cli.run`): `experiment_path`, `address` (the
+    cluster it joined), `log` (where the details were written), `free` and `needed` (bytes)."""
 
     def __init__(self, folder: str, detail: BaseException | str | None = None, *, experiment_path: Path | None = None,
-                 log: Path | None = None, free: int = 0, needed: int = 0) -> None:
+                 address: str | None = None, log: Path | None = None, free: int = 0, needed: int = 0) -> None:
         super().__init__(f"no space left on device in {folder}")
         self.folder = folder
         self.detail = detail
         self.experiment_path = experiment_path
+        self.address = address
         self.log = log
         self.free = free
         self.needed = needed

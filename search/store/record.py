@@ -26,6 +26,12 @@ from vae.errors import UsageError
 from vae.files import atomic_write_text
 
 
+def resume_command(path: str | Path, address: str | None = None) -> str:
+    """`vae-search resume PATH`, with the `--address` of a run that joined a cluster: without it,
+    resume starts a Ray of its own on the machine it is typed on instead of joining the cluster."""
+    return f"vae-search resume {path}" + (f" --address {address}" if address else "")
+
+
 @dataclass
 class Experiment:
     path: Path

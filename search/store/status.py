@@ -20,6 +20,7 @@ from typing import Any
 from analysis.layout import ENDED, outcome
 from search.store.files import RACE_FILE, RUN_FILE, STATUS_FILE, TRIALS_FILE
 from search.store.race import RaceState
+from search.store.record import resume_command
 from vae.errors import UsageError
 from vae.files import atomic_write_text
 
@@ -129,7 +130,7 @@ def read(experiment: str) -> dict[str, Any]:
         raise UsageError(f"{experiment} is not a vae-search experiment (no {RUN_FILE})")
     run, status = files[RUN_FILE], files[STATUS_FILE] or {}
     done = bool(run.get("done"))
-    out = {"experiment": experiment, **status}
+    out = {"experiment": experiment, **status, "address": run.get("address")}
     if files[RACE_FILE] is not None:  # newer than status.json's copy
         out.update(_race_fields(RaceState.from_dict(files[RACE_FILE])))
     if done:
@@ -151,14 +152,15 @@ def read(experiment: str) -> dict[str, Any]:
 
 
 def format_status(status: dict[str, Any]) -> str:
+    resume = resume_command(status["experiment"], status.get("address"))
     lines = [
         f"experiment: {status['experiment']}",
         f"state: {status['state']}"
         + (
-            f" ({status['stopped']}; `vae-search resume {status['experiment']}` continues it)"
+            f" ({status['stopped']}; `{resume}` continues it)"
             if status.get("stopped")
             else f" (no update for {status['seconds_since_update']:.0f} s: the driver may have stopped; "
-            f"`vae-search resume {status['experiment']}` continues it)"
+            f"`{resume}` continues it)"
             if status["state"] == "stopped"
             else ""
         ),

@@ -58,7 +58,9 @@ def test_a_gpu_trial_on_a_node_whose_cuda_torch_cannot_use_stops_the_run_before_
     errors = [line for line in result.stderr.splitlines() if line.startswith("vae-search: error: ")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"cannot use CUDA on node {__import__('socket').gethostname()} ({gpu_node.node_id[:8]}): torch" in errors[0]
-    assert result.stderr.strip().splitlines()[-1] == f"resume with: vae-search resume {experiment}"
+    # the cluster it joined: a plain `resume` would start a Ray of its own on this machine
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"resume with: vae-search resume {experiment} --address {cluster.address}"
     # nothing trained: no checkpoint, no result; the run is not done and its trials are not errored
     assert not list(experiment.glob("tune/trial_*/checkpoint_*"))
     assert json.loads((experiment / "run.json").read_text())["done"] is False
@@ -86,7 +88,7 @@ def test_a_trial_no_node_fits_gives_up_after_the_pending_timeout(cluster, tmp_pa
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and "--pending-timeout 3 s" in lines[0] and "3 CPU" in lines[0], result.stderr[-2000:]
-    assert lines[1] == f"resume with: vae-search resume {tmp_path / 'stuck'}"
+    assert lines[1] == f"resume with: vae-search resume {tmp_path / 'stuck'} --address {cluster.address}"
     assert not (tmp_path / "stuck" / "trials.csv").exists()
 
 
