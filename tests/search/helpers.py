@@ -85,6 +85,30 @@ def main_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["vae-search", *args], code, out.getvalue(), err.getvalue())
 
 
+LEFT_ON = r"""
+import json, sys, ray
+from ray._private import state  # the GCS's actor table: no public call lists actors without the dashboard
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+total, free = ray.cluster_resources(), ray.available_resources()
+print(json.dumps({
+    "actors": sum(a["State"] != "DEAD" for a in state.actors().values()),
+    "placement_groups": sum(p["state"] != "REMOVED" for p in ray.util.placement_group_table().values()),
+    "cpus_in_use": total["CPU"] - free.get("CPU", 0),
+    "object_store_bytes_in_use": total["object_store_memory"] - free.get("object_store_memory", 0),
+}))
+"""
+
+
+def left_on(address: str) -> dict:
+    """What is left on the Ray cluster at `address` (actors alive, placement groups, CPUs and
+    object store held), asked by a driver of its own that is not counted."""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", LEFT_ON, address], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def training_on(tune_dir, nodes) -> tuple[str, int] | None:
     """(trial id, pid of its worker) of a trial training now on one of `nodes` (of a
     `ray.cluster_utils.Cluster`), with a checkpoint and at least 3 of 8 epochs to go. Its worker

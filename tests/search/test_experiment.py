@@ -20,6 +20,7 @@ DIMS = (2, 8)
 
 def test_run_prints_the_decision_then_the_experiment_path_last(smoke):
     path, result = smoke
+    address = result.args[result.args.index("--address") + 1]
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == f"experiment: {path}"
     race = json.loads((path / "race.json").read_text())
@@ -27,17 +28,19 @@ def test_run_prints_the_decision_then_the_experiment_path_last(smoke):
     assert race["stage"] == "done" and race["stop_reason"] in ("confidence", "max-seeds")
     if race["stop_reason"] == "max-seeds":  # below the target: how to firm it up comes between
         assert lines[-3] == decision and lines[-2].startswith(
-            f"to race on: vae-search resume {path} --max-seeds 6 (at most "
+            f"to race on: vae-search resume {path} --address {address} --max-seeds 6 (at most "
         )
     else:
         assert lines[-2] == decision
 
 
-def test_the_same_command_and_seed_give_the_same_trials_and_choice_and_cpus_per_trial_sets_threads(tmp_path):
-    # Its own two runs, side by side: it compares them. --trials 2 on two sizes: only the enqueued
-    # search points, so no proposal depends on which trial finished first. Two CPUs per trial on a
-    # 2-CPU Ray: each trial gets two threads, and a run's trials never overlap in time
-    args = ("run", "--preset", "smoke", "--num-cpus", "2", "--cpus-per-trial", "2", "--trials", "2", "--seeds", "1",
+def test_the_same_command_and_seed_give_the_same_trials_and_choice_and_cpus_per_trial_sets_threads(
+    tmp_path, ray_head
+):
+    # Its own two runs, side by side on one cluster: it compares them. --trials 2 on two sizes: only
+    # the enqueued search points, so no proposal depends on which trial finished first. Two CPUs per
+    # trial on a 2-CPU Ray: each trial gets two threads, and a run's trials never overlap in time
+    args = ("run", "--preset", "smoke", "--address", ray_head, "--cpus-per-trial", "2", "--trials", "2", "--seeds", "1",
             "--max-seeds", "1", "--seed", "5", "--storage", str(tmp_path))
     with cli_process(*args, "--name", "a") as first, cli_process(*args, "--name", "b") as second:
         for process in (first, second):

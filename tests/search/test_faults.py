@@ -132,13 +132,13 @@ def test_a_trial_that_keeps_failing_is_errored_and_the_rest_completes(crash):
     assert analysis.returncode == 0, analysis.stderr[-2000:]
 
 
-def test_diverging_trials_stop_at_once_without_retries(tmp_path):
+def test_diverging_trials_stop_at_once_without_retries(tmp_path, ray_head):
     result = run_cli(
         "run",
         "--preset",
         "smoke",
-        "--num-cpus",
-        "2",
+        "--address",
+        ray_head,
         "--lr-range",
         "1e4,1e5",
         "--epochs",

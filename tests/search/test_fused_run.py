@@ -1,6 +1,7 @@
-"""A search whose seeds trials are fused (`--fuse-seeds 2`), end to end on a local Ray: one Tune
-trial trains two seeds of a size together, and every seed is still a trial of its own in
-trials.csv, history.csv, the printed lines, status.json, the decision and the exported model."""
+"""A search whose seeds trials are fused (`--fuse-seeds 2`), end to end on a running Ray (the
+worker's `ray_head`): one Tune trial trains two seeds of a size together, and every seed is still
+a trial of its own in trials.csv, history.csv, the printed lines, status.json, the decision and the
+exported model; the finished search leaves nothing on the cluster."""
 
 import json
 
@@ -9,23 +10,29 @@ import pytest
 
 from analysis.layout import COLUMNS
 from search.engine.stages import trial_seed
-from tests.search.helpers import main_cli, run_cli
+from tests.search.helpers import left_on, main_cli, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fused")]
 
 
 @pytest.fixture(scope="module")
-def fused(tmp_path_factory):
+def fused(tmp_path_factory, ray_head):
     storage = tmp_path_factory.mktemp("fused")
     # a target two seeds cannot reach: racing hands out each size's last two seeds as a fused trial too
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--fuse-seeds", "2", "--max-seeds", "4",
+    result = run_cli("run", "--preset", "smoke", "--address", ray_head, "--fuse-seeds", "2", "--max-seeds", "4",
                      "--confidence", "0.999", "--storage", str(storage), "--name", "f", "--seed", "5")
     assert result.returncode == 0, result.stderr[-3000:]
-    return storage / "f", result.stdout
+    return storage / "f", result.stdout, left_on(ray_head)
+
+
+def test_a_finished_search_leaves_nothing_on_the_cluster(fused):
+    # its trial actors, their placement groups, the data it put in the object store: all gone, so
+    # that searches in a row on one cluster start as the first did
+    assert fused[2] == {"actors": 0, "placement_groups": 0, "cpus_in_use": 0, "object_store_bytes_in_use": 0}
 
 
 def test_each_seed_of_a_fused_trial_is_a_row_of_its_own(fused):
-    experiment, printed = fused
+    experiment, printed, _ = fused
     assert json.loads((experiment / "run.json").read_text())["config"]["fuse_seeds"] == 2
     table = pd.read_csv(experiment / "trials.csv")
     assert list(table.columns) == list(COLUMNS)
@@ -53,7 +60,7 @@ def test_each_seed_of_a_fused_trial_is_a_row_of_its_own(fused):
 
 
 def test_the_decision_status_and_exported_model_see_every_seed(fused):
-    experiment, _ = fused
+    experiment, _, _ = fused
     table = pd.read_csv(experiment / "trials.csv")
     status = json.loads((experiment / "status.json").read_text())
     assert status["trials"]["done"] == len(table)

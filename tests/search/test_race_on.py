@@ -1,6 +1,7 @@
-"""Racing on from a finished experiment (`vae-search resume EXP --max-seeds N`), end to end on a
-local Ray: one smoke run whose race stops at --max-seeds below its target, bad race-ons refused
-without a write, a race-on SIGKILLed mid-race, then `resume` to the end."""
+"""Racing on from a finished experiment (`vae-search resume EXP --max-seeds N`), end to end: one
+smoke run on a running Ray (`ray_head`) whose race stops at --max-seeds below its target, bad
+race-ons refused without a write, a race-on SIGKILLed mid-race with the local Ray it started (its
+whole session killed), then `resume` to the end on the running Ray again."""
 
 import hashlib
 import json
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("race-on")]
 
 # one learning rate and an unreachable target: the race always stops at --max-seeds 2, below it
 RUN = ("--preset", "smoke", "--epochs", "3", "--lr-range", "3e-3,3.001e-3", "--confidence", "0.999", "--seeds", "2",
-       "--max-seeds", "2", "--num-cpus", "2")
+       "--max-seeds", "2")
 
 
 def _files(folder):
@@ -26,10 +27,10 @@ def _files(folder):
 
 
 @pytest.fixture(scope="module")
-def raced(tmp_path_factory):
+def raced(tmp_path_factory, ray_head):
     storage = tmp_path_factory.mktemp("race-on")
     experiment = storage / "ro"
-    first = run_cli("run", *RUN, "--storage", str(storage), "--name", "ro")
+    first = run_cli("run", *RUN, "--address", ray_head, "--storage", str(storage), "--name", "ro")
     assert first.returncode == 0, first.stderr[-3000:]
     before = pd.read_csv(experiment / "trials.csv")
 
@@ -77,7 +78,7 @@ def raced(tmp_path_factory):
     assert killed, "the race-on finished before it could be killed"
     interrupted = experiment
     experiment = _move(interrupted, storage / "third" / "ro-again")
-    resumed = run_cli("resume", str(experiment))
+    resumed = run_cli("resume", str(experiment), "--address", ray_head)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     analyzed = main_cli("analyze", str(experiment))
     assert analyzed.returncode == 0, analyzed.stderr[-3000:]
@@ -86,6 +87,7 @@ def raced(tmp_path_factory):
         "original": original,
         "interrupted": interrupted,
         "first": first,
+        "address": ray_head,
         "before": before,
         "refused": refused,
         "unchanged": unchanged,
@@ -108,7 +110,9 @@ def _move(folder, target):
 def test_a_run_that_stops_below_its_target_says_how_to_race_on(raced):
     lines = raced["first"].stdout.strip().splitlines()
     assert lines[-1] == f"experiment: {raced['original']}"
-    assert re.fullmatch(rf"to race on: vae-search resume {re.escape(str(raced['original']))} --max-seeds 4 "
+    # with the cluster it ran on: a plain `resume` would start a Ray of its own on this machine
+    assert re.fullmatch(rf"to race on: vae-search resume {re.escape(str(raced['original']))} "
+                        rf"--address {re.escape(raced['address'])} --max-seeds 4 "
                         r"\(at most [1-4] more seeds trials, for latent sizes [\d, ]+\)", lines[-2]), lines[-2]
 
 

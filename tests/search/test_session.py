@@ -342,7 +342,7 @@ def test_the_bucket_holds_the_experiment_and_analyze_and_status_work_from_it(cha
 
 
 def test_an_experiment_synced_down_from_the_bucket_races_on_where_it_is_and_leaves_the_bucket_alone(
-    chain, s3, tmp_path
+    chain, s3, tmp_path, ray_head
 ):
     experiment, steps = chain
     port, client = s3
@@ -360,7 +360,8 @@ def test_an_experiment_synced_down_from_the_bucket_races_on_where_it_is_and_leav
         client.download_file(BUCKET, key, str(target))
     # one more trial is enough to show where it trains (--max-trials caps the race-on)
     more = str(len(pd.read_csv(synced / "trials.csv")) + 1)
-    race_on = run_cli("resume", str(synced), "--max-seeds", "4", "--max-trials", more, cwd=tmp_path)
+    race_on = run_cli("resume", str(synced), "--max-seeds", "4", "--max-trials", more, "--address", ray_head,
+                      cwd=tmp_path)
     assert race_on.returncode == 0, race_on.stderr[-3000:]
     assert race_on.stdout.strip().splitlines()[-1] == f"experiment: {synced}"
     table = pd.read_csv(synced / "trials.csv")
