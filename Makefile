@@ -9,6 +9,11 @@ STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+# pip compiles every file it installs (torch's, ray's: about 40 s of a fresh install here); Python
+# compiles what is imported instead, the first time, so the venv's bytecode must be writable:
+# PYTHONDONTWRITEBYTECODE (set on some machines) would make every process compile torch again.
+PIP_INSTALL := -m pip install --quiet --disable-pip-version-check --no-compile
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test test-fast coverage lint bench install install-test clean
 
@@ -17,13 +22,13 @@ install-test: $(TEST_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) $(PIP_INSTALL) -e .
 	touch $(STAMP)
 
 # The test toolchain over the run install (one install: a run stamp follows from it).
 $(TEST_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) $(PIP_INSTALL) -e '.[test]'
 	touch $(STAMP) $(TEST_STAMP)
 
 # The quick search on the default data, then the analysis; prints where the report is.
