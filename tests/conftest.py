@@ -114,8 +114,9 @@ def ray_head(tmp_path_factory) -> Iterator[str]:
     """A Ray head of 2 CPUs for this pytest worker (`ray start --head`, token authentication, no
     dashboard), its address for `--address`: searches that join it pay Ray's start and shutdown
     once per worker instead of once per run (a smoke run here: about 23 s alone, 14 s joined),
-    as searches on a cluster do. RAY_AUTH_MODE=token is set for the session: a client sends its token
-    only with it (the README's cluster path). Tests that must own their Ray start their own and say why: a
+    as searches on a cluster do. A command joins it with `env=JOINING` (RAY_AUTH_MODE=token: a client
+    sends its token only with it, as on the README's cluster path; set in the command's environment
+    alone, since Ray reads it once per process). Tests that must own their Ray start their own and say why: a
     signal or SIGKILL to the driver's whole session, a trial worker found among the driver's
     processes, a full disk seen in Ray's logs, several nodes, the job server, an in-process Ray.
     Its session is killed at the end, and the address file `ray start` leaves is removed."""
@@ -134,9 +135,7 @@ def ray_head(tmp_path_factory) -> Iterator[str]:
         while "Ray runtime started" not in log.read_text():
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("RAY_AUTH_MODE", "token")
-            yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}"
     finally:
         kill_session(process.pid)
         process.wait()
@@ -150,12 +149,12 @@ def ray_head(tmp_path_factory) -> Iterator[str]:
 def smoke(tmp_path_factory, worker_id, ray_head):
     """One real smoke search (on this worker's `ray_head`, 2 CPUs), shared by the search and
     analysis tests. Tests read it and do not change it (`analyzed` works on a copy)."""
-    from tests.search.helpers import run_cli
+    from tests.search.helpers import JOINING, run_cli
 
     def make(folder):
         result = run_cli(
             "run", "--preset", "smoke", "--address", ray_head, "--storage", str(folder), "--name", "smoke",
-            "--seed", "3",
+            "--seed", "3", env=JOINING,
         )
         return folder / "smoke", result
 

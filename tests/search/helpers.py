@@ -13,16 +13,20 @@ from contextlib import contextmanager
 import psutil
 
 TIMEOUT_S = 300
+# what a command joining the suite's running Ray (tests/conftest.py `ray_head`) adds to its environment
+JOINING = {"RAY_AUTH_MODE": "token"}
 
 
 @contextmanager
-def cli_process(*args, cwd=None, stdout=None):
+def cli_process(*args, cwd=None, stdout=None, env=None):
+    """`vae-search ARGS` as a subprocess; `env`: variables added to this process's environment."""
     process = subprocess.Popen(
         [sys.executable, "-m", "search", *args],
         stdout=stdout if stdout is not None else subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
+        env={**os.environ, **env} if env else None,
         start_new_session=True,
     )
     try:
@@ -59,8 +63,8 @@ def kill_session(sid: int) -> None:
             pass
 
 
-def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    with cli_process(*args, cwd=cwd) as process:
+def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    with cli_process(*args, cwd=cwd, env=env) as process:
         stdout, stderr = process.communicate(timeout=TIMEOUT_S)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 

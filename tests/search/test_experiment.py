@@ -11,7 +11,7 @@ import pytest
 
 from analysis.layout import COLUMNS
 from search.engine.stages import trial_seed
-from tests.search.helpers import cli_process, main_cli
+from tests.search.helpers import JOINING, cli_process, main_cli
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 
@@ -42,7 +42,8 @@ def test_the_same_command_and_seed_give_the_same_trials_and_choice_and_cpus_per_
     # trial on a 2-CPU Ray: each trial gets two threads, and a run's trials never overlap in time
     args = ("run", "--preset", "smoke", "--address", ray_head, "--cpus-per-trial", "2", "--trials", "2", "--seeds", "1",
             "--max-seeds", "1", "--seed", "5", "--storage", str(tmp_path))
-    with cli_process(*args, "--name", "a") as first, cli_process(*args, "--name", "b") as second:
+    with (cli_process(*args, "--name", "a", env=JOINING) as first,
+          cli_process(*args, "--name", "b", env=JOINING) as second):
         for process in (first, second):
             _, stderr = process.communicate(timeout=300)
             assert process.returncode == 0, stderr[-3000:]

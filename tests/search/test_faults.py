@@ -12,7 +12,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from tests.search.helpers import cli_process, main_cli, run_cli, session_processes
+from tests.search.helpers import JOINING, cli_process, main_cli, run_cli, session_processes
 
 pytestmark = pytest.mark.slow  # real Ray or the command line end to end
 # the crash run, once for the module: its tests on one pytest worker (make test's --dist loadgroup)
@@ -153,6 +153,7 @@ def test_diverging_trials_stop_at_once_without_retries(tmp_path, ray_head):
         str(tmp_path),
         "--name",
         "nan",
+        env=JOINING,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     experiment = tmp_path / "nan"

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.layout import COLUMNS
 from search.engine.stages import trial_seed
-from tests.search.helpers import left_on, main_cli, run_cli
+from tests.search.helpers import JOINING, left_on, main_cli, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fused")]
 
@@ -20,7 +20,7 @@ def fused(tmp_path_factory, ray_head):
     storage = tmp_path_factory.mktemp("fused")
     # a target two seeds cannot reach: racing hands out each size's last two seeds as a fused trial too
     result = run_cli("run", "--preset", "smoke", "--address", ray_head, "--fuse-seeds", "2", "--max-seeds", "4",
-                     "--confidence", "0.999", "--storage", str(storage), "--name", "f", "--seed", "5")
+                     "--confidence", "0.999", "--storage", str(storage), "--name", "f", "--seed", "5", env=JOINING)
     assert result.returncode == 0, result.stderr[-3000:]
     return storage / "f", result.stdout, left_on(ray_head)
 

@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.search.helpers import cli_process, kill_session, main_cli, run_cli
+from tests.search.helpers import JOINING, cli_process, kill_session, main_cli, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("race-on")]
 
@@ -30,7 +30,7 @@ def _files(folder):
 def raced(tmp_path_factory, ray_head):
     storage = tmp_path_factory.mktemp("race-on")
     experiment = storage / "ro"
-    first = run_cli("run", *RUN, "--address", ray_head, "--storage", str(storage), "--name", "ro")
+    first = run_cli("run", *RUN, "--address", ray_head, "--storage", str(storage), "--name", "ro", env=JOINING)
     assert first.returncode == 0, first.stderr[-3000:]
     before = pd.read_csv(experiment / "trials.csv")
 
@@ -78,7 +78,7 @@ def raced(tmp_path_factory, ray_head):
     assert killed, "the race-on finished before it could be killed"
     interrupted = experiment
     experiment = _move(interrupted, storage / "third" / "ro-again")
-    resumed = run_cli("resume", str(experiment), "--address", ray_head)
+    resumed = run_cli("resume", str(experiment), "--address", ray_head, env=JOINING)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     analyzed = main_cli("analyze", str(experiment))
     assert analyzed.returncode == 0, analyzed.stderr[-3000:]

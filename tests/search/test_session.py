@@ -19,7 +19,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.search.helpers import cli_process, free_port, main_cli, run_cli
+from tests.search.helpers import JOINING, cli_process, free_port, main_cli, run_cli
 
 # one run for the module, on one pytest worker (make test's --dist loadgroup)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume-chain")]
@@ -361,7 +361,7 @@ def test_an_experiment_synced_down_from_the_bucket_races_on_where_it_is_and_leav
     # one more trial is enough to show where it trains (--max-trials caps the race-on)
     more = str(len(pd.read_csv(synced / "trials.csv")) + 1)
     race_on = run_cli("resume", str(synced), "--max-seeds", "4", "--max-trials", more, "--address", ray_head,
-                      cwd=tmp_path)
+                      cwd=tmp_path, env=JOINING)
     assert race_on.returncode == 0, race_on.stderr[-3000:]
     assert race_on.stdout.strip().splitlines()[-1] == f"experiment: {synced}"
     table = pd.read_csv(synced / "trials.csv")
