@@ -35,118 +35,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from _common import MNIST_FULL, ROOT, median, write
+from _footprint import checkpoint_once, memory_once, storage_once
+from _overhead_run import PYTHON, _env, _python, run_driver, trials
 from scheduling import OPTUNA  # the same trials through plain Optuna, as scheduling.py runs them
 
 SHORT = ["--preset", "smoke", "--latent-dims", "2,8", "--epochs", "1", "--max-train", "500", "--trials", "12",
          "--seeds", "1", "--scheduler", "fifo", "--num-cpus", "2"]
-BARE = [
-    "--preset",
-    "quick",
-    "--latent-dims",
-    "8",
-    "--epochs",
-    "2",
-    "--max-train",
-    "2000",
-    "--trials",
-    "11",
-    "--seeds",
-    "1",
-    "--max-seeds",
-    "1",
-    "--scheduler",
-    "fifo",
-    "--num-cpus",
-    "2",
-    "--cpus-per-trial",
-    "1",
-    "--dataset",
-    "sample",
-]
-PAPER_REDUCED = [
-    "--preset",
-    "paper",
-    "--epochs",
-    "1",
-    "--trials",
-    "2",
-    "--seeds",
-    "1",
-    "--max-seeds",
-    "1",
-    "--latent-dims",
-    "20",
-    "--max-train",
-    "12000",
-    "--gpus-per-trial",
-    "0",
-    "--num-cpus",
-    "2",
-]
-STORAGE_RUN = [
-    "--preset",
-    "paper",
-    "--dataset",
-    "sample",
-    "--max-train",
-    "2000",
-    "--epochs",
-    "6",
-    "--trials",
-    "4",
-    "--seeds",
-    "1",
-    "--max-seeds",
-    "1",
-    "--latent-dims",
-    "5,20",
-    "--gpus-per-trial",
-    "0",
-    "--num-cpus",
-    "2",
-    "--scheduler",
-    "fifo",
-]
-
-# `vae-search ARGS` in this process, with timestamps of its phases and the driver's CPU time
-DRIVER = r'''
-import json, resource, sys, time
-marks = {"start": time.perf_counter()}
-import search.cli, search.engine.session as session, search.engine.experiment as engine, search.cli.output as output
-marks["cli_imported"] = time.perf_counter()
-def mark(module, name, before, after=None):
-    original = getattr(module, name)
-    def wrapped(*a, **k):
-        marks.setdefault(before, time.perf_counter())
-        try:
-            return original(*a, **k)
-        finally:
-            if after:
-                marks[after] = time.perf_counter()
-    setattr(module, name, wrapped)
-mark(session, "_start", "ray_start_begin", "ray_started")
-mark(engine, "execute", "execute_begin", "execute_end")
-mark(engine, "write_tables", "tables_begin", "tables_end")
-mark(output, "report", "report_begin", "report_end")
-wall0 = time.time()
-code = search.cli.main(sys.argv[1:])
-marks["end"] = time.perf_counter()
-usage = resource.getrusage(resource.RUSAGE_SELF)
-print("DRIVER " + json.dumps({"marks": marks, "wall0": wall0, "perf0": marks["start"],
-                              "cpu_s": usage.ru_utime + usage.ru_stime}), file=sys.stderr)
-if hasattr(search.cli, "exit_now"):  # how the installed command ends, where the checkout has it
-    search.cli.exit_now(code)
-sys.exit(code)
-'''
+BARE = ["--preset", "quick", "--latent-dims", "8", "--epochs", "2", "--max-train", "2000", "--trials", "11",
+        "--seeds", "1", "--max-seeds", "1", "--scheduler", "fifo", "--num-cpus", "2", "--cpus-per-trial", "1",
+        "--dataset", "sample"]
 
 # bare processes: `concurrency` plain Python processes, each loading the data once and training
 # its share of the trials one after another (what a hand-written pool would do)
@@ -189,88 +93,10 @@ ray.shutdown()
 print(json.dumps({"wall_s": time.perf_counter() - started}))
 '''
 
-# one per-epoch checkpoint at the paper widths: what the trial writes (save_state) and a copy of
-# the folder (what Ray Tune's persist to a local storage path does), medians of 5, one thread
-CHECKPOINT = r'''
-import json, shutil, statistics, tempfile, time, torch
-from pathlib import Path
-from vae import ModelConfig, TrainConfig
-from vae.checkpoint import save_state
-from vae.training import TrainState
-torch.set_num_threads(1)
-config = TrainConfig(model=ModelConfig(latent_dim=20, channels=(32, 64), hidden_dim=256), batch_size=128, epochs=20)
-state = TrainState.fresh(config, 48000)
-state.model(torch.rand(8, 1, 28, 28))[0].sum().backward()
-state.optimizer.step()  # Adam's moments exist, as after any epoch
-save, copy = [], []
-with tempfile.TemporaryDirectory() as tmp:
-    for i in range(5):
-        started = time.perf_counter()
-        save_state(Path(tmp) / f"c{i}", state.model, config, state.to_dict())
-        saved = time.perf_counter()
-        shutil.copytree(Path(tmp) / f"c{i}", Path(tmp) / f"persisted{i}")
-        save.append(saved - started)
-        copy.append(time.perf_counter() - saved)
-    size = sum(f.stat().st_size for f in (Path(tmp) / "c0").iterdir())
-print(json.dumps({"bytes": size, "save_s": statistics.median(save), "copy_s": statistics.median(copy)}))
-'''
-
-FLOOR = r'''
-import json, time, torch
-from ray import tune
-from vae import ModelConfig
-from vae.model import ConvVAE
-torch.set_num_threads(1)
-model = ConvVAE(ModelConfig(latent_dim=20, channels=(32, 64), hidden_dim=256))
-optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-time.sleep(0.5)
-pss = [int(l.split()[1]) * 1024 for l in open("/proc/self/smaps_rollup") if l.startswith("Pss:")][0]
-print(json.dumps({"pss": pss}))
-'''
-
-
-PYTHON: dict[Path, str] = {}  # the interpreter (virtual environment) each checkout runs with
-
-
-def _python(code: Path) -> str:
-    return PYTHON.get(code, sys.executable)
-
-
-def _env(code: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(code), "PYTHONUNBUFFERED": "1"}
-
-
-def run_driver(code: Path, args: list[str], *, sample=None) -> dict:
-    """`vae-search ARGS` with the checkout `code`; returns its phase marks, driver CPU and wall.
-    `sample(proc)`: called in a thread while it runs."""
-    started = time.perf_counter()
-    proc = subprocess.Popen([_python(code), "-c", DRIVER, *args], cwd=code, env=_env(code), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    stop = threading.Event()
-    thread = threading.Thread(target=sample, args=(proc, stop), daemon=True) if sample else None
-    if thread:
-        thread.start()
-    out, err = proc.communicate()
-    wall = time.perf_counter() - started
-    stop.set()
-    if thread:
-        thread.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"vae-search {' '.join(args)} failed in {code}:\n{err[-3000:]}")
-    driver = json.loads(next(line for line in err.splitlines() if line.startswith("DRIVER "))[7:])
-    return {"wall_s": wall, "stdout": out, **driver}
-
-
-def _trials(storage: Path, name: str):
-    import pandas as pd
-
-    return pd.read_csv(storage / name / "trials.csv")
-
-
 def short_once(code: Path, storage: Path, name: str) -> dict:
     run = run_driver(code, ["run", *SHORT, "--storage", str(storage), "--name", name])
     m, wall0, perf0 = run["marks"], run["wall0"], run["perf0"]
-    t = _trials(storage, name)
+    t = trials(storage, name)
     at = lambda unix: unix - wall0 + perf0  # noqa: E731 (a trial's Unix time on the driver's clock)
     first_start, last_end = at(t["started_at"].min()), at(t["finished_at"].max())
     setup = t["time_s"] - t["train_time_s"]  # Tune's time of the trial minus its epochs
@@ -339,61 +165,7 @@ def tool_bare_once(code: Path, storage: Path, name: str, concurrency: int) -> tu
     run = run_driver(
         code, ["run", *BARE, "--max-concurrent", str(concurrency), "--storage", str(storage), "--name", name]
     )
-    return run["wall_s"], [float(x) for x in _trials(storage, name)["lr"]]
-
-
-def _pss(proc) -> int:
-    import psutil
-
-    try:
-        return proc.memory_full_info().pss
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0
-
-
-def memory_once(code: Path, storage: Path, name: str, data_dir: Path) -> dict:
-    peaks: dict[int, dict] = {}
-
-    import psutil
-
-    def sample(proc, stop):
-        root = psutil.Process(proc.pid)
-        while not stop.is_set():
-            try:
-                children = root.children(recursive=True)
-            except psutil.NoSuchProcess:
-                return
-            for child in children:
-                try:
-                    title = " ".join(child.cmdline())
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-                entry = peaks.setdefault(child.pid, {"pss": 0, "titles": set()})
-                entry["pss"] = max(entry["pss"], _pss(child))
-                entry["titles"].add(title[:60])
-            stop.wait(0.1)
-
-    run = run_driver(
-        code,
-        ["run", *PAPER_REDUCED, "--data-dir", str(data_dir), "--storage", str(storage), "--name", name],
-        sample=sample,
-    )
-    workers = [p["pss"] for p in peaks.values() if any("run_trial" in t or "ImplicitFunc" in t for t in p["titles"])]
-    others = {t: p["pss"] for p in peaks.values() for t in sorted(p["titles"])[:1] if p["pss"] not in workers}
-    floor = json.loads(
-        subprocess.run(
-            [_python(code), "-c", FLOOR], cwd=code, env=_env(code), capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )["pss"]
-    return {
-        "wall_s": run["wall_s"],
-        "worker_peak_pss_mb": sorted(w / 1e6 for w in workers),
-        "floor_pss_mb": floor / 1e6,
-        "largest_over_floor_mb": (max(workers) - floor) / 1e6 if workers else None,
-        "other_processes_pss_mb": {k: round(v / 1e6) for k, v in sorted(others.items(), key=lambda kv: -kv[1])[:8]},
-    }
+    return run["wall_s"], [float(x) for x in trials(storage, name)["lr"]]
 
 
 def quick_once(code: Path, storage: Path, name: str) -> dict:
@@ -401,7 +173,7 @@ def quick_once(code: Path, storage: Path, name: str) -> dict:
     run = run_driver(code, ["run", "--preset", "quick", "--seed", "0", "--num-cpus", "2", "--storage", str(storage),
                             "--name", name])
     m = run["marks"]
-    t = _trials(storage, name)
+    t = trials(storage, name)
     cores, experiment = 2, m["execute_end"] - m["execute_begin"]
     return {
         "wall_s": run["wall_s"],
@@ -413,42 +185,6 @@ def quick_once(code: Path, storage: Path, name: str) -> dict:
         "training_share_of_wall": float(t["train_time_s"].sum()) / (cores * run["wall_s"]),
         "driver_cpu_share_of_a_core": run["cpu_s"] / run["wall_s"],
         "chosen": next((line for line in run["stdout"].splitlines() if line.startswith("chosen latent size")), None),
-    }
-
-
-def checkpoint_once(code: Path) -> dict:
-    out = subprocess.run([_python(code), "-c", CHECKPOINT], cwd=code, env=_env(code), capture_output=True, text=True,
-                         check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def _du(path: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def storage_once(code: Path, storage: Path, name: str) -> dict:
-    peak = [0]
-
-    def sample(proc, stop):
-        while not stop.is_set():
-            if (storage / name).is_dir():
-                peak[0] = max(peak[0], _du(storage / name))
-            stop.wait(0.25)
-
-    run = run_driver(code, ["run", *STORAGE_RUN, "--storage", str(storage), "--name", name], sample=sample)
-    final = _du(storage / name)
-    return {
-        "wall_s": run["wall_s"],
-        "peak_mb": peak[0] / 1e6,
-        "final_mb": final / 1e6,
-        "peak_over_final": peak[0] / final,
     }
 
 
@@ -499,22 +235,13 @@ def main() -> None:
                         wall, lrs = tool_bare_once(code, storage, f"bare-{side}-{c}-{i}", c)
                         rows[side][c]["tool"].append(wall)
                         rows[side][c]["bare"].append(bare_once(code, lrs, c))
-                        print(
-                            f"bare {side} c{c} {i + 1}: tool {wall:.1f} s, bare {rows[side][c]['bare'][-1]:.1f} s",
-                            flush=True,
-                        )
-            figures["bare"] = {
-                side: {
-                    f"concurrency_{c}": {
-                        "tool_wall_s": median(r[c]["tool"]),
-                        "bare_wall_s": median(r[c]["bare"]),
-                        "ratio": median(r[c]["tool"]) / median(r[c]["bare"]),
-                        "runs": r[c],
-                    }
-                    for c in (1, 2)
-                }
-                for side, r in rows.items()
-            }
+                        print(f"bare {side} c{c} {i + 1}: tool {wall:.1f} s, bare {rows[side][c]['bare'][-1]:.1f} s",
+                              flush=True)
+            figures["bare"] = {side: {f"concurrency_{c}": {"tool_wall_s": median(r[c]["tool"]),
+                                                           "bare_wall_s": median(r[c]["bare"]),
+                                                           "ratio": median(r[c]["tool"]) / median(r[c]["bare"]),
+                                                           "runs": r[c]} for c in (1, 2)}
+                               for side, r in rows.items()}
         if "memory" in parts:
             if not (MNIST_FULL / "unpack").exists():
                 sys.exit(f"the memory part needs the full MNIST at {MNIST_FULL}")
