@@ -108,7 +108,8 @@ def left_on(address: str) -> dict:
     object store held), asked by a driver of its own that is not counted."""
     import json
 
-    out = subprocess.run([sys.executable, "-c", LEFT_ON, address], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", LEFT_ON, address], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **JOINING})
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
