@@ -80,7 +80,8 @@ def ray_head(folder: Path):
     with open(log, "w") as out:
         process = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
                                     "--num-cpus=2", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                                    "--disable-usage-stats", "--block"], stdout=out, stderr=subprocess.STDOUT,
+                                    "--disable-usage-stats", f"--temp-dir={folder / 'ray'}", "--block"], stdout=out,
+                                   stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
         while "Ray runtime started" not in log.read_text():

@@ -119,14 +119,16 @@ def ray_head(tmp_path_factory) -> Iterator[str]:
     alone, since Ray reads it once per process). Tests that must own their Ray start their own and say why: a
     signal or SIGKILL to the driver's whole session, a trial worker found among the driver's
     processes, a full disk seen in Ray's logs, several nodes, the job server, an in-process Ray.
-    Its session is killed at the end, and the address file `ray start` leaves is removed."""
+    Its own --temp-dir keeps its address out of /tmp/ray/ray_current_cluster, which `--address auto`
+    reads (the job test's driver joined this head instead of its own). Its session is killed at the end."""
     from tests.search.helpers import free_port, kill_session
 
     port = free_port()
     log = tmp_path_factory.mktemp("ray-head") / "ray-start.log"
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-head-"))  # short: Ray's socket paths must fit 107 bytes
     command = [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2",
                "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
-               f"--dashboard-agent-listen-port={free_port()}", "--block"]
+               f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}", "--block"]
     with open(log, "w") as out:
         process = subprocess.Popen(command, env={**os.environ, "RAY_AUTH_MODE": "token"}, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -139,10 +141,7 @@ def ray_head(tmp_path_factory) -> Iterator[str]:
     finally:
         kill_session(process.pid)
         process.wait()
-        address_file = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-        with contextlib.suppress(OSError):
-            if address_file.read_text().strip().endswith(f":{port}"):
-                address_file.unlink()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
