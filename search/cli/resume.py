@@ -43,18 +43,20 @@ def main(args: argparse.Namespace) -> int:
         report(experiment.path, read_race(experiment.path / RACE_FILE), experiment.config, args.address)
         return 0
     refuse_if_running(experiment.path)  # before a race-on writes and Ray starts; execute takes the lock
-    if limits:
-        experiment = race_on(experiment, limits)
+    config, reopen = race_on(experiment, limits) if limits else (experiment.config, lambda: experiment)
     refuse_earlier_layout(experiment)
-    execute(experiment.config, args.address, lambda: load_splits(experiment.config, pinned=experiment.record),
-            lambda data: experiment, keep_ray=False)
+    # a race-on writes once Ray is up and the data loaded: an unreachable --address or changed data
+    # leaves the finished experiment as it was
+    execute(config, args.address, lambda: load_splits(config, pinned=experiment.record), lambda data: reopen(),
+            keep_ray=False)
     return 0
 
 
 def race_on(experiment, limits: dict):
     """Check that the finished `experiment` has something to race under the new `limits`
-    (UsageError, nothing written, when not), then open it again: Tune's search reopened, run.json
-    with the new limits and a record of the change, not done. Returns the experiment reread."""
+    (UsageError, nothing written, when not). Returns the new config and what opens the experiment
+    again: Tune's search reopened, run.json with the new limits and a record of the change, not
+    done; it returns the experiment reread."""
     import dataclasses
 
     from search.engine.experiment import reopen_search
@@ -92,19 +94,23 @@ def race_on(experiment, limits: dict):
         )
         raise UsageError(f"nothing to race on in {path} with {_flags(limits)}: racing would stop at once, "
                          f"{step.stop_reason.why_not}{reached}")
-    reopen_search(experiment.tune_location)
-    record = experiment.record
-    record.setdefault("race_ons", []).append({
-        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": f"vae-search resume EXPERIMENT {_flags(limits)}",
-        "before": {name: getattr(config, name) for name in limits},
-        "after": dict(limits),
-    })
-    record["config"], record["done"] = new.to_dict(), False
-    experiment.save()
-    print(f"racing on: {_flags(limits)} (before: "
-          f"{', '.join(f'{_flag(n)} {getattr(config, n)}' for n in limits)})", flush=True)
-    return Experiment.open(path)
+
+    def reopen() -> Experiment:
+        reopen_search(experiment.tune_location)
+        record = experiment.record
+        record.setdefault("race_ons", []).append({
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": f"vae-search resume EXPERIMENT {_flags(limits)}",
+            "before": {name: getattr(config, name) for name in limits},
+            "after": dict(limits),
+        })
+        record["config"], record["done"] = new.to_dict(), False
+        experiment.save()
+        print(f"racing on: {_flags(limits)} (before: "
+              f"{', '.join(f'{_flag(n)} {getattr(config, n)}' for n in limits)})", flush=True)
+        return Experiment.open(path)
+
+    return new, reopen
 
 
 def _flag(name: str) -> str:

@@ -52,6 +52,8 @@ def raced(tmp_path_factory, ray_head):
     }
     refused["earlier"] = main_cli("resume", str(earlier), "--max-seeds", "4")
     refused["unfinished"] = main_cli("resume", str(unfinished), "--max-seeds", "4")
+    # a race-on writes only once Ray is up: one whose cluster cannot be reached leaves it finished
+    refused["unreachable"] = run_cli("resume", str(experiment), "--max-seeds", "4", "--address", "127.0.0.1:1")
     from search.store.lock import hold
 
     with hold(experiment):
@@ -129,6 +131,7 @@ def test_bad_race_ons_exit_2_with_one_line_and_write_nothing(raced):
     assert "already reaches the target" in refused[("--confidence", "0.01")].stderr
     assert "earlier vae-search" in refused["earlier"].stderr
     assert "has not finished" in refused["unfinished"].stderr
+    assert "cannot reach the Ray cluster at --address 127.0.0.1:1" in refused["unreachable"].stderr
     assert "driver" in refused["running"].stderr  # another driver holds the experiment
     assert raced["unchanged"]
 
