@@ -113,14 +113,15 @@ def worker_id(request) -> str:
 def ray_head(tmp_path_factory) -> Iterator[str]:
     """A Ray head of 2 CPUs for this pytest worker (`ray start --head`, token authentication, no
     dashboard), its address for `--address`: searches that join it pay Ray's start and shutdown
-    once per worker instead of once per run (a smoke run here: about 23 s alone, 14 s joined),
-    as searches on a cluster do. A command joins it with `env=JOINING` (RAY_AUTH_MODE=token: a client
-    sends its token only with it, as on the README's cluster path; set in the command's environment
-    alone, since Ray reads it once per process). Tests that must own their Ray start their own and say why: a
-    signal or SIGKILL to the driver's whole session, a trial worker found among the driver's
-    processes, a full disk seen in Ray's logs, several nodes, the job server, an in-process Ray.
-    Its own --temp-dir keeps its address out of /tmp/ray/ray_current_cluster, which `--address auto`
-    reads (the job test's driver joined this head instead of its own). Its session is killed at the end."""
+    once per worker instead of once per run (a smoke run here: about 23 s alone, 14 s joined).
+
+    A command joins it with `env=JOINING` (RAY_AUTH_MODE=token: a client sends its token only with
+    it), in that command's environment alone: Ray reads it once per process. Tests that own their
+    Ray say why: a signal or SIGKILL to the driver's whole session, a trial worker found among the
+    driver's processes, a full disk seen in Ray's logs, several nodes, the job server, an
+    in-process Ray. Its own --temp-dir keeps its address out of /tmp/ray/ray_current_cluster,
+    which `--address auto` reads (the job test's driver once joined this head instead of its own).
+    Its session is killed at the end."""
     from tests.search.helpers import free_port, kill_session
 
     port = free_port()

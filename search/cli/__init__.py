@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, CannotRun) as exc:
         error(exc)
         if getattr(exc, "experiment_path", None) is not None:
-            print(f"resume with: {resume_command(exc.experiment_path, exc.address)}", file=sys.stderr)
+            print(f"resume with: {resume_command(exc.experiment_path, getattr(exc, 'address', None))}",
+                  file=sys.stderr)
         return 2
     except DiskFull as exc:
         details = f"; details in {exc.log}" if exc.log else ""
