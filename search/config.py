@@ -104,6 +104,8 @@ class SearchConfig:
                                   "trial, each still its own trial in every table: a number (1: unfused) or auto "
                                   "(default: 1 until fusing is measured to pay on the device; see the README)",
                                   "members")
+    cuda_graphs: bool = _flag(False, "trials capture their training step as CUDA graphs once and replay it (needs "
+                              "--gpus-per-trial; off by default until measured on a GPU: see the README)", "switch")
     pending_timeout: float = _flag(600.0, "give up when trials wait this many seconds for resources while none runs "
                                    "(default 600: an autoscaler's time)", "positive_float")
 
@@ -153,7 +155,7 @@ class SearchConfig:
             model=ModelConfig(channels=self.channels, hidden_dim=self.hidden_dim),
             data=DataConfig(dataset=data["source"], data_dir=data["data_dir"], max_train=self.max_train),
             lr_schedule=self.lr_schedule, beta=self.beta, epochs=self.epochs, batch_size=self.batch_size,
-            threads=self.threads, deterministic=self.deterministic,
+            threads=self.threads, deterministic=self.deterministic, cuda_graphs=self.cuda_graphs,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +220,8 @@ def _validate(c: SearchConfig) -> None:
     _check(c.fuse_seeds == "auto" or (isinstance(c.fuse_seeds, int) and not isinstance(c.fuse_seeds, bool)
                                       and c.fuse_seeds >= 1),
            f"fuse_seeds must be auto or an integer >= 1 but got {c.fuse_seeds!r}")
+    _check(not c.cuda_graphs or c.gpus_per_trial > 0,
+           "cuda_graphs needs trials on a GPU (--gpus-per-trial above 0) but got gpus_per_trial 0")
     _check(math.isfinite(c.pending_timeout) and c.pending_timeout > 0,
            f"pending_timeout must be a positive number of seconds but got {c.pending_timeout}")
     _check(c.num_cpus is None or c.num_cpus >= 1, f"num_cpus must be >= 1 but got {c.num_cpus}")

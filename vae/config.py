@@ -79,6 +79,9 @@ class TrainConfig:
     # torch's deterministic algorithms (and the cuBLAS workspace they need on CUDA): repeatable
     # runs on a GPU, at some speed; on a CPU runs repeat without it
     deterministic: bool = False
+    # the training step's forward and backward captured once as CUDA graphs and replayed
+    # (`vae.graphs`); CUDA devices only
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         _check(
@@ -108,6 +111,7 @@ class TrainConfig:
         _check(
             isinstance(self.deterministic, bool), f"deterministic must be true or false but got {self.deterministic!r}"
         )
+        _check(isinstance(self.cuda_graphs, bool), f"cuda_graphs must be true or false but got {self.cuda_graphs!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (`from_dict` inverts it)."""

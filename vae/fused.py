@@ -24,8 +24,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from vae.config import TrainConfig
-from vae.data import Splits, to_unit
+from vae.data import IMAGE_SHAPE, Splits, to_unit
 from vae.errors import UsageError
+from vae.graphs import Step
 from vae.metrics import vae_loss
 from vae.model import ConvVAE
 from vae.training import EpochResult, evaluate, prepare
@@ -153,10 +154,11 @@ def train_fused(
     config = configs[0]
     train_x, val = prepare(config, splits)
     state = state if state is not None else FusedState.fresh(configs, len(splits.train))
+    step = _step(state, train_x)
     while state.epoch < config.epochs:
         epoch = state.epoch
         started = time.perf_counter()
-        losses = _train_epoch(state, train_x, epoch)
+        losses = _train_epoch(state, train_x, epoch, step)
         trained = time.perf_counter()
         for i in state.live():
             val_loss, metrics = evaluate(state.member(i), val, beta=config.beta)
@@ -183,25 +185,17 @@ def train_fused(
     return state
 
 
-def _train_epoch(state: FusedState, images: torch.Tensor, epoch: int) -> list[float]:
+def _train_epoch(state: FusedState, images: torch.Tensor, epoch: int, step: Step) -> list[float]:
     """One epoch of every member; each member's mean loss per image."""
     config = state.configs[0]
     n = len(images)
     orders = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch))
                           for c in state.configs]).to(images.device)
-    latent = config.model.latent_dim
-
-    def member_loss(params, x, eps):
-        logits, mu, logvar = functional_call(state.template, params, (x, eps))
-        return vae_loss(logits, x, mu, logvar, config.beta)
-
-    batched_loss = vmap(member_loss)
+    noise = _epoch_noise(state, n, images.device)
     total = torch.zeros(state.k, device=images.device)
     for start in range(0, n, config.batch_size):
         index = orders[:, start : start + config.batch_size]  # (k, b)
-        x = to_unit(images[index])  # (k, b, 1, 28, 28)
-        eps = torch.stack([torch.randn((index.shape[1], latent), generator=g) for g in state.generators]).to(x.device)
-        losses = batched_loss(state.params, x, eps)  # (k,)
+        losses = step(state.params, to_unit(images[index]), noise[:, start : start + config.batch_size])  # (k,)
         state.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # each member's gradient is its own loss's
         state.optimizer.step()
@@ -209,3 +203,29 @@ def _train_epoch(state: FusedState, images: torch.Tensor, epoch: int) -> list[fl
             state.scheduler.step()
         total += losses.detach() * index.shape[1]
     return (total / n).tolist()
+
+
+def _step(state: FusedState, images: torch.Tensor) -> Step:
+    """Every member's loss of one batch (k, b, 1, 28, 28) with its noise (k, b, latent) -> (k,), under
+    vmap; captured as CUDA graphs when the members' config asks for it."""
+    config = state.configs[0]
+
+    def member_loss(params, x, eps):
+        logits, mu, logvar = functional_call(state.template, params, (x, eps))
+        return vae_loss(logits, x, mu, logvar, config.beta)
+
+    batch = min(config.batch_size, len(images))
+    sample = (state.params, torch.zeros((state.k, batch, *IMAGE_SHAPE), device=images.device),
+              torch.zeros((state.k, batch, config.model.latent_dim), device=images.device))
+    return Step(vmap(member_loss), sample, capture=config.cuda_graphs and len(images) >= config.batch_size)
+
+
+def _epoch_noise(state: FusedState, n: int, device: torch.device) -> torch.Tensor:
+    """Each member's noise for an epoch's batches, (k, n, latent): the draws its solo run makes
+    batch by batch, made up front so that a CUDA device gets them in one copy, not one a step."""
+    size, latent = state.configs[0].batch_size, state.configs[0].model.latent_dim
+    noise = torch.stack([torch.cat([torch.randn((min(size, n - start), latent), generator=g)
+                                    for start in range(0, n, size)]) for g in state.generators])
+    if device.type == "cuda":
+        return noise.pin_memory().to(device, non_blocking=True)
+    return noise

@@ -16,7 +16,8 @@ from typing import Any, Callable
 import torch
 
 from vae.config import TrainConfig
-from vae.data import Split, Splits, to_unit
+from vae.data import IMAGE_SHAPE, Split, Splits, to_unit
+from vae.graphs import Step, check
 from vae.metrics import (
     ACTIVE_THRESHOLD,
     active_units,
@@ -139,11 +140,13 @@ def train(
     """Train until `config.epochs` epochs are done, starting from `state` when given."""
     train_x, val = prepare(config, splits)
     state = state if state is not None else TrainState.fresh(config, len(splits.train))
+    sample = torch.zeros((config.batch_size, *IMAGE_SHAPE), device=train_x.device)
+    step = Step(_Loss(state.model, config.beta), (sample,), capture=config.cuda_graphs and len(train_x) >= len(sample))
     while state.epoch < config.epochs:
         started = time.perf_counter()
         # one shuffle stream per (seed, epoch): 100_003 is a prime above any epoch count, so no two
         # (seed, epoch) pairs of a run share a stream
-        train_loss = _train_epoch(state, train_x, generator_seed=config.seed * 100_003 + state.epoch)
+        train_loss = _train_epoch(state, train_x, step, generator_seed=config.seed * 100_003 + state.epoch)
         trained = time.perf_counter()
         val_loss, metrics = evaluate(state.model, val, beta=config.beta)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
@@ -169,7 +172,8 @@ def train(
 def prepare(config: TrainConfig, splits: Splits) -> tuple[torch.Tensor, Split]:
     """The process set up for `config` (threads, deterministic algorithms), and the training
     pixels and the validation split on its device: uint8 (a no-op view on CPU); batches become
-    float32 there."""
+    float32 there. CUDA graphs off a CUDA device are refused here, before anything is trained."""
+    check(config.cuda_graphs, config.device)
     torch.set_num_threads(config.threads)
     deterministic(config.deterministic, config.device)
     device = torch.device(config.device)
@@ -185,7 +189,19 @@ def deterministic(on: bool, device: str) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def _train_epoch(state: TrainState, images: torch.Tensor, *, generator_seed: int) -> float:
+class _Loss(torch.nn.Module):
+    """The training loss of one batch, as one module (what `vae.graphs.Step` captures)."""
+
+    def __init__(self, model: ConvVAE, beta: float) -> None:
+        super().__init__()
+        self.vae, self.beta = model, beta
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        logits, mu, logvar = self.vae(batch)
+        return vae_loss(logits, batch, mu, logvar, self.beta)
+
+
+def _train_epoch(state: TrainState, images: torch.Tensor, step: Step, *, generator_seed: int) -> float:
     model, optimizer, scheduler, config = state.model, state.optimizer, state.scheduler, state.config
     model.train()
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(generator_seed)).to(images.device)
@@ -194,8 +210,7 @@ def _train_epoch(state: TrainState, images: torch.Tensor, *, generator_seed: int
     total = torch.zeros((), device=images.device)
     for start in range(0, len(images), config.batch_size):
         batch = to_unit(images[order[start : start + config.batch_size]])
-        logits, mu, logvar = model(batch)
-        loss = vae_loss(logits, batch, mu, logvar, config.beta)
+        loss = step(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

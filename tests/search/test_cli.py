@@ -129,6 +129,10 @@ def test_the_fuzzed_layer_does_reject_bad_values():
         assert isinstance(_outcome(["run", "--fuse-seeds", bad]), UsageError)
     assert _outcome(["run", "--fuse-seeds", "3"]).members_per_trial == 3
     assert _outcome(["run"]).fuse_seeds == "auto" and _outcome(["run"]).members_per_trial == 1
+    assert "needs trials on a GPU" in str(_outcome(["run", "--cuda-graphs"]))
+    graphed = _outcome(["run", "--cuda-graphs", "--gpus-per-trial", "0.5"])
+    assert graphed.cuda_graphs and graphed.train_template({"source": "sample", "data_dir": "d"}).cuda_graphs
+    assert not _outcome(["run"]).cuda_graphs
     assert isinstance(_outcome(["train", "--epochs", "3"]), TrainConfig)
     with pytest.raises(UsageError):
         build_parser().parse_args(["run", "--epochs", "x"])

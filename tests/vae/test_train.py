@@ -86,11 +86,25 @@ def test_threads_follow_the_config(sample_splits):
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"lr": 0.0}, "lr must be"), ({"beta": -1.0}, "beta must be"), ({"epochs": 0}, "epochs must be"),
-     ({"threads": 0}, "threads must be"), ({"batch_size": 0}, "batch_size must be")],
+     ({"threads": 0}, "threads must be"), ({"batch_size": 0}, "batch_size must be"),
+     ({"cuda_graphs": "yes"}, "cuda_graphs must be")],
 )
 def test_train_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_cuda_graphs_off_a_cuda_device_are_refused_before_anything_is_trained(sample_splits):
+    from vae.fused import train_fused
+
+    epochs = []
+    config = _config(cuda_graphs=True)
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device but this training runs on cpu"):
+        train(config, sample_splits, on_epoch=lambda result, _: epochs.append(result))
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
+        train_fused([config, _config(cuda_graphs=True, seed=8)], sample_splits,
+                    on_epoch=lambda *_: epochs.append(1))
+    assert epochs == []
 
 
 def test_from_dict_rejects_unknown_keys_and_round_trips():
