@@ -216,6 +216,7 @@ def main() -> None:
     )
     parser.add_argument("--name", default="gpu")
     parser.add_argument("--checks-only", action="store_true", help="the CUDA checks and --deterministic's, no runs")
+    parser.add_argument("--skip-checks", action="store_true", help="the runs alone, without the CUDA checks")
     args = parser.parse_args()
     try:
         import torch
@@ -239,10 +240,11 @@ def main() -> None:
             for gz in sorted(args.mnist_gz.glob("*-ubyte.gz")):
                 (raw / gz.name[:-3]).write_bytes(gzip.decompress(gz.read_bytes()))
             data_dir = Path(tmp) / "data"
-        figures["cuda_checks"] = cuda_checks(data_dir)
-        print(json.dumps(figures["cuda_checks"]), flush=True)
-        figures["deterministic"] = determinism(data_dir)
-        print(json.dumps(figures["deterministic"]), flush=True)
+        if not args.skip_checks:
+            figures["cuda_checks"] = cuda_checks(data_dir)
+            print(json.dumps(figures["cuda_checks"]), flush=True)
+            figures["deterministic"] = determinism(data_dir)
+            print(json.dumps(figures["deterministic"]), flush=True)
         for share in (() if args.checks_only else (float(s) for s in args.shares.split(","))):
             figures["runs"].append(one_run(data_dir, share, args.run_args.split(), Path(tmp) / "experiments"))
             print(json.dumps(figures["runs"][-1]), flush=True)

@@ -8,7 +8,8 @@ sample digits (`--dataset sample`, for a dry run on a CPU with `--device cpu`). 
 wall, seed-epochs per second, the share of time a kernel ran (nvidia-smi's utilization.gpu every
 0.5 s), achieved TFLOP/s (one training step's FLOPs from torch.utils.flop_counter, times the
 steps, over the wall) and device memory per member (torch.cuda.max_memory_allocated over k).
-Eager steps only: CUDA graph capture of the fused step is not built yet. Writes
+Every setting runs eager, and on CUDA again with its step captured as CUDA graphs
+(`TrainConfig.cuda_graphs`, `vae.graphs`) unless --graphs says otherwise. Writes
 bench/results/<--name>.json.
 """
 
@@ -33,12 +34,12 @@ from vae import DataConfig, ModelConfig, TrainConfig, load_data, train
 from vae.fused import train_fused
 from vae.metrics import vae_loss
 from vae.model import ConvVAE
-k, device, dataset, data_dir, epochs, max_train, first_seed = sys.argv[1:8]
-k, epochs, first_seed = int(k), int(epochs), int(first_seed)
+k, device, dataset, data_dir, epochs, max_train, graphs, first_seed = sys.argv[1:9]
+k, epochs, first_seed, graphs = int(k), int(epochs), int(first_seed), graphs == "on"
 max_train = int(max_train) or None
 splits = load_data(DataConfig(dataset=dataset, data_dir=data_dir, max_train=max_train), download=False).for_training()
 configs = [TrainConfig(model=ModelConfig(latent_dim=15), batch_size=128, epochs=epochs, lr=1e-3, seed=first_seed + i,
-                       threads=1, device=device) for i in range(k)]
+                       threads=1, device=device, cuda_graphs=graphs) for i in range(k)]
 # the useful arithmetic: one solo step's FLOPs (forward and backward), whatever runs it
 from torch.utils.flop_counter import FlopCounterMode
 model = ConvVAE(configs[0].model).to(device)
@@ -65,7 +66,7 @@ print(json.dumps({"k": k, "wall_s": wall, "seed_epochs": k * epochs, "flops": st
 """
 
 
-def _children(ks: list[int], args, data_dir: str) -> dict:
+def _children(ks: list[int], args, data_dir: str, graphs: str) -> dict:
     """Run one child per entry of `ks` at once (distinct seeds); wall and figures of the group."""
     samples: list[float] = []
     stop = threading.Event()
@@ -85,7 +86,7 @@ def _children(ks: list[int], args, data_dir: str) -> dict:
         sampler.start()
     started = time.perf_counter()
     seeds = [1 + 100 * i for i in range(len(ks))]
-    common = [args.device, args.dataset, data_dir, str(args.epochs), str(args.max_train)]
+    common = [args.device, args.dataset, data_dir, str(args.epochs), str(args.max_train), graphs]
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(k), *common, str(seed)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for k, seed in zip(ks, seeds, strict=True)]
@@ -95,8 +96,8 @@ def _children(ks: list[int], args, data_dir: str) -> dict:
     if sampler:
         sampler.join()
     for p, (_, err) in zip(procs, outs, strict=True):
-        if p.returncode != 0:
-            raise RuntimeError(err[-3000:])
+        if p.returncode != 0:  # recorded, and the other settings still run
+            return {"error": err[-3000:], "wall_s": wall}
     rows = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     seed_epochs = sum(r["seed_epochs"] for r in rows)
     return {"wall_s": wall, "seed_epochs": seed_epochs, "seed_epochs_per_s": seed_epochs / wall,
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=0, help="cap on training images (0: all)")
     parser.add_argument("--processes", type=int, default=4, help="solo processes at once (the unfused packing)")
     parser.add_argument("--ks", default="2,4,8")
+    parser.add_argument("--graphs", default="both", choices=("both", "off", "on"),
+                        help="CUDA graph capture: each setting both ways (default), or one way only")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--name", default="gpu_fused")
     args = parser.parse_args()
@@ -134,14 +137,17 @@ def main() -> None:
                 (raw / gz.name[:-3]).write_bytes(gzip.decompress(gz.read_bytes()))
         fused = {f"fused k={k}": [k] for k in map(int, args.ks.split(","))}
         settings = {f"solo x{args.processes}": [1] * args.processes, **fused}
+        ways = ["off"] if args.device != "cuda" else {"both": ["off", "on"]}.get(args.graphs, [args.graphs])
+        settings = {name + (" graphs" if way == "on" else ""): (ks, way)
+                    for way in ways for name, ks in settings.items()}
         for _ in range(args.repeats):
-            for name, ks in settings.items():
-                row = _children(ks, args, data_dir)
+            for name, (ks, way) in settings.items():
+                row = _children(ks, args, data_dir, way)
                 figures["settings"].setdefault(name, []).append(row)
                 print(name, json.dumps(row), flush=True)
-    base = median([r["seed_epochs_per_s"] for r in figures["settings"][f"solo x{args.processes}"]])
-    figures["seed_epochs_per_s_over_solo"] = {name: median([r["seed_epochs_per_s"] for r in rows]) / base
-                                              for name, rows in figures["settings"].items()}
+    rates = {name: median([r["seed_epochs_per_s"] for r in rows if "error" not in r] or [float("nan")])
+             for name, rows in figures["settings"].items()}
+    figures["seed_epochs_per_s_over_solo"] = {name: rate / rates[next(iter(settings))] for name, rate in rates.items()}
     write(args.name, figures)
 
 
