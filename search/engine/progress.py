@@ -46,6 +46,16 @@ def trial_lines(trial) -> list[str]:
             split_members(trial.trial_id, dict(trial.config), trial.last_result or {})]
 
 
+def member_ids(trial) -> list[str]:
+    """The ids a user sees of a Tune trial: its own, or a fused one's members' (`ID-0`, `ID-1`, ...)."""
+    return [trial_id for trial_id, _, _ in split_members(trial.trial_id, dict(trial.config), {})]
+
+
+def trial_names(ids: list[str]) -> str:
+    """`trial ID`, or `trials ID-0, ID-1`."""
+    return f"trial{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+
+
 def trial_line(trial_id: str, stage: str, r: dict) -> str:
     head = f"  {stage} trial {trial_id}: latent {r.get('latent_dim')} lr {r.get('lr', math.nan):.2e}"
     if r.get("diverged"):
@@ -91,7 +101,7 @@ class Progress(tune.Callback):
         self._heartbeat = 0.0
         self._pruned: dict[str, int] = {}  # trial id -> the checkpoint index pruned up to
         self._bar = None
-        self._lost: dict[str, list] = {}  # node -> [(first seen, host, [(trial id, epoch)])]
+        self._lost: dict[str, list] = {}  # node -> [first seen, host, [(the ids of a trial, epoch)]]
 
     def __getstate__(self) -> dict:
         # no folder in the pickle: an unpickled Progress works where the session's experiment is now
@@ -125,10 +135,10 @@ class Progress(tune.Callback):
         epoch = _checkpoint_epoch(trial) + 1
         if trial.trial_id in self._failures.lost:
             node, host = self._failures.lost.pop(trial.trial_id)
-            self._lost.setdefault(node, [time.monotonic(), host, []])[2].append((trial.trial_id, epoch))
+            self._lost.setdefault(node, [time.monotonic(), host, []])[2].append((member_ids(trial), epoch))
             return
         words = self._failures.words.pop(trial.trial_id, "no error recorded")
-        self._print(f"  {stage} trial {trial.trial_id}: failed ({words}); "
+        self._print(f"  {stage} {trial_names(member_ids(trial))}: failed ({words}); "
                     f"retry {trial.num_failures} of --max-failures {trial.max_failures}, from epoch {epoch}")
 
     def _report_failures(self, now: float, *, all_: bool = False) -> None:
@@ -136,10 +146,10 @@ class Progress(tune.Callback):
         for node, (seen, host, restarts) in list(self._lost.items()):
             if all_ or now - seen >= LOST_NODE_GRACE_S:
                 del self._lost[node]
-                trials = ", ".join(f"{t} (from epoch {e})" for t, e in restarts)
-                verb = "restarts" if len(restarts) == 1 else "restart"
-                self._print(f"node {node[:8]} lost ({host}): trial{'s' if len(restarts) > 1 else ''} {trials} {verb} "
-                            "on a live node")
+                trials = ", ".join(f"{', '.join(ids)} (from epoch {e})" for ids, e in restarts)
+                one = sum(len(ids) for ids, _ in restarts) == 1
+                self._print(f"node {node[:8]} lost ({host}): trial{'' if one else 's'} {trials} "
+                            f"{'restarts' if one else 'restart'} on a live node")
         details = self._failures.take_details()
         if details:
             try:
@@ -151,11 +161,11 @@ class Progress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         if is_disk_full(error_text(trial)):  # StopWatch stops the run; the trial is retried on resume
             stage = trial.config.get("stage", "search")
-            self._print(f"  {stage} trial {trial.trial_id}: no space left to save it; stopping")
+            self._print(f"  {stage} {trial_names(member_ids(trial))}: no space left to save it; stopping")
             return
         lines = error_text(trial).strip().splitlines()
         words = self._failures.words.pop(trial.trial_id, None) or (lines[-1][:160] if lines else "no error recorded")
-        self._print(f"  {trial.config.get('stage', 'search')} trial {trial.trial_id}: failed ({words}); "
+        self._print(f"  {trial.config.get('stage', 'search')} {trial_names(member_ids(trial))}: failed ({words}); "
                     f"no retry left (--max-failures {trial.max_failures}); details in {DRIVER_LOG}")
 
     def on_experiment_end(self, trials, **info):

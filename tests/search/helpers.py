@@ -114,12 +114,12 @@ def left_on(address: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def training_on(tune_dir, nodes) -> tuple[str, int] | None:
+def training_on(tune_dir, nodes, *, fused: bool = False) -> tuple[str, int] | None:
     """(trial id, pid of its worker) of a trial training now on one of `nodes` (of a
     `ray.cluster_utils.Cluster`), with a checkpoint and at least 3 of 8 epochs to go. Its worker
     is a child of the node's raylet that Ray Tune moved into the trial's folder; the trial's
     newest checkpoint is fresh (a worker kept for reuse stays in the folder of the trial it
-    finished)."""
+    finished). `fused`: only a trial of several seeds (its params.json lists them)."""
     import contextlib
     import time
 
@@ -132,9 +132,21 @@ def training_on(tune_dir, nodes) -> tuple[str, int] | None:
                 trial = child.cwd().rsplit("trial_", 1)[1]
             except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
                 continue
+            if fused and len(_seeds_of(tune_dir / f"trial_{trial}")) < 2:
+                continue
             checkpoints = sorted((tune_dir / f"trial_{trial}").glob("checkpoint_*"))
             if checkpoints and int(checkpoints[-1].name.rsplit("_", 1)[1]) < 5:
                 with contextlib.suppress(FileNotFoundError):
                     if time.time() - checkpoints[-1].stat().st_mtime < 1.0:
                         return trial, child.pid
     return None
+
+
+def _seeds_of(trial_dir) -> list:
+    """The seeds a Tune trial trains (its params.json), [] for a solo trial or one not written yet."""
+    import json
+
+    try:
+        return json.loads((trial_dir / "params.json").read_text()).get("seeds") or []
+    except (OSError, ValueError):
+        return []

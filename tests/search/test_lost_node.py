@@ -112,3 +112,39 @@ def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_p
     # smoke: 3 search trials and 2 seeds trials for each of 2 sizes, 1 CPU each (the cluster has room for 2)
     assert max(n for n in asked if isinstance(n, int)) >= 7, asked
     assert _requested(cluster.address) == []  # withdrawn: the autoscaler may scale down again
+
+
+def test_a_fused_trial_on_a_lost_node_restarts_every_member_from_its_checkpoint(cluster, tmp_path):
+    """--fuse-seeds 2: a size's two seeds train as one Tune trial. Its node is lost mid-trial; both
+    members go on from the trial's checkpoint on the live node, each trains each epoch once, and
+    the line names the members a user sees everywhere else."""
+    cluster.add_node(num_cpus=1)
+    spot = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    experiment = tmp_path / "fused"
+    args = ("run", "--preset", "smoke", "--address", cluster.address, "--epochs", "8", "--max-train", "1000",
+            "--max-failures", "0", "--scheduler", "fifo", "--fuse-seeds", "2", "--storage", str(tmp_path),
+            "--name", "fused")
+    with cli_process(*args) as driver:
+        lost = _when(lambda: training_on(experiment / "tune", [spot], fused=True))
+        if lost:
+            cluster.remove_node(spot, allow_graceful=False)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(lost[1], 9)
+            lost = lost[0]
+        stdout, stderr = driver.communicate(timeout=300)
+    assert lost, "no fused trial trained on the spot node"
+    assert driver.returncode == 0, stderr[-3000:]
+    table = pd.read_csv(experiment / "trials.csv").set_index("trial_id")
+    members = [f"{lost}-0", f"{lost}-1"]
+    assert (table.loc[members, "status"] == "completed").all() and (table.loc[members, "epochs"] == 8).all()
+    assert table.loc[members, "seed"].nunique() == 2 and table.loc[members, "psnr_mean"].nunique() == 2
+    history = pd.read_csv(experiment / "history.csv")
+    for member in members:
+        assert sorted(history.loc[history["trial_id"] == member, "epoch"]) == list(range(1, 9)), member
+    errors = experiment / "tune" / f"trial_{lost}" / "error.txt"
+    assert errors.is_file() and "Failure # 0" in errors.read_text()  # lost, not counted against --max-failures 0
+    console = stdout + stderr
+    assert re.search(rf"node [0-9a-f]{{8}} lost \(.*\): trials {lost}-0, {lost}-1 \(from epoch \d\) restart on a "
+                     "live node", console), console
+    assert (table["status"] == "completed").all(), table["status"].to_dict()
