@@ -48,6 +48,14 @@ def _requested(address: str) -> list[dict]:
     return json.loads(value) if value else []
 
 
+def _logged(trial_dir) -> int:
+    """Results of a trial the driver has logged (its result.json's lines)."""
+    try:
+        return len((trial_dir / "result.json").read_text().splitlines())
+    except OSError:
+        return 0
+
+
 def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_path):
     """--max-failures 0: a node SIGKILLed with its trial's worker mid-trial (a reclaimed spot
     instance) must not count as the trial's failure; a trial process killed on a live node must.
@@ -115,29 +123,33 @@ def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_p
 
 
 def test_a_fused_trial_on_a_lost_node_restarts_every_member_from_its_checkpoint(cluster, tmp_path):
-    """--fuse-seeds 2: a size's two seeds train as one Tune trial. Its node is lost mid-trial; both
-    members go on from the trial's checkpoint on the live node, each trains each epoch once, and
-    the line names the members a user sees everywhere else."""
-    cluster.add_node(num_cpus=1)
+    """--fuse-seeds 2: one size's two seeds train as one Tune trial on the only worker node, which
+    is lost mid-trial; a new node joins (as an autoscaler replaces it) and both members go on from
+    the trial's checkpoint there, each training each epoch once. The line names the members a user
+    sees everywhere else."""
     spot = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     experiment = tmp_path / "fused"
-    args = ("run", "--preset", "smoke", "--address", cluster.address, "--epochs", "8", "--max-train", "1000",
-            "--max-failures", "0", "--scheduler", "fifo", "--fuse-seeds", "2", "--storage", str(tmp_path),
-            "--name", "fused")
+    args = ("run", "--preset", "smoke", "--address", cluster.address, "--latent-dims", "4", "--trials", "1",
+            "--seeds", "2", "--fuse-seeds", "2", "--epochs", "8", "--max-train", "1000", "--max-failures", "0",
+            "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fused")
     with cli_process(*args) as driver:
-        lost = _when(lambda: training_on(experiment / "tune", [spot], fused=True))
+        # a checkpoint the driver has taken in (its result logged), so the restart has one to start from
+        lost = _when(lambda: (found := training_on(experiment / "tune", [spot], fused=True))
+                     and _logged(experiment / "tune" / f"trial_{found[0]}") >= 1 and found)
         if lost:
             cluster.remove_node(spot, allow_graceful=False)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(lost[1], 9)
             lost = lost[0]
+            cluster.add_node(num_cpus=1)
         stdout, stderr = driver.communicate(timeout=300)
-    assert lost, "no fused trial trained on the spot node"
+    assert lost, "the fused trial finished before its node could be lost"
     assert driver.returncode == 0, stderr[-3000:]
     table = pd.read_csv(experiment / "trials.csv").set_index("trial_id")
     members = [f"{lost}-0", f"{lost}-1"]
-    assert (table.loc[members, "status"] == "completed").all() and (table.loc[members, "epochs"] == 8).all()
+    assert sorted(table.index[table["phase"] == "seeds"]) == members
+    assert (table["status"] == "completed").all() and (table.loc[members, "epochs"] == 8).all(), table
     assert table.loc[members, "seed"].nunique() == 2 and table.loc[members, "psnr_mean"].nunique() == 2
     history = pd.read_csv(experiment / "history.csv")
     for member in members:
@@ -145,6 +157,5 @@ def test_a_fused_trial_on_a_lost_node_restarts_every_member_from_its_checkpoint(
     errors = experiment / "tune" / f"trial_{lost}" / "error.txt"
     assert errors.is_file() and "Failure # 0" in errors.read_text()  # lost, not counted against --max-failures 0
     console = stdout + stderr
-    assert re.search(rf"node [0-9a-f]{{8}} lost \(.*\): trials {lost}-0, {lost}-1 \(from epoch \d\) restart on a "
+    assert re.search(rf"node [0-9a-f]{{8}} lost \(.*\): trials {lost}-0, {lost}-1 \(from epoch [2-7]\) restart on a "
                      "live node", console), console
-    assert (table["status"] == "completed").all(), table["status"].to_dict()
