@@ -34,7 +34,11 @@ class Step:
         self._graphed = None
         self._shape = sample_args[-1].shape
         if capture:
+            # the warm-up and capture draw noise too: the device's stream goes on from where it was, so
+            # a resumed run (its stream restored from the checkpoint) continues as an uninterrupted one
+            rng = torch.cuda.get_rng_state()
             self._graphed = torch.cuda.make_graphed_callables(loss, sample_args)
+            torch.cuda.set_rng_state(rng)
 
     @property
     def captured(self) -> bool:
