@@ -6,8 +6,12 @@
 #   bash bench/suite.sh BASELINE_DIR [BASELINE_PYTEST_FLAGS]
 # e.g. git clone . /tmp/before && git -C /tmp/before checkout ac8f37d && make -C /tmp/before install-test
 #      bash bench/suite.sh /tmp/before "-n 2"
-# Prints and appends to bench/results/suite.txt. About 25 minutes on two cores.
+# Prints and appends to bench/results/suite.txt. About 25 minutes on two cores (SUITE_TIME_ONLY=1:
+# the times alone).
 set -u
+# as `make test` does: a tree installed with --no-compile writes its bytecode on first import, which
+# PYTHONDONTWRITEBYTECODE (set on some machines) would forbid, recompiling torch in every process
+unset PYTHONDONTWRITEBYTECODE
 OURS=$(cd "$(dirname "$0")/.." && pwd) BASE=$1 BASE_FLAGS=${2:-"-n 2"}
 OURS_FLAGS="-n 2 --dist loadgroup --no-loadscope-reorder"
 OUT=$(mktemp -d) RESULT=$OURS/bench/results/suite.txt
@@ -28,6 +32,7 @@ timed() {  # name dir command...: wall time and pytest's last line
 }
 timed ours-time $OURS .venv/bin/python -m pytest $OURS_FLAGS -p no:cacheprovider
 timed base-time $BASE .venv/bin/python -m pytest $BASE_FLAGS -p no:cacheprovider
+[ "${SUITE_TIME_ONLY:-}" ] && { echo "logs: $OUT"; exit 0; }  # SUITE_TIME_ONLY=1: no coverage runs
 for side in ours base; do
   dir=$OURS flags=$OURS_FLAGS; [ $side = base ] && dir=$BASE flags=$BASE_FLAGS
   (cd $dir && rm -f .coverage .coverage.*)
