@@ -79,7 +79,9 @@ def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_p
     with cli_process(*args) as driver:
         watch = threading.Thread(target=watch_requests, daemon=True)
         watch.start()
-        lost = _when(lambda: training_on(experiment / "tune", [spot]))
+        # a checkpoint the driver has taken in (its result logged), so the restart has one to start from
+        lost = _when(lambda: (found := training_on(experiment / "tune", [spot]))
+                     and _logged(experiment / "tune" / f"trial_{found[0]}") >= 1 and found)
         if lost:
             cluster.remove_node(spot, allow_graceful=False)  # its raylet and store, SIGKILL
             with contextlib.suppress(ProcessLookupError):  # and the trial's worker with them, as the instance goes
@@ -108,7 +110,7 @@ def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_p
     assert (
         len(
             re.findall(
-                rf"node [0-9a-f]{{8}} lost \(.*\): trial {lost} \(from epoch \d\) restarts on a live node", console
+                rf"node [0-9a-f]{{8}} lost \(.*\): trial {lost} \(from epoch [2-7]\) restarts on a live node", console
             )
         )
         == 1
