@@ -40,10 +40,6 @@ class Step:
             self._graphed = torch.cuda.make_graphed_callables(loss, sample_args)
             torch.cuda.set_rng_state(rng)
 
-    @property
-    def captured(self) -> bool:
-        return self._graphed is not None
-
     def __call__(self, *args: Any) -> torch.Tensor:
         if self._graphed is not None and args[-1].shape == self._shape:
             return self._graphed(*args)
