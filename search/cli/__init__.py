@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import signal
 import sys
 from typing import NoReturn, Sequence
@@ -29,6 +30,12 @@ COMMANDS = ("run", "resume", "trials", "status", "analyze", "train", "check")  #
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage block
         raise UsageError(message)
+
+    def parse_args(self, args=None, namespace=None):  # stray arguments quoted: an empty one shows as ''
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(map(shlex.quote, extras))}")
+        return parsed
 
 
 def _command(name: str):

@@ -3,6 +3,7 @@ config layer behind it (no Ray is started). Every input ends in a valid config o
 one-line UsageError that names a flag or value the user gave, never in another exception."""
 
 import argparse
+import shlex
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -40,7 +41,9 @@ CHOICES = {"--preset": ["smoke", "quick", "paper", "huge"], "--dataset": ["auto"
            "--rule": ["one-se", "tolerance", "knee", "vibes"], "--scheduler": ["asha", "fifo", "pbt"]}
 
 
-SWITCHES = {"--deterministic"}  # flags that take no value
+# flags that take no value (store_true), as the parser declares them
+SWITCHES = {flag for parser in build_parser()._subparsers._group_actions[0].choices.values()
+            for action in parser._actions if action.nargs == 0 for flag in action.option_strings}
 
 
 def _value(flag):
@@ -72,7 +75,8 @@ def _outcome(argv):
         names = (
             set(flags) | {t.lstrip("-").replace("-", "_") for t in flags} | {t[:2] for t in flags if t[1:2] != "-"}
         )  # -h2 is -h 2
-        assert any(n and n in message for n in names) or any(t.strip() and t.strip() in message for t in argv), message
+        values = {t.strip() for t in argv if t.strip()} | {shlex.quote(t) for t in argv if not t.strip()}
+        assert any(n and n in message for n in names) or any(v in message for v in values), message
         return exc
 
 
@@ -95,6 +99,7 @@ settings.register_profile("cli", max_examples=150, deadline=None, suppress_healt
 @example(["run", "--trials", "1", "--latent-dims", "2,4"])
 @example(["run", "--fuse-seeds", "0"])
 @example(["run", "--fuse-seeds", "AUTO"])
+@example(["run", "--cuda-graphs", ""])  # a stray empty argument is named, quoted
 def test_run_flags_give_a_config_or_a_usage_error(argv):
     outcome = _outcome(argv)
     assert isinstance(outcome, (SearchConfig, UsageError)), outcome
