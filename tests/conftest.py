@@ -112,8 +112,9 @@ def worker_id(request) -> str:
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory) -> Iterator[str]:
     """A Ray head of 2 CPUs for this pytest worker (`ray start --head`, token authentication, no
-    dashboard), its address for `--address`: searches that join it pay Ray's start and shutdown
-    once per worker instead of once per run (a smoke run here: about 23 s alone, 14 s joined).
+    dashboard, moto's fake AWS credentials as a cloud node has its role's), its address for
+    `--address`: searches that join it pay Ray's start and shutdown once per worker instead of
+    once per run (a smoke run here: about 23 s alone, 14 s joined).
 
     A command joins it with `env=JOINING` (RAY_AUTH_MODE=token: a client sends its token only with
     it), in that command's environment alone: Ray reads it once per process. Tests that own their
@@ -122,7 +123,7 @@ def ray_head(tmp_path_factory) -> Iterator[str]:
     in-process Ray. Its own --temp-dir keeps its address out of /tmp/ray/ray_current_cluster,
     which `--address auto` reads (the job test's driver once joined this head instead of its own).
     Its session is killed at the end."""
-    from tests.search.helpers import free_port, kill_session
+    from tests.search.helpers import FAKE_AWS, free_port, kill_session
 
     port = free_port()
     log = tmp_path_factory.mktemp("ray-head") / "ray-start.log"
@@ -131,7 +132,7 @@ def ray_head(tmp_path_factory) -> Iterator[str]:
                "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
                f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}", "--block"]
     with open(log, "w") as out:
-        process = subprocess.Popen(command, env={**os.environ, "RAY_AUTH_MODE": "token"}, stdout=out,
+        process = subprocess.Popen(command, env={**os.environ, **FAKE_AWS, "RAY_AUTH_MODE": "token"}, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

@@ -15,6 +15,10 @@ import psutil
 TIMEOUT_S = 300
 # what a command joining the suite's running Ray (tests/conftest.py `ray_head`) adds to its environment
 JOINING = {"RAY_AUTH_MODE": "token"}
+# moto's fake AWS credentials: the S3 tests' drivers have them, and so do the Ray nodes the suite
+# starts, as a cloud node has its role's (the trials write their checkpoints to the bucket)
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1"}
 
 
 @contextmanager

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.search.helpers import free_port, kill_session, main_cli, run_cli
+from tests.search.helpers import FAKE_AWS, free_port, kill_session, main_cli, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("check")]
 
 RAY = str(Path(sys.executable).parent / "ray")
 BUCKET = "check-bucket"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def nodes(tmp_path_factory):
     """A `ray start --head` (no trial CPUs, as cluster.yaml's head) and a worker with 1 CPU and a
     logical GPU, each in a session of its own so that every process they start is killed at the end."""
     port = free_port()
-    env = {**os.environ, **CREDENTIALS, "RAY_AUTH_MODE": "token",
+    env = {**os.environ, **FAKE_AWS, "RAY_AUTH_MODE": "token",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = tmp_path_factory.mktemp("nodes") / "ray-start.log"
     started = []
@@ -100,7 +99,7 @@ def test_s3_storage_is_probed_from_every_node_and_left_as_it_was(nodes):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     try:
-        with _environ(CREDENTIALS):
+        with _environ(FAKE_AWS):
             client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
             client.create_bucket(Bucket=BUCKET)
         uri = f"s3://{BUCKET}/runs?endpoint_override=127.0.0.1:{port}&scheme=http"

@@ -21,7 +21,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lost-node")]
 def cluster():
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    # The head declares a silent node dead after 3 missed health checks 0.5 s apart (Ray's defaults:
+    # 5 of 3 s, after a 5 s grace): what is under test is what the run does once Ray knows.
+    health = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 500, "health_check_timeout_ms": 500,
+              "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": health})
     try:
         yield cluster
     finally:

@@ -8,7 +8,10 @@ lost or trained twice.
 It runs with `--storage` on an S3-protocol server (moto's, started here on 127.0.0.1), the cloud
 path end to end through pyarrow's S3 filesystem as a real bucket is used: Ray Tune keeps its
 experiment in the bucket, the driver its own files in ./results/NAME, copied to the bucket.
-(A local `--storage` is resumed end to end by the full-disk test, test_faults.py.)"""
+Every driver joins the worker's running Ray (`ray_head`) as on a cloud cluster, whose nodes hold
+the bucket's credentials: a signal or a SIGKILL reaches the driver alone, and the cluster outlives
+it. (A local `--storage` is resumed end to end by the full-disk test, test_faults.py, and a
+race-on killed with the Ray it started by test_race_on.py.)"""
 
 import json
 import os
@@ -19,7 +22,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.search.helpers import JOINING, cli_process, free_port, main_cli, run_cli
+from tests.search.helpers import FAKE_AWS, JOINING, cli_process, free_port, main_cli, run_cli
 
 # one run for the module, on one pytest worker (make test's --dist loadgroup)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume-chain")]
@@ -70,11 +73,12 @@ def _finished(line, into):
 
 
 def _interrupt(args, *, when, signals, experiment, cwd, live=False, busy=None):
-    """Run the CLI; once a line starting with `when` is printed (and, with `live`, its status
-    shows a finished trial), send `signals` to the driver. `busy(driver)` runs once the driver
-    has printed its experiment line. Returns what a test reads."""
+    """Run the CLI (joining the running Ray: `args` name its --address); once a line starting with
+    `when` is printed (and, with `live`, its status shows a finished trial), send `signals` to the
+    driver. `busy(driver)` runs once the driver has printed its experiment line. Returns what a
+    test reads."""
     step = {"finished": {}, "live": None, "busy": None, "lines": []}
-    with cli_process(*args, cwd=cwd) as driver:
+    with cli_process(*args, cwd=cwd, env=JOINING) as driver:
         for line in driver.stdout:
             step["lines"].append(line)
             _finished(line, step["finished"])
@@ -120,12 +124,7 @@ def s3():
     from moto.server import ThreadedMotoServer
 
     with pytest.MonkeyPatch.context() as env:
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-        }.items():
+        for key, value in FAKE_AWS.items():
             env.setenv(key, value)
         port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -144,14 +143,16 @@ def _keys(client, prefix):
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory, s3):
+def chain(tmp_path_factory, s3, ray_head):
     port, client = s3
     root = tmp_path_factory.mktemp("chain")
     uri = f"s3://{BUCKET}/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
     experiment = root / "results" / "x"  # the driver's own files; Ray Tune's are in the bucket
-    run_args = ("run", *ARGS, "--storage", uri, "--name", "x")
+    join = ("--address", ray_head)
+    run_args = ("run", *ARGS, "--storage", uri, "--name", "x", *join)
     steps = {
         "uri": uri,
+        "address": ray_head,
         "sigint": _interrupt(
             run_args,
             when="search trial",
@@ -164,16 +165,17 @@ def chain(tmp_path_factory, s3):
     steps["stopped_status"] = (_live_status(experiment), main_cli("status", str(experiment)).stdout)
     # preemption, and a second signal while the first stop is under way: it stops at once
     steps["sigterm"] = _interrupt(
-        ("resume", str(experiment)),
+        ("resume", str(experiment), *join),
         when="seeds trial",
         signals=[signal.SIGTERM, signal.SIGTERM],
         experiment=experiment,
         cwd=root,
         live=True,
     )
-    # the driver only; Ray's workers notice on their own
+    # the driver only: the cluster ends the trials of a driver that died
     steps["sigkill"] = _interrupt(
-        ("resume", str(experiment)), when="racing trial", signals=[signal.SIGKILL], experiment=experiment, cwd=root
+        ("resume", str(experiment), *join), when="racing trial", signals=[signal.SIGKILL], experiment=experiment,
+        cwd=root,
     )
     # a disk that filled (or a kill) mid-append leaves the journal's last line without its newline
     with open(experiment / "optuna.journal", "ab") as journal:
@@ -183,7 +185,8 @@ def chain(tmp_path_factory, s3):
     state_key = max(k for k in _keys(client, "runs/x/tune/") if k.rsplit("/", 1)[-1].startswith("experiment_state-"))
     whole = client.get_object(Bucket=BUCKET, Key=state_key)["Body"].read()
     client.put_object(Bucket=BUCKET, Key=state_key, Body=whole[: len(whole) // 2])
-    steps["resumed"] = run_cli("resume", str(experiment), cwd=root)  # the dead driver's lock does not block it
+    # the dead driver's lock does not block it
+    steps["resumed"] = run_cli("resume", str(experiment), *join, cwd=root, env=JOINING)
     for name in ("sigint", "sigterm", "sigkill"):  # for a reader of a failure
         (root / f"{name}.log").write_text(steps[name]["stdout"] + steps[name]["stderr"])
     (root / "resumed.log").write_text(steps["resumed"].stdout + steps["resumed"].stderr)
@@ -200,17 +203,17 @@ def test_a_second_driver_is_refused_while_the_first_works(chain):
         assert f"watch it with `vae-search status {experiment}`" in lines[0] and "resume" not in lines[0]
 
 
-def _assert_clean_stop(step, experiment, code, signal_name):
+def _assert_clean_stop(step, experiment, address, code, signal_name):
     assert step["code"] == code, step["stderr"][-3000:]
     assert "logging.cc" not in step["stderr"] and "Traceback" not in step["stderr"], step["stderr"][-3000:]
     assert signal_name in step["stderr"]
-    assert step["stderr"].strip().splitlines()[-1] == f"resume with: vae-search resume {experiment}"
+    assert step["stderr"].strip().splitlines()[-1] == f"resume with: vae-search resume {experiment} --address {address}"
     assert step["run"]["done"] is False and not step["trials_csv"]
 
 
 def test_ctrl_c_in_the_search_stops_cleanly_and_says_how_to_resume(chain):
     experiment, steps = chain
-    _assert_clean_stop(steps["sigint"], experiment, 130, "SIGINT")
+    _assert_clean_stop(steps["sigint"], experiment, steps["address"], 130, "SIGINT")
     assert steps["sigint"]["race"]["stage"] == "search"  # stopped within the search stage
     status, text = steps["stopped_status"]
     assert status["state"] == "stopped" and "resume" in text
@@ -219,7 +222,7 @@ def test_ctrl_c_in_the_search_stops_cleanly_and_says_how_to_resume(chain):
 def test_a_double_sigterm_in_the_seeds_stops_at_once_and_status_showed_the_run_live(chain):
     experiment, steps = chain
     step = steps["sigterm"]
-    _assert_clean_stop(step, experiment, 143, "SIGTERM")
+    _assert_clean_stop(step, experiment, steps["address"], 143, "SIGTERM")
     assert step["race"]["stage"] in ("seeds", "racing")
     # what `status` showed from another process while the resumed run worked
     live = step["live"]
