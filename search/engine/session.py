@@ -85,13 +85,21 @@ def check_address(address: str) -> None:
 
 
 def check_local_resources(config: SearchConfig) -> None:
-    """A trial that no node of a local Ray could run would wait for ever: refuse it up front."""
+    """A trial that no node of a local Ray could run would wait for ever, and a GPU trial on a
+    machine whose torch cannot use CUDA would stop at its first step: refuse both before Ray starts."""
     cpus = config.num_cpus or os.cpu_count() or 1
     if config.cpus_per_trial > cpus:
         raise UsageError(
             f"--cpus-per-trial {config.cpus_per_trial:g} but the local Ray has {cpus} CPU(s); "
             "lower it, or --address a cluster with larger nodes"
         )
+    if config.gpus_per_trial > 0:
+        from search.engine.trial import cuda_problem
+
+        problem = cuda_problem()
+        if problem is not None:
+            raise UsageError(f"--gpus-per-trial {config.gpus_per_trial:g} but this machine's GPU cannot be used "
+                             f"({problem}); use --gpus-per-trial 0, or --address a cluster with GPUs")
 
 
 def _environment() -> dict[str, str]:

@@ -74,13 +74,6 @@ def _failures_counted(experiment):
     return {json.loads(meta)["num_failures"] for _, meta in state["trial_data"]}
 
 
-def test_local_ray_without_gpus_refuses_gpu_trials(tmp_path):
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--gpus-per-trial", "0.5",
-                     "--storage", str(tmp_path), "--name", "nogpu")
-    assert result.returncode == 2 and "GPU" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "nogpu").exists()
-
-
 def test_a_trial_no_node_fits_gives_up_after_the_pending_timeout(cluster, tmp_path):
     # nodes of one and two CPUs: a 3-CPU trial never starts (an autoscaler could have added a node)
     result = run_cli("run", "--preset", "smoke", "--address", cluster.address, "--cpus-per-trial", "3",

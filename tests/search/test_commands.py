@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from tests.search.helpers import main_cli
 
@@ -56,6 +57,8 @@ def test_resume_of_a_finished_experiment_changes_nothing(smoke):
         (["--iw-samples", "0"], "--iw-samples"),
         (["--iw-images", "1.5"], "--iw-images"),
         (["--cpus-per-trial", str((os.cpu_count() or 1) + 1)], "the local Ray has"),
+        pytest.param(["--gpus-per-trial", "0.5"], "this machine's GPU cannot be used",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine's torch can use CUDA")),
         (["--storage", "nosuchfs://bucket/x"], "--storage"),
         (["--address", "127.0.0.1:1"], "cannot reach the Ray cluster"),
         (["--address", "nonsense"], "--address"),
