@@ -118,11 +118,10 @@ def ray_head(tmp_path_factory) -> Iterator[str]:
 
     A command joins it with `env=JOINING` (RAY_AUTH_MODE=token: a client sends its token only with
     it), in that command's environment alone: Ray reads it once per process. Tests that own their
-    Ray say why: a signal or SIGKILL to the driver's whole session, a trial worker found among the
-    driver's processes, a full disk seen in Ray's logs, several nodes, the job server, an
-    in-process Ray. Its own --temp-dir keeps its address out of /tmp/ray/ray_current_cluster,
-    which `--address auto` reads (the job test's driver once joined this head instead of its own).
-    Its session is killed at the end."""
+    Ray say why: a SIGKILL to the driver's whole session, a trial worker found among the driver's
+    processes, several nodes, the job server, an in-process Ray. Its own --temp-dir keeps its
+    address out of /tmp/ray/ray_current_cluster, which `--address auto` reads (the job test's
+    driver once joined this head instead of its own). Its session is killed at the end."""
     from tests.search.helpers import FAKE_AWS, free_port, kill_session
 
     port = free_port()

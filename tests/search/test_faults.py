@@ -228,11 +228,11 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
-def test_a_full_disk_stops_the_run_with_one_message_and_resume_finishes_it(small_disk):
+def test_a_full_disk_stops_the_run_with_one_message_and_resume_finishes_it(small_disk, ray_head):
     disk, grow = small_disk
     experiment = disk / "full"
-    result = run_cli("run", "--preset", "smoke", "--num-cpus", "2", "--trials", "2", "--seeds", "1", "--max-seeds", "1",
-                     "--storage", str(disk), "--name", "full")
+    result = run_cli("run", "--preset", "smoke", "--address", ray_head, "--trials", "2", "--seeds", "1",
+                     "--max-seeds", "1", "--storage", str(disk), "--name", "full", env=JOINING)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
@@ -244,10 +244,10 @@ def test_a_full_disk_stops_the_run_with_one_message_and_resume_finishes_it(small
         assert "No space left on device" in log.read_text()
     finally:
         log.unlink()
-    assert lines[1] == f"resume with: vae-search resume {experiment}"
+    assert lines[1] == f"resume with: vae-search resume {experiment} --address {ray_head}"
 
     grow()  # space freed
-    resumed = run_cli("resume", str(experiment))
+    resumed = run_cli("resume", str(experiment), "--address", ray_head, env=JOINING)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     table = pd.read_csv(experiment / "trials.csv")
     # no trial was counted as failed for lack of space (ASHA may still stop a search trial):
