@@ -54,7 +54,9 @@ def _requested(address: str) -> list[dict]:
 
 
 def _logged(trial_dir) -> int:
-    """Results of a trial the driver has logged (its result.json's lines)."""
+    """Results of a trial the driver has logged (its result.json's lines). Ray Tune logs a result
+    before it registers the result's checkpoint (a save call to the trial's actor), and takes in
+    the next result only after that: a second line means the first checkpoint is the driver's."""
     try:
         return len((trial_dir / "result.json").read_text().splitlines())
     except OSError:
@@ -84,9 +86,9 @@ def test_a_lost_node_costs_no_retry_and_a_killed_trial_still_does(cluster, tmp_p
     with cli_process(*args) as driver:
         watch = threading.Thread(target=watch_requests, daemon=True)
         watch.start()
-        # a checkpoint the driver has taken in (its result logged), so the restart has one to start from
+        # a checkpoint the driver has taken in (a later result logged), so the restart has one to start from
         lost = _when(lambda: (found := training_on(experiment / "tune", [spot]))
-                     and _logged(experiment / "tune" / f"trial_{found[0]}") >= 1 and found)
+                     and _logged(experiment / "tune" / f"trial_{found[0]}") >= 2 and found)
         if lost:
             cluster.remove_node(spot, allow_graceful=False)  # its raylet and store, SIGKILL
             with contextlib.suppress(ProcessLookupError):  # and the trial's worker with them, as the instance goes
@@ -141,9 +143,9 @@ def test_a_fused_trial_on_a_lost_node_restarts_every_member_from_its_checkpoint(
             "--seeds", "2", "--fuse-seeds", "2", "--epochs", "8", "--max-train", "1000", "--max-failures", "0",
             "--scheduler", "fifo", "--storage", str(tmp_path), "--name", "fused")
     with cli_process(*args) as driver:
-        # a checkpoint the driver has taken in (its result logged), so the restart has one to start from
+        # a checkpoint the driver has taken in (a later result logged), so the restart has one to start from
         lost = _when(lambda: (found := training_on(experiment / "tune", [spot], fused=True))
-                     and _logged(experiment / "tune" / f"trial_{found[0]}") >= 1 and found)
+                     and _logged(experiment / "tune" / f"trial_{found[0]}") >= 2 and found)
         if lost:
             cluster.remove_node(spot, allow_graceful=False)
             with contextlib.suppress(ProcessLookupError):
