@@ -111,7 +111,10 @@ def one_line(status: dict[str, Any]) -> str:
     if status["best_psnr"]:
         parts.append("best " + " ".join(f"{d}:{v:.2f}" for d, v in status["best_psnr"].items()) + " dB")
     if status.get("confidence") is not None and status.get("latent_dim") is not None:
-        parts.append(f"choice {status['latent_dim']} at confidence {status['confidence']:.2f}")
+        if status["stage"] == "seeds" and not status["confidence"]:  # one seed per size so far: no spread to judge by
+            parts.append("choice pending")
+        else:
+            parts.append(f"choice {status['latent_dim']} at confidence {status['confidence']:.2f}")
     parts.append(f"elapsed {_duration(status['elapsed_s'])}")
     if status.get("eta_s") is not None and status["stage"] != "done":
         parts.append(f"ETA ≥ {_duration(status['eta_s'])}")

@@ -57,6 +57,10 @@ def test_snapshot_counts_bests_and_eta():
     assert (
         "4/10+ trials done" in line and "1 running" in line and "choice 5 at confidence 0.80" in line and "ETA" in line
     )
+    # before a second seed of any size, the decision has no spread to go on: no choice is shown yet
+    early = RaceState(stage="seeds", race=Race(latent_dim=5, confidence=0.0, contenders=(5, 10)), target=0.9)
+    line = one_line(snapshot(_trials(), minimum_trials=10, slots=2, elapsed_s=30.0, race=early))
+    assert "choice pending" in line and "choice 5" not in line
 
 
 def test_read_says_done_stopped_or_running_from_the_files(tmp_path):
