@@ -31,11 +31,9 @@ def run(config: SearchConfig, *, storage: str | None = None, name: str | None = 
         preset: str | None = None, keep_ray: bool = True) -> Experiment:
     """A new experiment `storage/name` (default ./results/search-<time>), searched, replicated and
     raced to its decision; returns it. `preset`: recorded in run.json's reproduce command."""
-    import ray
-
     from search.cli.output import default_name
     from search.engine.data import load_splits
-    from search.engine.session import check_address, check_local_resources
+    from search.engine.session import check_address, check_local_resources, starts_local_ray
     from search.store import record
     from search.store.folders import check_new
 
@@ -43,7 +41,7 @@ def run(config: SearchConfig, *, storage: str | None = None, name: str | None = 
         raise UsageError(f"config must be a SearchConfig (search.resolve builds one) but got {config!r}")
     if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
         raise UsageError(f"--name must be a plain folder name but got {name!r}")
-    if not address and not ray.is_initialized():  # a Ray this process already joined is not a local one
+    if starts_local_ray(address):
         check_local_resources(config)
     if config.dataset != "sample":
         writable(Path(config.data_dir).expanduser().resolve(), "--data-dir")

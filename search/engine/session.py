@@ -177,6 +177,14 @@ def private_token() -> Path | None:
     return path
 
 
+def starts_local_ray(address: str | None) -> bool:
+    """Whether a search with this `address` starts a Ray of its own here: none named, and this
+    process has not joined one already (a notebook's own `ray.init`, or an earlier search)."""
+    import ray
+
+    return not address and not ray.is_initialized()
+
+
 def _start(config: SearchConfig, address: str | None) -> bool:
     """Join `address`, or start a local Ray (explicit CPUs, no dashboard, token auth kept on).
 
