@@ -111,7 +111,7 @@ def one_line(status: dict[str, Any]) -> str:
     if status["best_psnr"]:
         parts.append("best " + " ".join(f"{d}:{v:.2f}" for d, v in status["best_psnr"].items()) + " dB")
     if status.get("confidence") is not None and status.get("latent_dim") is not None:
-        if status["stage"] == "seeds" and not status["confidence"]:  # one seed per size so far: no spread to judge by
+        if status["stage"] != "done" and not status["confidence"]:  # one seed per size: no spread measured yet
             parts.append("choice pending")
         else:
             parts.append(f"choice {status['latent_dim']} at confidence {status['confidence']:.2f}")
