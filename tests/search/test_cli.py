@@ -41,9 +41,10 @@ CHOICES = {"--preset": ["smoke", "quick", "paper", "huge"], "--dataset": ["auto"
            "--rule": ["one-se", "tolerance", "knee", "vibes"], "--scheduler": ["asha", "fifo", "pbt"]}
 
 
+SUBCOMMANDS = build_parser()._subparsers._group_actions[0].choices  # name -> its parser
 # flags that take no value (store_true), as the parser declares them
-SWITCHES = {flag for parser in build_parser()._subparsers._group_actions[0].choices.values()
-            for action in parser._actions if action.nargs == 0 for flag in action.option_strings}
+SWITCHES = {flag for parser in SUBCOMMANDS.values() for action in parser._actions if action.nargs == 0
+            for flag in action.option_strings}
 
 
 def _value(flag):
@@ -81,7 +82,7 @@ def _outcome(argv):
 
 
 def test_every_run_flag_is_a_setting_and_every_setting_a_flag():
-    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    run = SUBCOMMANDS["run"]
     flags = {a.dest for a in run._actions if a.option_strings and a.dest != "help"}
     assert flags - {"preset", "address", "storage", "name"} == set(SETTINGS)
 
