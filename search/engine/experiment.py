@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from analysis.layout import METRIC, MODE
 from search.config import SearchConfig
-from search.engine.ray_seam import own_staging
+from search.engine.ray_seam import kept_actors, own_staging
 from search.engine.session import SNAPSHOT_S, DriverSession
 from search.store.files import RACE_FILE, RUN_FILE, TUNE_DIR
 from search.store.race import RaceState, read_race
@@ -51,7 +51,7 @@ def execute(experiment: Experiment, splits, *, session: DriverSession, log: Call
             tune_config=tune_config(experiment, searcher),
             run_config=tune_run_config(experiment, searcher, session),
         )
-    with session.stop.running_tune(), own_staging():
+    with session.stop.running_tune(), own_staging(), kept_actors(session.slots):
         tuner.fit()
     # after Tuner.restore the searcher lives inside Ray Tune: its last state is read back from race.json
     race = searcher.race if searcher is not None else read_race(experiment.path / RACE_FILE)

@@ -15,6 +15,12 @@ installed Ray is another or no longer has what is used here.
   them to the experiment. Every vae-search experiment's folder is `tune`: two searches started
   in the same second on one cluster would stage in one folder and each copy the other's trials
   and state into its own experiment (seen: two runs of one command on one head).
+- `kept_actors`: with `reuse_actors`, Ray Tune keeps an idle trial actor only for a trial already
+  staged, or one actor when none is. While the searcher waits (a size's seeds wait for its search
+  trials, racing for every seeds result), no trial is staged: every finished actor but one was
+  stopped, and the trials that followed started new worker processes (importing torch again,
+  competing with the running trials for the cores, and making Tune wait at the end for one
+  still starting).
 """
 
 from __future__ import annotations
@@ -88,3 +94,38 @@ def autoscaled() -> bool:
         return state.state.get_cluster_config() is not None
     except Exception:  # noqa: BLE001 (an older GCS without it: no autoscaler to speak of)
         return False
+
+
+@contextlib.contextmanager
+def kept_actors(slots: int) -> Iterator[None]:
+    """While it lasts, Ray Tune's actor caches keep up to `slots` idle trial actors between trials
+    (`_ObjectCache` in ray/tune/utils/object_cache.py: what it keeps for staged trials, plus up to
+    `slots` in all) until the run ends; a flush with `force_all` (the search is over, or Tune
+    cleans up) still stops them all."""
+    from ray.tune.utils.object_cache import _ObjectCache
+
+    cache, flush = _ObjectCache.cache_object, _ObjectCache.flush_cached_objects
+
+    def cache_object(self, key, obj) -> bool:
+        if cache(self, key, obj):
+            return True
+        if self._num_cached_objects >= slots:
+            return False
+        self._cached_objects[key].append(obj)
+        self._num_cached_objects += 1
+        return True
+
+    def flush_cached_objects(self, force_all: bool = False):
+        if force_all:
+            yield from flush(self, force_all=True)
+            return
+        for key, objects in self._cached_objects.items():  # oldest first, as Ray Tune evicts
+            while len(objects) > self._max_num_objects[key] and self._num_cached_objects > slots:
+                self._num_cached_objects -= 1
+                yield objects.pop(0)
+
+    _ObjectCache.cache_object, _ObjectCache.flush_cached_objects = cache_object, flush_cached_objects
+    try:
+        yield
+    finally:
+        _ObjectCache.cache_object, _ObjectCache.flush_cached_objects = cache, flush

@@ -2,6 +2,8 @@
 process share the Ray the first started, the experiment gives its trials, decision and best
 model, and bad arguments raise ValueError naming the offending value."""
 
+import json
+
 import pytest
 
 import search
@@ -18,12 +20,23 @@ def test_two_searches_in_one_process_share_its_ray_and_give_their_experiments(tm
         first = search.run(search.resolve("smoke", SMALL), storage=str(tmp_path), name="a")
         assert ray.is_initialized()  # kept for the next search, as Ray Tune leaves it
         gcs = ray.get_runtime_context().gcs_address
-        second = search.run(search.resolve("smoke", {**SMALL, "seed": 1}), storage=str(tmp_path), name="b")
+        # the second races: a seed more per size once both seeds trials are in
+        second = search.run(search.resolve("smoke", {**SMALL, "seed": 1, "max_seeds": 2}), storage=str(tmp_path),
+                            name="b")
         assert ray.get_runtime_context().gcs_address == gcs  # the same Ray, joined
         _nothing_lingers()
         for experiment in (first, second):
             assert experiment.done and experiment.decision.done
-            assert len(experiment.trials) == 2 + 2 and set(experiment.trials["phase"]) == {"search", "seeds"}
+            assert set(experiment.trials["phase"]) == {"search", "seeds"}
+            assert len(set(_pids(experiment).values())) <= 2  # one worker process per slot (2 CPUs, one a trial)
+        assert len(first.trials) == 2 + 2
+        # While the searcher waited for both seeds trials' results, Ray Tune kept one idle actor and
+        # stopped the other: the two racing trials then ran one after the other in one process.
+        # Both actors are kept now (`ray_seam.kept_actors`), and the racing trials run side by side.
+        racing = second.trials[second.trials["stage"] == "racing"]
+        pids = _pids(second)
+        assert len(racing) == 2 and len(set(racing["trial_id"].map(pids))) == 2
+        assert racing["started_at"].max() < racing["finished_at"].min()
         assert second.trials["seed"].isin(first.trials["seed"]).sum() == 0  # another --seed, other trials
         with pytest.raises(ValueError, match="has no best_model/ yet"):
             second.best_model()
@@ -33,6 +46,13 @@ def test_two_searches_in_one_process_share_its_ray_and_give_their_experiments(tm
         assert search.Experiment.open(tmp_path / "a").trials.equals(first.trials)
     finally:
         ray.shutdown()
+
+
+def _pids(experiment) -> dict[str, int]:
+    """trial_id -> the process that ran it (Ray Tune's result.json)."""
+    results = (json.loads(result.read_text().splitlines()[0]) for result in
+               (experiment.path / "tune").glob("trial_*/result.json"))
+    return {result["trial_id"]: result["pid"] for result in results}
 
 
 def _nothing_lingers():

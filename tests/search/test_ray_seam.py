@@ -69,3 +69,23 @@ def test_storage_made_under_own_staging_stages_in_a_folder_of_its_own(tmp_path):
     second_only = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d"
     assert re.fullmatch(rf"{second_only}_[0-9a-f]{{8}}", first) and first != second  # even within one second
     assert re.fullmatch(second_only, stamp())  # put back
+
+
+def test_ray_tunes_actor_cache_keeps_up_to_the_slots_while_kept_actors_lasts():
+    from ray.tune.utils.object_cache import _ObjectCache
+
+    def filled():
+        cache = _ObjectCache(may_keep_one=True)  # as Ray Tune's controller makes it
+        kept = [cache.cache_object("1 CPU", actor) for actor in ("a", "b", "c")]  # no trial staged
+        return cache, kept
+
+    cache, kept = filled()
+    assert kept == [True, False, False]  # Ray Tune alone: one idle actor, the others stopped
+    with ray_seam.kept_actors(2):
+        cache, kept = filled()
+        assert kept == [True, True, False] and list(cache.flush_cached_objects()) == []
+        cache.increase_max("1 CPU")  # a trial staged: it takes one of them
+        assert cache.pop_cached_object("1 CPU") == "a" and cache.num_cached_objects == 1
+        assert list(cache.flush_cached_objects(force_all=True)) == ["b"]  # the run is over: all stopped
+    cache, _ = filled()
+    assert cache.num_cached_objects == 1  # put back
