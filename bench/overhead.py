@@ -28,13 +28,18 @@ both see the same machine:
   share of the two cores' time its trials hold (Tune's time of each trial, summed) over the Tune
   experiment and over the whole command, and the driver's own CPU.
 
+With --warm the bare and quick parts' runs join a running Ray (`ray start --head`, 2 CPUs,
+started by the script, one smoke run on it first) instead of each starting its own.
+
 Medians over --repeats. Writes bench/results/overhead.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,6 +50,7 @@ from _common import MNIST_FULL, ROOT, median, write
 from _footprint import checkpoint_once, memory_once, storage_once
 from _overhead_run import PYTHON, _env, _python, run_driver, trials
 from scheduling import OPTUNA  # the same trials through plain Optuna, as scheduling.py runs them
+from warm import ray_head
 
 SHORT = ["--preset", "smoke", "--latent-dims", "2,8", "--epochs", "1", "--max-train", "500", "--trials", "12",
          "--seeds", "1", "--scheduler", "fifo", "--num-cpus", "2"]
@@ -161,17 +167,26 @@ def plain_tune_once(code: Path, n_trials: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def tool_bare_once(code: Path, storage: Path, name: str, concurrency: int) -> tuple[float, list[float]]:
-    run = run_driver(
-        code, ["run", *BARE, "--max-concurrent", str(concurrency), "--storage", str(storage), "--name", name]
-    )
+def joining(args: list[str], address: str | None) -> list[str]:
+    """`args` with `--num-cpus N` replaced by `--address ADDRESS` when one is given."""
+    if not address:
+        return args
+    at = args.index("--num-cpus")
+    return [*args[:at], "--address", address, *args[at + 2:]]
+
+
+def tool_bare_once(code: Path, storage: Path, name: str, concurrency: int,
+                   address: str | None = None) -> tuple[float, list[float]]:
+    run = run_driver(code, ["run", *joining(BARE, address), "--max-concurrent", str(concurrency), "--storage",
+                            str(storage), "--name", name])
     return run["wall_s"], [float(x) for x in trials(storage, name)["lr"]]
 
 
-def quick_once(code: Path, storage: Path, name: str) -> dict:
-    """The default quick preset (`--seed 0`): the share of the cores' time its trials hold."""
-    run = run_driver(code, ["run", "--preset", "quick", "--seed", "0", "--num-cpus", "2", "--storage", str(storage),
-                            "--name", name])
+def quick_once(code: Path, storage: Path, name: str, address: str | None = None) -> dict:
+    """The default quick preset (`--seed 0`): the share of the cores' time its trials hold; with
+    `address`, joining that running Ray (2 CPUs) instead of starting its own."""
+    args = joining(["run", "--preset", "quick", "--seed", "0", "--num-cpus", "2"], address)
+    run = run_driver(code, [*args, "--storage", str(storage), "--name", name])
     m = run["marks"]
     t = trials(storage, name)
     cores, experiment = 2, m["execute_end"] - m["execute_begin"]
@@ -183,6 +198,9 @@ def quick_once(code: Path, storage: Path, name: str) -> dict:
         "trials_share_of_experiment": float(t["time_s"].sum()) / (cores * experiment),
         "trials_share_of_wall": float(t["time_s"].sum()) / (cores * run["wall_s"]),
         "training_share_of_wall": float(t["train_time_s"].sum()) / (cores * run["wall_s"]),
+        # between the first trial's start and the last one's end: the trials' own spans over the cores'
+        "busy_in_trials_span": float((t["finished_at"] - t["started_at"]).sum())
+        / (cores * float(t["finished_at"].max() - t["started_at"].min())),
         "driver_cpu_share_of_a_core": run["cpu_s"] / run["wall_s"],
         "chosen": next((line for line in run["stdout"].splitlines() if line.startswith("chosen latent size")), None),
     }
@@ -207,6 +225,9 @@ def main() -> None:
     parser.add_argument("--baseline-python", help="the interpreter to run the baseline with (default: this one)")
     parser.add_argument("--parts", default="short,bare,memory,storage,checkpoint")
     parser.add_argument("--name", default="overhead")
+    parser.add_argument("--warm", action="store_true", help="the bare and quick parts' runs join a running Ray "
+                        "(`ray start --head`, 2 CPUs, started here, one smoke run on it first) instead of starting "
+                        "their own")
     args = parser.parse_args()
     sides = {"baseline": args.baseline.resolve(), "ours": ROOT} if args.baseline else {"ours": ROOT}
     parts = args.parts.split(",")
@@ -214,8 +235,16 @@ def main() -> None:
                                                           if args.baseline else {})})
     figures: dict = {"repeats": args.repeats, "baseline": str(args.baseline) if args.baseline else None, "parts": parts,
                      "python": {side: PYTHON[code] for side, code in sides.items()}}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         storage = Path(tmp)
+        figures["warm"] = args.warm
+        address = None
+        if args.warm:
+            os.environ["RAY_AUTH_MODE"] = "token"  # a client sends the head's token only with it
+            address = stack.enter_context(ray_head(storage))
+            for side, code in sides.items():  # each side's first driver on the head: not measured
+                run_driver(code, ["run", "--preset", "smoke", "--address", address, "--storage", str(storage),
+                                  "--name", f"warm-up-{side}"])
         if "short" in parts:
             rows = {side: {"tool": [], "optuna": [], "plain_tune": []} for side in sides}
             for i in range(args.repeats):
@@ -232,7 +261,7 @@ def main() -> None:
             for i in range(args.repeats):
                 for side, code in sides.items():
                     for c in (1, 2):
-                        wall, lrs = tool_bare_once(code, storage, f"bare-{side}-{c}-{i}", c)
+                        wall, lrs = tool_bare_once(code, storage, f"bare-{side}-{c}-{i}", c, address)
                         rows[side][c]["tool"].append(wall)
                         rows[side][c]["bare"].append(bare_once(code, lrs, c))
                         print(f"bare {side} c{c} {i + 1}: tool {wall:.1f} s, bare {rows[side][c]['bare'][-1]:.1f} s",
@@ -258,7 +287,7 @@ def main() -> None:
             print(f"checkpoint: {json.dumps(figures['checkpoint'])}", flush=True)
         if "quick" in parts:
             rows = _alternate(sides, max(1, args.repeats // 3), "quick",
-                              lambda side, code, i: quick_once(code, storage, f"quick-{side}-{i}"))
+                              lambda side, code, i: quick_once(code, storage, f"quick-{side}-{i}", address))
             figures["quick"] = {
                 side: {k: median([r[k] for r in rs]) for k in rs[0] if isinstance(rs[0][k], float)} | {"runs": rs}
                 for side, rs in rows.items()
