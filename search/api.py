@@ -16,6 +16,7 @@ it instead of starting its own (`keep_ray=False` shuts down a Ray the search sta
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -95,7 +96,8 @@ def experiment_place(text: str | None, name: str) -> tuple[Path, str | None]:
 
 
 def writable(folder: Path, flag: str) -> Path:
-    """`folder` if it is (or can be created as) a writable folder, else UsageError. Creates nothing."""
+    """`folder` if it is (or can be created as) a writable folder, else UsageError. Leaves nothing
+    behind: a folder made and removed in the nearest existing parent is the last check."""
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -106,6 +108,11 @@ def writable(folder: Path, flag: str) -> Path:
         raise UsageError(f"{flag} {folder} cannot be written ({existing} is on a read-only file system)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {folder} cannot be written (no write permission on {existing})")
+    try:  # what the checks above cannot see: a kernel's file system (/proc), an ACL, a quota
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as exc:
+        raise UsageError(f"{flag} {folder} cannot be created: making a folder in {existing} fails "
+                         f"({exc.strerror or exc})") from None
     return folder
 
 

@@ -3,6 +3,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,6 +112,20 @@ def test_a_storage_or_data_folder_that_is_a_file_is_refused_before_ray_starts(tm
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "is a file" in lines[0]
     assert blocker.read_text() == "not a folder" and not (tmp_path / "store").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("flag", ["--storage", "--data-dir"])
+def test_a_folder_that_cannot_be_made_there_is_refused_before_ray_starts(tmp_path, flag):
+    # /proc takes no new folder, even from root, for whom the permission bits say yes
+    args = ["run", "--preset", "quick", flag, "/proc/vae-search"]
+    if flag == "--data-dir":
+        args += ["--storage", str(tmp_path / "store")]
+    result = main_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vae-search: error: {flag} /proc/vae-search cannot be ")
+    assert not (tmp_path / "store").exists() and not (tmp_path / "results").exists()
 
 
 def test_an_experiment_from_before_the_schedule_setting_keeps_training_at_a_constant_rate(tmp_path):
