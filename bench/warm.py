@@ -85,7 +85,7 @@ def pieces(row: dict, workers: list[dict]) -> dict:
     spans = sorted(zip(row["started_at"], row["finished_at"], row["train_time_s"], strict=True))
     # a trial's time beyond its training: the first in a fresh process against the later ones
     extra = [end - start - train for start, end, train in spans]
-    out = {"wall_s": row["ended"] - called, "first_trial_s": first - called, "trials": len(spans),
+    return {"wall_s": row["ended"] - called, "first_trial_s": first - called, "trials": len(spans),
            "worker_processes": len(mine),
            "pieces": {
                "set_up_to_tuner_fit_s": row["fit"] - called,  # checks, folder, data, searcher
@@ -98,8 +98,7 @@ def pieces(row: dict, workers: list[dict]) -> dict:
                "fit_end_to_return_s": row["ended"] - row["fit_end"],  # tables, run.json
            },
            "first_trials_beyond_training_s": median(extra[:2]),
-           "later_trials_beyond_training_s": median(extra[2:]) if len(extra) > 2 else None}
-    return out
+           "later_trials_beyond_training_s": median(extra[2:])}
 
 
 FIRST_OPTIMIZER = r"""
@@ -187,8 +186,8 @@ def main() -> None:
         searches = [r["warm"][k] for r in rounds]
         figures[f"search_{k + 1}"] = {
             **{key: median([s[key] for s in searches]) for key in
-               ("wall_s", "first_trial_s", "worker_processes", "first_trials_beyond_training_s")},
-            "later_trials_beyond_training_s": median([s["later_trials_beyond_training_s"] for s in searches]),
+               ("wall_s", "first_trial_s", "worker_processes", "first_trials_beyond_training_s",
+                "later_trials_beyond_training_s")},
             "pieces": {piece: median([s["pieces"][piece] for s in searches])
                        for piece in searches[0]["pieces"] if all(s["pieces"][piece] is not None for s in searches)}}
     times = [first_optimizer() for _ in range(args.repeats)]

@@ -6,7 +6,6 @@ installed Ray is another or no longer has what is used here.
   Ray marks preempted. A lost node and a GPU the node cannot use are not the trial's fault.
 - `driver_printer`: Ray's driver prints the cluster's error paragraphs from a thread through
   `ray._private.worker.print_to_stdstream`; they go to the experiment's driver log instead.
-- `autoscaled`: whether the cluster has an autoscaler, read from its GCS (`vae-search check`).
 - `autoscaled`: whether the cluster has an autoscaler, from the config its GCS holds (`vae-search check`).
 - `saved_storage`: the storage Ray Tune saves in its search generator's experiment spec, which
   the trials created after `Tuner.restore` take (`search.engine.experiment.relocate_search`).

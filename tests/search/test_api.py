@@ -25,17 +25,18 @@ def test_two_searches_in_one_process_share_its_ray_and_give_their_experiments(tm
                             name="b")
         assert ray.get_runtime_context().gcs_address == gcs  # the same Ray, joined
         _nothing_lingers()
+        pids = {experiment.path.name: _pids(experiment) for experiment in (first, second)}
         for experiment in (first, second):
             assert experiment.done and experiment.decision.done
             assert set(experiment.trials["phase"]) == {"search", "seeds"}
-            assert len(set(_pids(experiment).values())) <= 2  # one worker process per slot (2 CPUs, one a trial)
+            # one worker process per slot (2 CPUs, one a trial)
+            assert len(set(pids[experiment.path.name].values())) <= 2
         assert len(first.trials) == 2 + 2
         # While the searcher waited for both seeds trials' results, Ray Tune kept one idle actor and
         # stopped the other: the two racing trials then ran one after the other in one process.
         # Both actors are kept now (`ray_seam.kept_actors`), and the racing trials run side by side.
         racing = second.trials[second.trials["stage"] == "racing"]
-        pids = _pids(second)
-        assert len(racing) == 2 and len(set(racing["trial_id"].map(pids))) == 2
+        assert len(racing) == 2 and len(set(racing["trial_id"].map(pids["b"]))) == 2
         assert racing["started_at"].max() < racing["finished_at"].min()
         assert second.trials["seed"].isin(first.trials["seed"]).sum() == 0  # another --seed, other trials
         with pytest.raises(ValueError, match="has no best_model/ yet"):
